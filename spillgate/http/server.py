@@ -70,7 +70,7 @@ def _header_block(status: int, headers: Headers, extra: bytes) -> bytes:
 class ResponseWriter:
     """Writes exactly one response on a connection."""
 
-    __slots__ = ("_conn", "_keep_alive", "started", "finished", "status", "_chunked")
+    __slots__ = ("_chunked", "_conn", "_keep_alive", "finished", "started", "status")
 
     def __init__(self, conn: _Connection, keep_alive: bool) -> None:
         self._conn = conn
@@ -164,8 +164,21 @@ class ResponseWriter:
 
 class _Connection(asyncio.Protocol):
     __slots__ = (
-        "server", "transport", "parser", "closed", "http10", "write_paused", "_drain_waiter",
-        "_url", "_headers", "_body", "_body_size", "_too_large", "_queue", "_task", "_remote",
+        "_body",
+        "_body_size",
+        "_drain_waiter",
+        "_headers",
+        "_queue",
+        "_remote",
+        "_task",
+        "_too_large",
+        "_url",
+        "closed",
+        "http10",
+        "parser",
+        "server",
+        "transport",
+        "write_paused",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -367,9 +380,7 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         headers, body = self.server.error_responder(status, message, path)
-        head = _header_block(
-            status, headers, b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-        )
+        head = _header_block(status, headers, b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
         self.transport.write(head + body)
         self.transport.close()
         self.closed = True

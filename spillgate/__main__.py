@@ -1,0 +1,3 @@
+from spillgate.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Wiring: build the gateway and its HTTP server from Settings; start and stop them."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from spillgate.config.defaults import (
+    DEMO_AT_CAPACITY,
+    DEMO_MODEL,
+    credential_defaults,
+    demo_settings,
+)
+from spillgate.config.loader import load_settings
+from spillgate.config.schema import Settings
+from spillgate.gateway.core import Gateway
+from spillgate.http.server import HttpServer
+
+
+class App:
+    """A running gateway: the HTTP server, the gateway state and (in demo mode) the fake upstream."""
+
+    def __init__(self, settings: Settings, demo_upstream: object | None = None) -> None:
+        self.settings = settings
+        self.gateway = Gateway(settings)
+        self.server = HttpServer(
+            self.gateway.handle,
+            max_body_bytes=settings.limits.max_body_bytes,
+            error_responder=self.gateway.error_responder,
+        )
+        self._demo_upstream = demo_upstream
+
+    async def start(self) -> None:
+        await self.server.start(self.settings.host, self.settings.port)
+
+    @property
+    def url(self) -> str:
+        host = self.server.host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.server.port}"
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.server.close(grace)
+        await self.gateway.close()
+        close = getattr(self._demo_upstream, "close", None)
+        if close is not None:
+            await close()
+
+
+async def build_app(
+    config_path: str | None,
+    env: Mapping[str, str] | None = None,
+    listen: tuple[str, int] | None = None,
+) -> App:
+    """Settings from the config file, else the embedded defaults, else the demo."""
+    env = os.environ if env is None else env
+    path = config_path or env.get("SPILLGATE_CONFIG")
+    demo = None
+    if path:
+        settings = load_settings(path, env=env)
+    else:
+        found = credential_defaults(env)
+        if found is None:
+            demo = await _start_demo_upstream()
+            settings = demo_settings(demo.openai_base_url, demo.anthropic_base_url)
+        else:
+            settings = found
+    if listen is not None:
+        settings = dataclasses.replace(settings, host=listen[0], port=listen[1])
+    return App(settings, demo_upstream=demo)
+
+
+async def _start_demo_upstream() -> _DemoUpstream:
+    from spillgate.fake import Fault, FakeUpstream
+
+    fake = FakeUpstream({DEMO_AT_CAPACITY: Fault.capacity()})
+    await fake.start("127.0.0.1", 0)
+    return _DemoUpstream(fake.openai_base_url, fake.anthropic_base_url, fake.close)
+
+
+class _DemoUpstream:
+    def __init__(self, openai_base_url: str, anthropic_base_url: str, close: object) -> None:
+        self.openai_base_url = openai_base_url
+        self.anthropic_base_url = anthropic_base_url
+        self.close = close
+
+
+def describe(app: App) -> str:
+    """What the gateway serves and how to point clients at it (no secrets)."""
+    s = app.settings
+    url = app.url
+    lines = [f"Spillgate listening on {url}  (settings: {s.source})"]
+    for alias in s.models.values():
+        name = "* (any model name)" if alias.name == "*" else alias.name
+        routes = ", ".join(f"{r.provider}:{r.model}" + (f" [{len(r.accounts)} accounts]" if r.accounts else "")
+                           for r in alias.routes)
+        lines.append(f"  model {name} -> {routes}")
+    for old, new in s.deprecated.items():
+        lines.append(f"  model {old} -> deprecated, served by {new}")
+    lines.append("  client keys: " + (f"{len(s.client_keys)} configured" if s.client_keys else "none (open)"))
+    lines += [
+        "Point clients at it:",
+        f"  OpenAI SDK / Chat / Responses:  base_url={url}/v1",
+        f"  Codex CLI:  [model_providers.spillgate] base_url = \"{url}/v1\", wire_api = \"responses\"",
+        f"  Claude Code / Anthropic SDK:  ANTHROPIC_BASE_URL={url}",
+    ]
+    if s.source == "demo":
+        lines += [
+            "Demo mode (no config, no OPENAI_API_KEY / ANTHROPIC_API_KEY): model "
+            f"'{DEMO_MODEL}' routes to a built-in fake upstream whose first route is at capacity.",
+            f"  curl -s {url}/v1/chat/completions -H 'content-type: application/json' "
+            f"-d '{{\"model\":\"{DEMO_MODEL}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'",
+        ]
+    return "\n".join(lines)
+
+
+def serve_until_signalled(
+    config_path: str | None, listen: tuple[str, int] | None, env: Mapping[str, str] | None = None
+) -> None:
+    """Build the app, serve until SIGINT / SIGTERM, then drain in-flight requests."""
+    import signal
+
+    async def main() -> None:
+        app = await build_app(config_path, env=env, listen=listen)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await app.start()
+        except OSError as exc:
+            await app.stop(0)
+            raise SystemExit(f"spillgate: cannot listen on {app.settings.host}:{app.settings.port}: {exc}")
+        print(describe(app), flush=True)
+        await stop.wait()
+        print("Spillgate stopping: finishing in-flight requests", flush=True)
+        await app.stop()
+
+    run(main())
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)

@@ -1,0 +1,131 @@
+"""Command line: ``spillgate serve | check | keys | fake-upstream``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from spillgate import __version__
+from spillgate.config.loader import ConfigError
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spillgate", description="LLM API gateway that keeps coding agents working through capacity errors"
+    )
+    parser.add_argument("--version", action="version", version=f"spillgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML config file (default: $SPILLGATE_CONFIG, else embedded defaults)")
+    serve.add_argument("--listen", type=_listen, help="HOST:PORT, overrides the config's listen")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    check = sub.add_parser("check", help="validate a config file and print what it declares")
+    check.add_argument("--config", help="YAML config file (default: $SPILLGATE_CONFIG)")
+
+    keys = sub.add_parser("keys", help="client API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    hash_cmd = keys_sub.add_parser("hash", help="print the config hash of a key (reads stdin without KEY)")
+    hash_cmd.add_argument("key", nargs="?")
+    keys_sub.add_parser("new", help="make a new random key and print it with its hash")
+
+    fake = sub.add_parser("fake-upstream", help="run the fault-injecting fake upstream (for demos and tests)")
+    fake.add_argument("--listen", type=_listen, default=("127.0.0.1", 9090))
+    fake.add_argument("--behaviors", help="YAML/JSON file: {models: {NAME: {fault fields}}}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "keys":
+            return _keys(args)
+        if args.command == "fake-upstream":
+            return _fake(args)
+    except ConfigError as exc:
+        print(f"spillgate: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from spillgate.app import serve_until_signalled
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve_until_signalled(args.config, args.listen)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import os
+
+    from spillgate.config.loader import load_settings
+
+    path = args.config or os.environ.get("SPILLGATE_CONFIG")
+    if not path:
+        print("spillgate: check needs --config PATH or SPILLGATE_CONFIG", file=sys.stderr)
+        return 2
+    s = load_settings(path)
+    print(f"{path}: OK")
+    print(f"  listen {s.host}:{s.port}; {len(s.client_keys)} client keys")
+    for p in s.providers.values():
+        t = p.timeouts
+        print(
+            f"  provider {p.name}: {p.protocol} {p.base_url} (connect {t.connect:g}s, first_token "
+            f"{t.first_token:g}s, stream_idle {t.stream_idle:g}s, total {t.total:g}s)"
+        )
+    for a in s.accounts.values():
+        limit = f", max_concurrency {a.max_concurrency}" if a.max_concurrency else ""
+        print(f"  account {a.id}: provider {a.provider}{limit}")
+    for m in s.models.values():
+        for r in m.routes:
+            via = f"accounts {', '.join(r.accounts)}" if r.accounts else f"provider {r.provider}"
+            print(f"  model {m.name} route {r.label}: {via} -> {r.model}")
+    for old, new in s.deprecated.items():
+        print(f"  model {old}: deprecated alias of {new}")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from spillgate.gateway.auth import hash_key, new_key
+
+    if args.keys_command == "new":
+        key = new_key()
+        print(f"key:  {key}\nhash: {hash_key(key)}")
+        return 0
+    key = args.key if args.key is not None else sys.stdin.readline().strip()
+    if not key:
+        print("spillgate: keys hash needs a key (argument or one line on stdin)", file=sys.stderr)
+        return 2
+    print(hash_key(key))
+    return 0
+
+
+def _fake(args: argparse.Namespace) -> int:
+    from spillgate.app import run
+    from spillgate.fake import load_behaviors, serve
+
+    behaviors = load_behaviors(args.behaviors) if args.behaviors else {}
+    host, port = args.listen
+    run(serve(host, port, behaviors))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,411 @@
+"""Load a YAML config into :class:`Settings`, naming the key and the problem on any error."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+
+from spillgate.config.durations import parse_duration
+from spillgate.config.schema import (
+    WILDCARD,
+    Account,
+    ClientKey,
+    Limits,
+    ModelAlias,
+    Provider,
+    ProviderProtocol,
+    Route,
+    Secret,
+    Settings,
+    Timeouts,
+)
+
+
+class ConfigError(ValueError):
+    """A config problem; the message starts with the key path, e.g. ``accounts[1].provider``."""
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNIT = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30}
+_HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@*-]*$")
+
+
+def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+    return parse_settings(raw if raw is not None else {}, env=env, source=str(p))
+
+
+def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: str = "config") -> Settings:
+    """Validate an already-parsed config tree."""
+    env = os.environ if env is None else env
+    root = _mapping(raw, "config")
+    _only(root, "config", {"listen", "client_keys", "providers", "accounts", "models", "limits"})
+    host, port = _listen(root.get("listen", "127.0.0.1:8080"), env)
+    providers = _providers(root.get("providers", {}), env)
+    accounts = _accounts(root.get("accounts", []), providers, env)
+    models, deprecated = _models(root.get("models", {}), providers, accounts)
+    return Settings(
+        host=host,
+        port=port,
+        client_keys=_client_keys(root.get("client_keys", []), env),
+        providers=providers,
+        accounts=accounts,
+        models=models,
+        deprecated=deprecated,
+        limits=_limits(root.get("limits", {})),
+        source=source,
+    )
+
+
+# -- sections ---------------------------------------------------------------------------
+
+
+def _listen(value: object, env: Mapping[str, str]) -> tuple[str, int]:
+    text = _expand(_str(value, "listen"), "listen", env)
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"listen: expected HOST:PORT such as 127.0.0.1:8080, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port_text)
+
+
+def _client_keys(value: object, env: Mapping[str, str]) -> tuple[ClientKey, ...]:
+    keys: list[ClientKey] = []
+    names: set[str] = set()
+    for i, item in enumerate(_list(value, "client_keys")):
+        path = f"client_keys[{i}]"
+        m = _mapping(item, path)
+        _only(m, path, {"name", "hash"}, required={"name", "hash"})
+        name = _name(m["name"], f"{path}.name")
+        if name in names:
+            raise ConfigError(f"{path}.name: duplicate client key name {name!r}")
+        names.add(name)
+        digest = _expand(_str(m["hash"], f"{path}.hash"), f"{path}.hash", env).strip().lower()
+        match = _HASH.match(digest)
+        if match is None:
+            raise ConfigError(
+                f"{path}.hash: expected 'sha256:' followed by 64 hex digits "
+                "(run `spillgate keys hash` to make one)"
+            )
+        keys.append(ClientKey(name=name, sha256=match.group(1)))
+    return tuple(keys)
+
+
+def _providers(value: object, env: Mapping[str, str]) -> dict[str, Provider]:
+    out: dict[str, Provider] = {}
+    for name, item in _mapping(value, "providers").items():
+        path = f"providers.{name}"
+        _name(name, path)
+        m = _mapping(item, path)
+        _only(
+            m,
+            path,
+            {"protocol", "base_url", "timeouts", "headers", "api_key", "max_connections"},
+            required={"protocol", "base_url"},
+        )
+        protocol = _str(m["protocol"], f"{path}.protocol")
+        if protocol not in ("openai", "anthropic"):
+            raise ConfigError(f"{path}.protocol: expected 'openai' or 'anthropic', got {protocol!r}")
+        base_url = _expand(_str(m["base_url"], f"{path}.base_url"), f"{path}.base_url", env).rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}.base_url: expected an http:// or https:// URL, got {base_url!r}")
+        headers = tuple(
+            (
+                _str(k, f"{path}.headers"),
+                _expand(_scalar_str(v, f"{path}.headers.{k}"), f"{path}.headers.{k}", env),
+            )
+            for k, v in _mapping(m.get("headers", {}), f"{path}.headers").items()
+        )
+        api_key = m.get("api_key")
+        out[name] = Provider(
+            name=name,
+            protocol=cast(ProviderProtocol, protocol),
+            base_url=base_url,
+            timeouts=_timeouts(m.get("timeouts", {}), f"{path}.timeouts", Timeouts()),
+            headers=headers,
+            api_key=None if api_key is None else _secret(api_key, f"{path}.api_key", env),
+            max_connections=_int(m.get("max_connections", 256), f"{path}.max_connections", minimum=1),
+        )
+    return out
+
+
+def _accounts(value: object, providers: dict[str, Provider], env: Mapping[str, str]) -> dict[str, Account]:
+    out: dict[str, Account] = {}
+    for i, item in enumerate(_list(value, "accounts")):
+        path = f"accounts[{i}]"
+        m = _mapping(item, path)
+        _only(
+            m,
+            path,
+            {"id", "provider", "api_key", "max_concurrency", "models"},
+            required={"id", "provider", "api_key"},
+        )
+        account_id = _name(m["id"], f"{path}.id")
+        if account_id in out:
+            raise ConfigError(f"{path}.id: duplicate account id {account_id!r}")
+        provider = _ref(m["provider"], f"{path}.provider", providers, "provider")
+        models = m.get("models")
+        out[account_id] = Account(
+            id=account_id,
+            provider=provider,
+            api_key=_secret(m["api_key"], f"{path}.api_key", env),
+            max_concurrency=_optional_int(m.get("max_concurrency"), f"{path}.max_concurrency"),
+            models=None
+            if models is None
+            else frozenset(
+                _str(x, f"{path}.models[{j}]") for j, x in enumerate(_list(models, f"{path}.models"))
+            ),
+        )
+    return out
+
+
+def _models(
+    value: object, providers: dict[str, Provider], accounts: dict[str, Account]
+) -> tuple[dict[str, ModelAlias], dict[str, str]]:
+    entries = _mapping(value, "models")
+    routed: dict[str, tuple[Route, ...]] = {}
+    deprecated: dict[str, str] = {}
+    for name, item in entries.items():
+        path = f"models.{name}"
+        _name(name, path)
+        m = _mapping(item, path)
+        if "alias_of" in m:
+            _only(m, path, {"alias_of"})
+            target = _str(m["alias_of"], f"{path}.alias_of")
+            deprecated[name] = target
+            continue
+        _only(m, path, {"routes"}, required={"routes"})
+        routes = _list(m["routes"], f"{path}.routes")
+        if not routes:
+            raise ConfigError(f"{path}.routes: a model needs at least one route")
+        parsed = [
+            _route(r, f"{path}.routes[{i}]", f"{name}[{i}]", i, providers, accounts)
+            for i, r in enumerate(routes)
+        ]
+        routed[name] = tuple(sorted(parsed, key=lambda r: r.priority))
+    for name, target in deprecated.items():
+        if target not in routed:
+            hint = " (it is itself an alias_of; point at the final model)" if target in deprecated else ""
+            raise ConfigError(f"models.{name}.alias_of: unknown model {target!r}{hint}")
+    aliases = {
+        name: ModelAlias(
+            name=name,
+            routes=routes,
+            deprecated_names=tuple(sorted(d for d, t in deprecated.items() if t == name)),
+        )
+        for name, routes in routed.items()
+    }
+    return aliases, deprecated
+
+
+def _route(
+    value: object,
+    path: str,
+    label: str,
+    index: int,
+    providers: dict[str, Provider],
+    accounts: dict[str, Account],
+) -> Route:
+    m = _mapping(value, path)
+    _only(
+        m,
+        path,
+        {"accounts", "provider", "model", "weight", "priority", "context_window", "timeouts"},
+        required={"model"},
+    )
+    pool = tuple(
+        _ref(a, f"{path}.accounts[{j}]", accounts, "account")
+        for j, a in enumerate(_list(m.get("accounts", []), f"{path}.accounts"))
+    )
+    if "accounts" in m and not pool:
+        raise ConfigError(f"{path}.accounts: an account pool needs at least one account")
+    provider_name: str | None = None
+    if "provider" in m:
+        provider_name = _ref(m["provider"], f"{path}.provider", providers, "provider")
+    if not pool and provider_name is None:
+        raise ConfigError(f"{path}: a route names either 'accounts' (a pool) or a 'provider'")
+    pool_providers = {accounts[a].provider for a in pool}
+    if len(pool_providers) > 1:
+        raise ConfigError(
+            f"{path}.accounts: all accounts of a pool must belong to one provider, "
+            f"got {', '.join(sorted(pool_providers))}"
+        )
+    if pool:
+        (pool_provider,) = pool_providers
+        if provider_name is not None and provider_name != pool_provider:
+            raise ConfigError(
+                f"{path}.provider: {provider_name!r} but the pool's accounts belong to {pool_provider!r}"
+            )
+        provider_name = pool_provider
+    assert provider_name is not None
+    model = _str(m["model"], f"{path}.model")
+    if pool and model != WILDCARD and not any(accounts[a].serves(model) for a in pool):
+        raise ConfigError(f"{path}.model: no account in the pool lists {model!r} in its models")
+    base = providers[provider_name].timeouts
+    return Route(
+        provider=provider_name,
+        model=model,
+        accounts=pool,
+        weight=_int(m.get("weight", 1), f"{path}.weight", minimum=1),
+        priority=_int(m.get("priority", index), f"{path}.priority", minimum=0),
+        context_window=_optional_int(m.get("context_window"), f"{path}.context_window"),
+        timeouts=_timeouts(m["timeouts"], f"{path}.timeouts", base) if "timeouts" in m else None,
+        label=label,
+    )
+
+
+def _timeouts(value: object, path: str, base: Timeouts) -> Timeouts:
+    m = _mapping(value, path)
+    _only(m, path, {"connect", "first_token", "stream_idle", "total"})
+    values: dict[str, float] = {}
+    for key in ("connect", "first_token", "stream_idle", "total"):
+        if key in m:
+            try:
+                values[key] = parse_duration(m[key])
+            except ValueError as exc:
+                raise ConfigError(f"{path}.{key}: {exc}") from None
+    return Timeouts(
+        connect=values.get("connect", base.connect),
+        first_token=values.get("first_token", base.first_token),
+        stream_idle=values.get("stream_idle", base.stream_idle),
+        total=values.get("total", base.total),
+    )
+
+
+def _limits(value: object) -> Limits:
+    m = _mapping(value, "limits")
+    _only(m, "limits", {"max_body_bytes", "session_bindings"})
+    base = Limits()
+    max_body = m.get("max_body_bytes", base.max_body_bytes)
+    return Limits(
+        max_body_bytes=_size(max_body, "limits.max_body_bytes"),
+        session_bindings=_int(m.get("session_bindings", base.session_bindings), "limits.session_bindings", 1),
+    )
+
+
+# -- primitives -------------------------------------------------------------------------
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
+def _mapping(value: object, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {_type_name(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: keys must be strings, got {key!r}")
+    return value
+
+
+def _list(value: object, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: expected a list, got {_type_name(value)}")
+    return value
+
+
+def _str(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{path}: expected a non-empty string, got {_type_name(value)}")
+    return value
+
+
+def _scalar_str(value: object, path: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{path}: expected a string, got {_type_name(value)}")
+    return str(value)
+
+
+def _name(value: object, path: str) -> str:
+    text = _str(value, path)
+    if not _NAME.match(text):
+        raise ConfigError(f"{path}: {text!r} is not a valid name (letters, digits and . _ : / @ * -)")
+    return text
+
+
+def _int(value: object, path: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{path}: expected an integer, got {_type_name(value)}")
+    if value < minimum:
+        raise ConfigError(f"{path}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _size(value: object, path: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        size = int(m.group(1)) * _SIZE_UNIT[m.group(2).lower() if m.group(2) else None]
+    else:
+        raise ConfigError(f"{path}: expected a size such as 32MiB or a number of bytes, got {value!r}")
+    if size < 1024:
+        raise ConfigError(f"{path}: must be at least 1024 bytes, got {size}")
+    return size
+
+
+def _optional_int(value: object, path: str) -> int | None:
+    return None if value is None else _int(value, path, minimum=1)
+
+
+def _ref(value: object, path: str, known: Mapping[str, object], kind: str) -> str:
+    name = _str(value, path)
+    if name not in known:
+        listing = ", ".join(sorted(known)) or "none configured"
+        raise ConfigError(f"{path}: unknown {kind} {name!r} (known: {listing})")
+    return name
+
+
+def _only(m: Mapping[str, object], path: str, allowed: set[str], required: set[str] | None = None) -> None:
+    unknown = sorted(set(m) - allowed)
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}: unknown key (allowed here: {', '.join(sorted(allowed))})")
+    for key in sorted(required or ()):
+        if key not in m:
+            raise ConfigError(f"{path}.{key}: required key is missing")
+
+
+def _expand(text: str, path: str, env: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {name} is not set")
+
+    return _ENV_REF.sub(replace, text)
+
+
+def _secret(value: object, path: str, env: Mapping[str, str]) -> Secret:
+    text = _expand(_str(value, path), path, env)
+    if not text:
+        raise ConfigError(f"{path}: the credential is empty")
+    return Secret(text)

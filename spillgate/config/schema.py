@@ -1,0 +1,135 @@
+"""The validated configuration: frozen, typed, compiled once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ProviderProtocol = Literal["openai", "anthropic"]
+
+WILDCARD = "*"
+"""A model alias (or a route's upstream model) of ``*`` matches any requested name."""
+
+
+class Secret:
+    """A credential. Its text is only reachable through :meth:`reveal`; it never prints."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``first_token`` bounds the wait for the first body bytes of a stream,
+    ``stream_idle`` the silence between stream events, ``total`` a non-streaming response."""
+
+    connect: float = 10.0
+    first_token: float = 120.0
+    stream_idle: float = 300.0
+    total: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    protocol: ProviderProtocol
+    base_url: str
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    headers: tuple[tuple[str, str], ...] = ()
+    api_key: Secret | None = None
+    max_connections: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    provider: str
+    api_key: Secret
+    max_concurrency: int | None = None
+    models: frozenset[str] | None = None
+    """Upstream model names this account serves; ``None`` serves all."""
+
+    def serves(self, upstream_model: str) -> bool:
+        return self.models is None or upstream_model in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: str
+    model: str
+    """Upstream model name; ``*`` sends the name the client asked for."""
+    accounts: tuple[str, ...] = ()
+    """A pool of accounts; empty means the provider's own credential (or none)."""
+    weight: int = 1
+    priority: int = 0
+    """Lower is tried first; routes of equal priority share traffic by weight."""
+    context_window: int | None = None
+    timeouts: Timeouts | None = None
+    """Overrides the provider's timeouts for this route."""
+    label: str = ""
+    """A stable name for headers, logs and metrics, e.g. ``gpt-5.3-codex[0]``."""
+
+    def upstream_model(self, requested: str) -> str:
+        return requested if self.model == WILDCARD else self.model
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAlias:
+    name: str
+    routes: tuple[Route, ...]
+    deprecated_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    name: str
+    sha256: str
+    """Lower-case hex digest of the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 32 * 1024 * 1024
+    session_bindings: int = 100_000
+    """How many session → account bindings are remembered (least recently used go first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    client_keys: tuple[ClientKey, ...] = ()
+    providers: dict[str, Provider] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)
+    models: dict[str, ModelAlias] = field(default_factory=dict)
+    deprecated: dict[str, str] = field(default_factory=dict)
+    """Deprecated public name → the alias that replaces it."""
+    limits: Limits = field(default_factory=Limits)
+    source: str = "config"
+    """Where these settings came from: a file path, ``defaults`` or ``demo``."""
+
+    def resolve(self, requested: str) -> tuple[ModelAlias | None, str | None]:
+        """The alias serving ``requested`` and, for a deprecated name, its replacement."""
+        alias = self.models.get(requested)
+        if alias is not None:
+            return alias, None
+        replacement = self.deprecated.get(requested)
+        if replacement is not None:
+            return self.models.get(replacement), replacement
+        return self.models.get(WILDCARD), None

@@ -1,0 +1,1 @@
+"""The request pipeline: authenticate, parse, route, forward, relay."""

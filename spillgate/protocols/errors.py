@@ -1,0 +1,89 @@
+"""Errors the gateway answers itself, rendered in the protocol of the endpoint called."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import orjson
+
+from spillgate.config.schema import ProviderProtocol
+
+
+class ErrorKind(Enum):
+    INVALID_REQUEST = "invalid_request"
+    AUTHENTICATION = "authentication"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    TOO_LARGE = "too_large"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    INTERNAL = "internal"
+
+
+# kind -> (OpenAI type, Anthropic type)
+_TYPES: dict[ErrorKind, tuple[str, str]] = {
+    ErrorKind.INVALID_REQUEST: ("invalid_request_error", "invalid_request_error"),
+    ErrorKind.AUTHENTICATION: ("invalid_request_error", "authentication_error"),
+    ErrorKind.NOT_FOUND: ("invalid_request_error", "not_found_error"),
+    ErrorKind.METHOD_NOT_ALLOWED: ("invalid_request_error", "invalid_request_error"),
+    ErrorKind.TOO_LARGE: ("invalid_request_error", "request_too_large"),
+    ErrorKind.UPSTREAM_UNAVAILABLE: ("server_error", "api_error"),
+    ErrorKind.UPSTREAM_TIMEOUT: ("server_error", "api_error"),
+    ErrorKind.INTERNAL: ("server_error", "api_error"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayError(Exception):
+    status: int
+    kind: ErrorKind
+    message: str
+    code: str | None = None
+    param: str | None = None
+    retry_after: int | None = None
+    should_retry: bool | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.kind.value}: {self.message}"
+
+
+def render_error(family: ProviderProtocol, error: GatewayError) -> tuple[list[tuple[str, str]], bytes]:
+    """Headers and body for ``error`` in OpenAI or Anthropic error JSON."""
+    openai_type, anthropic_type = _TYPES[error.kind]
+    if family == "anthropic":
+        body = orjson.dumps({"type": "error", "error": {"type": anthropic_type, "message": error.message}})
+    else:
+        body = orjson.dumps(
+            {
+                "error": {
+                    "message": error.message,
+                    "type": openai_type,
+                    "param": error.param,
+                    "code": error.code,
+                }
+            }
+        )
+    headers = [("content-type", "application/json")]
+    if error.retry_after is not None:
+        headers.append(("retry-after", str(error.retry_after)))
+    if error.should_retry is not None:
+        headers.append(("x-should-retry", "true" if error.should_retry else "false"))
+    headers.extend(error.extra_headers)
+    return headers, body
+
+
+def error_for_status(status: int, message: str) -> GatewayError:
+    """A GatewayError for a failure the HTTP layer detects on its own (parse errors, size)."""
+    if status == 413:
+        return GatewayError(413, ErrorKind.TOO_LARGE, message, code="request_too_large", should_retry=False)
+    if status == 400:
+        return GatewayError(
+            400, ErrorKind.INVALID_REQUEST, message, code="invalid_request", should_retry=False
+        )
+    return GatewayError(status, ErrorKind.INTERNAL, message, code="server_error")
+
+
+def invalid(message: str, param: str | None = None, code: str = "invalid_request") -> GatewayError:
+    return GatewayError(400, ErrorKind.INVALID_REQUEST, message, code=code, param=param, should_retry=False)

@@ -1,0 +1,1 @@
+"""Routing: pure decisions about which route and account serve a request."""

@@ -1,0 +1,1 @@
+"""Shared runtime state: account health, in-flight counts, session bindings."""
