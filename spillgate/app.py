@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spillgate.config.defaults import (
     DEMO_AT_CAPACITY,
@@ -19,11 +19,14 @@ from spillgate.config.schema import Settings
 from spillgate.gateway.core import Gateway
 from spillgate.http.server import HttpServer
 
+if TYPE_CHECKING:
+    from spillgate.fake import FakeUpstream
+
 
 class App:
     """A running gateway: the HTTP server, the gateway state and (in demo mode) the fake upstream."""
 
-    def __init__(self, settings: Settings, demo_upstream: object | None = None) -> None:
+    def __init__(self, settings: Settings, demo_upstream: FakeUpstream | None = None) -> None:
         self.settings = settings
         self.gateway = Gateway(settings)
         self.server = HttpServer(
@@ -44,9 +47,8 @@ class App:
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.close(grace)
         await self.gateway.close()
-        close = getattr(self._demo_upstream, "close", None)
-        if close is not None:
-            await close()
+        if self._demo_upstream is not None:
+            await self._demo_upstream.close()
 
 
 async def build_app(
@@ -57,7 +59,7 @@ async def build_app(
     """Settings from the config file, else the embedded defaults, else the demo."""
     env = os.environ if env is None else env
     path = config_path or env.get("SPILLGATE_CONFIG")
-    demo = None
+    demo: FakeUpstream | None = None
     if path:
         settings = load_settings(path, env=env)
     else:
@@ -72,19 +74,12 @@ async def build_app(
     return App(settings, demo_upstream=demo)
 
 
-async def _start_demo_upstream() -> _DemoUpstream:
-    from spillgate.fake import Fault, FakeUpstream
+async def _start_demo_upstream() -> FakeUpstream:
+    from spillgate.fake import FakeUpstream, Fault
 
     fake = FakeUpstream({DEMO_AT_CAPACITY: Fault.capacity()})
     await fake.start("127.0.0.1", 0)
-    return _DemoUpstream(fake.openai_base_url, fake.anthropic_base_url, fake.close)
-
-
-class _DemoUpstream:
-    def __init__(self, openai_base_url: str, anthropic_base_url: str, close: object) -> None:
-        self.openai_base_url = openai_base_url
-        self.anthropic_base_url = anthropic_base_url
-        self.close = close
+    return fake
 
 
 def describe(app: App) -> str:
@@ -94,8 +89,10 @@ def describe(app: App) -> str:
     lines = [f"Spillgate listening on {url}  (settings: {s.source})"]
     for alias in s.models.values():
         name = "* (any model name)" if alias.name == "*" else alias.name
-        routes = ", ".join(f"{r.provider}:{r.model}" + (f" [{len(r.accounts)} accounts]" if r.accounts else "")
-                           for r in alias.routes)
+        routes = ", ".join(
+            f"{r.provider}:{r.model}" + (f" [{len(r.accounts)} accounts]" if r.accounts else "")
+            for r in alias.routes
+        )
         lines.append(f"  model {name} -> {routes}")
     for old, new in s.deprecated.items():
         lines.append(f"  model {old} -> deprecated, served by {new}")
@@ -103,7 +100,7 @@ def describe(app: App) -> str:
     lines += [
         "Point clients at it:",
         f"  OpenAI SDK / Chat / Responses:  base_url={url}/v1",
-        f"  Codex CLI:  [model_providers.spillgate] base_url = \"{url}/v1\", wire_api = \"responses\"",
+        f'  Codex CLI:  [model_providers.spillgate] base_url = "{url}/v1", wire_api = "responses"',
         f"  Claude Code / Anthropic SDK:  ANTHROPIC_BASE_URL={url}",
     ]
     if s.source == "demo":
@@ -111,7 +108,7 @@ def describe(app: App) -> str:
             "Demo mode (no config, no OPENAI_API_KEY / ANTHROPIC_API_KEY): model "
             f"'{DEMO_MODEL}' routes to a built-in fake upstream whose first route is at capacity.",
             f"  curl -s {url}/v1/chat/completions -H 'content-type: application/json' "
-            f"-d '{{\"model\":\"{DEMO_MODEL}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'",
+            f'-d \'{{"model":"{DEMO_MODEL}","messages":[{{"role":"user","content":"hi"}}]}}\'',
         ]
     return "\n".join(lines)
 
@@ -132,7 +129,8 @@ def serve_until_signalled(
             await app.start()
         except OSError as exc:
             await app.stop(0)
-            raise SystemExit(f"spillgate: cannot listen on {app.settings.host}:{app.settings.port}: {exc}")
+            where = f"{app.settings.host}:{app.settings.port}"
+            raise SystemExit(f"spillgate: cannot listen on {where}: {exc.strerror or exc}") from None
         print(describe(app), flush=True)
         await stop.wait()
         print("Spillgate stopping: finishing in-flight requests", flush=True)

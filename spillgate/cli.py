@@ -20,13 +20,16 @@ def _listen(value: str) -> tuple[str, int]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="spillgate", description="LLM API gateway that keeps coding agents working through capacity errors"
+        prog="spillgate",
+        description="LLM API gateway that keeps coding agents working through capacity errors",
     )
     parser.add_argument("--version", action="version", version=f"spillgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="YAML config file (default: $SPILLGATE_CONFIG, else embedded defaults)")
+    serve.add_argument(
+        "--config", help="YAML config file (default: $SPILLGATE_CONFIG, else embedded defaults)"
+    )
     serve.add_argument("--listen", type=_listen, help="HOST:PORT, overrides the config's listen")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 

@@ -182,7 +182,8 @@ def _models(
     deprecated: dict[str, str] = {}
     for name, item in entries.items():
         path = f"models.{name}"
-        _name(name, path)
+        if name != WILDCARD:
+            _name(name, path)
         m = _mapping(item, path)
         if "alias_of" in m:
             _only(m, path, {"alias_of"})

@@ -15,6 +15,7 @@ import socket
 import ssl
 from collections import deque
 from enum import Enum
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -77,8 +78,7 @@ class _Conn(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:

@@ -16,7 +16,12 @@ from spillgate.fake import FakeUpstream
 from spillgate.gateway.auth import hash_key
 
 CLIENT_KEY = "sk-sg-test-client-key"
-UPSTREAM_KEYS = {"oa-1": "sk-up-openai-1", "oa-2": "sk-up-openai-2", "an-1": "sk-up-ant-1", "an-2": "sk-up-ant-2"}
+UPSTREAM_KEYS = {
+    "oa-1": "sk-up-openai-1",
+    "oa-2": "sk-up-openai-2",
+    "an-1": "sk-up-ant-1",
+    "an-2": "sk-up-ant-2",
+}
 
 
 def base_config(fake: FakeUpstream) -> dict[str, Any]:
@@ -24,8 +29,11 @@ def base_config(fake: FakeUpstream) -> dict[str, Any]:
         "listen": "127.0.0.1:0",
         "client_keys": [{"name": "test", "hash": hash_key(CLIENT_KEY)}],
         "providers": {
-            "up-openai": {"protocol": "openai", "base_url": fake.openai_base_url,
-                          "timeouts": {"connect": "2s", "first_token": "2s", "stream_idle": "2s", "total": "5s"}},
+            "up-openai": {
+                "protocol": "openai",
+                "base_url": fake.openai_base_url,
+                "timeouts": {"connect": "2s", "first_token": "2s", "stream_idle": "2s", "total": "5s"},
+            },
             "up-anthropic": {"protocol": "anthropic", "base_url": fake.anthropic_base_url},
         },
         "accounts": [
@@ -46,7 +54,12 @@ def base_config(fake: FakeUpstream) -> dict[str, Any]:
     }
 
 
-ENV = {"KEY_OA_1": "sk-up-openai-1", "KEY_OA_2": "sk-up-openai-2", "KEY_AN_1": "sk-up-ant-1", "KEY_AN_2": "sk-up-ant-2"}
+ENV = {
+    "KEY_OA_1": "sk-up-openai-1",
+    "KEY_OA_2": "sk-up-openai-2",
+    "KEY_AN_1": "sk-up-ant-1",
+    "KEY_AN_2": "sk-up-ant-2",
+}
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from spillgate.fake import Fault, FakeUpstream
+from spillgate.fake import FakeUpstream, Fault
 
 from .conftest import UPSTREAM_KEYS, Harness, base_config, start_harness
 
@@ -73,7 +73,9 @@ async def test_least_in_flight_and_max_concurrency(fake: FakeUpstream) -> None:
         assert statuses == [200, 200, 200, 503], statuses
         busy = next(r for r in replies if r.status == 503)
         assert "max_concurrency" in busy.json()["error"]["message"]
-        used = Counter(KEY_TO_ACCOUNT[a.headers["authorization"].removeprefix("Bearer ")] for a in fake.attempts)
+        used = Counter(
+            KEY_TO_ACCOUNT[a.headers["authorization"].removeprefix("Bearer ")] for a in fake.attempts
+        )
         assert used == {"oa-1": 1, "oa-2": 2}
         assert not harness.app.gateway.inflight.counts
     finally:

@@ -10,17 +10,29 @@ import aiohttp
 import orjson
 import pytest
 
-from spillgate.fake import Fault
-from spillgate.fake import DEFAULT_TEXT
+from spillgate.fake import DEFAULT_TEXT, Fault
 
 from .conftest import CLIENT_KEY, UPSTREAM_KEYS, Harness
 
-CHAT = {"model": "coder", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2,
-        "x_unknown_field": {"kept": [1, 2, 3]}}
-RESPONSES = {"model": "coder", "input": [{"role": "user", "content": "hi"}], "store": False,
-             "prompt_cache_key": "thread-1", "include": ["reasoning.encrypted_content"]}
-MESSAGES = {"model": "coder", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}],
-            "x_unknown_field": True}
+CHAT = {
+    "model": "coder",
+    "messages": [{"role": "user", "content": "hi"}],
+    "temperature": 0.2,
+    "x_unknown_field": {"kept": [1, 2, 3]},
+}
+RESPONSES = {
+    "model": "coder",
+    "input": [{"role": "user", "content": "hi"}],
+    "store": False,
+    "prompt_cache_key": "thread-1",
+    "include": ["reasoning.encrypted_content"],
+}
+MESSAGES = {
+    "model": "coder",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "hi"}],
+    "x_unknown_field": True,
+}
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "anthropic-beta": "tools-2024-04-04"}
 
 
@@ -30,7 +42,9 @@ def _assert_forwarded(gw: Harness, sent: dict[str, Any], upstream_model: str, po
     assert attempt.model == upstream_model
     got = orjson.loads(attempt.body)
     assert got == {**sent, "model": upstream_model}
-    credential = attempt.headers.get("authorization", "").removeprefix("Bearer ") or attempt.headers.get("x-api-key")
+    credential = attempt.headers.get("authorization", "").removeprefix("Bearer ") or attempt.headers.get(
+        "x-api-key"
+    )
     assert credential in {UPSTREAM_KEYS[a] for a in pool}
     assert all(CLIENT_KEY not in value for value in attempt.headers.values())
 
@@ -41,7 +55,11 @@ async def test_chat_non_streaming(gw: Harness) -> None:
     body = reply.json()
     assert body["object"] == "chat.completion" and body["model"] == "up-coder"
     assert body["choices"][0]["message"]["content"] == DEFAULT_TEXT
-    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"] > 0
+    assert (
+        body["usage"]["total_tokens"]
+        == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+        > 0
+    )
     assert reply.headers["x-spillgate-route"] == "coder[0]"
     assert reply.headers["content-type"].startswith("application/json")
     _assert_forwarded(gw, CHAT, "up-coder", ("oa-1", "oa-2"))
@@ -79,10 +97,18 @@ async def test_responses_streaming_event_order(gw: Harness) -> None:
     assert reply.status == 200
     events = reply.events()
     names = [name for name, _ in events]
-    assert names[:4] == ["response.created", "response.in_progress", "response.output_item.added",
-                         "response.content_part.added"]
-    assert names[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done",
-                          "response.completed"]
+    assert names[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert names[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     deltas = [orjson.loads(d)["delta"] for n, d in events if n == "response.output_text.delta"]
     assert "".join(deltas) == DEFAULT_TEXT and len(deltas) > 1
     completed = orjson.loads(events[-1][1])["response"]
@@ -94,7 +120,9 @@ async def test_responses_streaming_event_order(gw: Harness) -> None:
 
 
 async def test_messages_non_streaming_with_x_api_key(gw: Harness) -> None:
-    reply = await gw.call("/v1/messages", MESSAGES, key=None, headers={**ANTHROPIC_HEADERS, "x-api-key": CLIENT_KEY})
+    reply = await gw.call(
+        "/v1/messages", MESSAGES, key=None, headers={**ANTHROPIC_HEADERS, "x-api-key": CLIENT_KEY}
+    )
     assert reply.status == 200, reply.body
     body = reply.json()
     assert body["type"] == "message" and body["model"] == "up-claude"
@@ -129,8 +157,11 @@ async def test_stream_is_relayed_as_it_arrives(gw: Harness) -> None:
     arrivals: list[float] = []
     received = b""
     start = time.monotonic()
-    async with gw.http.post(gw.url + "/v1/chat/completions", data=orjson.dumps(sent),
-                            headers={"authorization": f"Bearer {CLIENT_KEY}"}) as resp:
+    async with gw.http.post(
+        gw.url + "/v1/chat/completions",
+        data=orjson.dumps(sent),
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+    ) as resp:
         assert resp.status == 200
         async for piece in resp.content.iter_any():
             arrivals.append(time.monotonic() - start)
@@ -193,8 +224,11 @@ async def test_silent_upstream_times_out_with_504(gw: Harness) -> None:
 async def test_stream_break_after_start_is_not_a_clean_ending(gw: Harness) -> None:
     gw.fake.set("up-coder", Fault(cut_after_events=3))
     with pytest.raises(aiohttp.ClientPayloadError):
-        async with gw.http.post(gw.url + "/v1/chat/completions", data=orjson.dumps({**CHAT, "stream": True}),
-                                headers={"authorization": f"Bearer {CLIENT_KEY}"}) as resp:
+        async with gw.http.post(
+            gw.url + "/v1/chat/completions",
+            data=orjson.dumps({**CHAT, "stream": True}),
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        ) as resp:
             assert resp.status == 200
             await resp.read()
     # The gateway keeps serving.
@@ -204,8 +238,11 @@ async def test_stream_break_after_start_is_not_a_clean_ending(gw: Harness) -> No
 
 async def test_client_disconnect_cancels_upstream(gw: Harness) -> None:
     gw.fake.set("up-coder", Fault(stall_after_events=2))
-    async with gw.http.post(gw.url + "/v1/chat/completions", data=orjson.dumps({**CHAT, "stream": True}),
-                            headers={"authorization": f"Bearer {CLIENT_KEY}"}) as resp:
+    async with gw.http.post(
+        gw.url + "/v1/chat/completions",
+        data=orjson.dumps({**CHAT, "stream": True}),
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+    ) as resp:
         assert resp.status == 200
         await resp.content.readany()
         assert sum(gw.app.gateway.inflight.counts.values()) == 1

@@ -14,7 +14,9 @@ OPENAI_PATHS = ["/v1/chat/completions", "/v1/responses"]
 ALL_PATHS = [*OPENAI_PATHS, "/v1/messages"]
 
 
-def assert_error(reply: Any, path: str, status: int, fragment: str, *, openai_code: str | None = None) -> None:
+def assert_error(
+    reply: Any, path: str, status: int, fragment: str, *, openai_code: str | None = None
+) -> None:
     assert reply.status == status, reply.body
     body = reply.json()
     if path.startswith("/v1/messages"):
@@ -31,13 +33,20 @@ def assert_error(reply: Any, path: str, status: int, fragment: str, *, openai_co
     assert "Traceback" not in text and "sk-up" not in text
 
 
-ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-                   405: "invalid_request_error", 413: "request_too_large"}
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+}
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
 @pytest.mark.parametrize(
-    ("key", "fragment"), [(None, "missing API key"), ("sk-wrong", "invalid API key")], ids=["missing", "wrong"]
+    ("key", "fragment"),
+    [(None, "missing API key"), ("sk-wrong", "invalid API key")],
+    ids=["missing", "wrong"],
 )
 async def test_auth_failures(gw: Harness, path: str, key: str | None, fragment: str) -> None:
     reply = await gw.call(path, {"model": "coder", "messages": []}, key=key)
@@ -56,19 +65,38 @@ BAD_INPUT = [
     ("bad json", b'{"model": "coder",', 400, "not valid JSON", "invalid_request"),
     ("not an object", b'["coder"]', 400, "must be a JSON object", "invalid_request"),
     ("empty", b"", 400, "body is empty", "invalid_request"),
-    ("missing model", b'{"messages": []}', 400, "missing required field 'model'", "missing_required_parameter"),
+    (
+        "missing model",
+        b'{"messages": []}',
+        400,
+        "missing required field 'model'",
+        "missing_required_parameter",
+    ),
     ("model not a string", b'{"model": 5}', 400, "'model' must be a non-empty string", "invalid_request"),
-    ("stream not a bool", b'{"model": "coder", "stream": "yes"}', 400, "'stream' must be true or false",
-     "invalid_request"),
-    ("unknown model", b'{"model": "gpt-nope"}', 404, "model 'gpt-nope' is not served by this gateway "
-     "(available: coder, old-coder)", "model_not_found"),
+    (
+        "stream not a bool",
+        b'{"model": "coder", "stream": "yes"}',
+        400,
+        "'stream' must be true or false",
+        "invalid_request",
+    ),
+    (
+        "unknown model",
+        b'{"model": "gpt-nope"}',
+        404,
+        "model 'gpt-nope' is not served by this gateway (available: coder, old-coder)",
+        "model_not_found",
+    ),
 ]
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
-@pytest.mark.parametrize(("case", "raw", "status", "fragment", "code"), BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
-async def test_bad_input(gw: Harness, path: str, case: str, raw: bytes, status: int, fragment: str,
-                         code: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "raw", "status", "fragment", "code"), BAD_INPUT, ids=[c[0] for c in BAD_INPUT]
+)
+async def test_bad_input(
+    gw: Harness, path: str, case: str, raw: bytes, status: int, fragment: str, code: str
+) -> None:
     reply = await gw.call(path, raw=raw)
     assert_error(reply, path, status, fragment, openai_code=code)
     if path == "/v1/messages":
@@ -81,7 +109,9 @@ async def test_bad_input(gw: Harness, path: str, case: str, raw: bytes, status: 
 @pytest.mark.parametrize("path", ALL_PATHS)
 async def test_wrong_method(gw: Harness, path: str) -> None:
     reply = await gw.call(path, method="GET")
-    assert_error(reply, path, 405, f"method GET is not allowed on {path}; use POST", openai_code="method_not_allowed")
+    assert_error(
+        reply, path, 405, f"method GET is not allowed on {path}; use POST", openai_code="method_not_allowed"
+    )
     assert reply.headers["allow"] == "POST"
 
 
@@ -117,7 +147,9 @@ async def test_body_over_the_size_limit(fake: FakeUpstream, path: str) -> None:
         if path == "/v1/messages":
             assert reply.json()["error"]["type"] == "request_too_large"
         # Just under the limit is fine.
-        ok = await harness.call(path, raw=b'{"model": "coder", "input": "' + b"x" * 60_000 + b'", "max_tokens": 5}')
+        ok = await harness.call(
+            path, raw=b'{"model": "coder", "input": "' + b"x" * 60_000 + b'", "max_tokens": 5}'
+        )
         assert ok.status == 200
         assert not any(a.body == big for a in fake.attempts)
     finally:

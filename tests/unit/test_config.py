@@ -93,19 +93,45 @@ BAD_CONFIGS = [
     (["accounts", 1, "id"], "oa-1", "accounts[1].id: duplicate account id", ""),
     (["accounts", 0, "max_concurrency"], 0, "accounts[0].max_concurrency: must be at least 1", ""),
     (["accounts", 0, "max_concurrency"], "4", "accounts[0].max_concurrency: expected an integer", ""),
-    (["accounts", 0, "api_key"], "${NOT_SET_ANYWHERE}", "accounts[0].api_key:", "NOT_SET_ANYWHERE is not set"),
-    (["models", "gpt-5.3-codex", "routes", 0, "accounts", 1], "oa-9",
-     "models.gpt-5.3-codex.routes[0].accounts[1]: unknown account 'oa-9'", "known: oa-1, oa-2"),
-    (["models", "gpt-5.3-codex", "routes", 1, "provider"], "nowhere",
-     "models.gpt-5.3-codex.routes[1].provider: unknown provider", ""),
-    (["models", "gpt-5.3-codex", "routes", 1, "provider"], _DELETE,
-     "models.gpt-5.3-codex.routes[1]: a route names either 'accounts'", ""),
+    (
+        ["accounts", 0, "api_key"],
+        "${NOT_SET_ANYWHERE}",
+        "accounts[0].api_key:",
+        "NOT_SET_ANYWHERE is not set",
+    ),
+    (
+        ["models", "gpt-5.3-codex", "routes", 0, "accounts", 1],
+        "oa-9",
+        "models.gpt-5.3-codex.routes[0].accounts[1]: unknown account 'oa-9'",
+        "known: oa-1, oa-2",
+    ),
+    (
+        ["models", "gpt-5.3-codex", "routes", 1, "provider"],
+        "nowhere",
+        "models.gpt-5.3-codex.routes[1].provider: unknown provider",
+        "",
+    ),
+    (
+        ["models", "gpt-5.3-codex", "routes", 1, "provider"],
+        _DELETE,
+        "models.gpt-5.3-codex.routes[1]: a route names either 'accounts'",
+        "",
+    ),
     (["models", "gpt-5.3-codex", "routes"], [], "models.gpt-5.3-codex.routes:", "at least one route"),
     (["models", "gpt-5.3-codex", "routes", 0, "weight"], 0, "models.gpt-5.3-codex.routes[0].weight:", ""),
-    (["models", "gpt-5-codex", "alias_of"], "gpt-9", "models.gpt-5-codex.alias_of: unknown model 'gpt-9'", ""),
+    (
+        ["models", "gpt-5-codex", "alias_of"],
+        "gpt-9",
+        "models.gpt-5-codex.alias_of: unknown model 'gpt-9'",
+        "",
+    ),
     (["client_keys", 0, "hash"], "plaintext", "client_keys[0].hash:", "spillgate keys hash"),
-    (["models", "gpt-5.3-codex", "routes", 0, "provider"], "local",
-     "models.gpt-5.3-codex.routes[0].provider: 'local' but the pool's accounts belong to 'openai'", ""),
+    (
+        ["models", "gpt-5.3-codex", "routes", 0, "provider"],
+        "local",
+        "models.gpt-5.3-codex.routes[0].provider: 'local' but the pool's accounts belong to 'openai'",
+        "",
+    ),
 ]
 
 
@@ -122,7 +148,9 @@ def test_bad_config_names_key_and_problem(where: list[Any], value: Any, starts: 
 def test_pool_must_serve_the_route_model() -> None:
     tree = _set(_base(), ["accounts", 0, "models"], ["gpt-4o"])
     _set(tree, ["accounts", 1, "models"], ["gpt-4o"])
-    with pytest.raises(ConfigError, match=r"routes\[0\]\.model: no account in the pool lists 'gpt-5.3-codex'"):
+    with pytest.raises(
+        ConfigError, match=r"routes\[0\]\.model: no account in the pool lists 'gpt-5.3-codex'"
+    ):
         parse_settings(tree, env=ENV)
 
 
@@ -150,7 +178,8 @@ def test_priority_and_route_timeouts_override() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("1h", 3600.0), (3, 3.0), ("1.5s", 1.5)]
+    ("text", "seconds"),
+    [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("1h", 3600.0), (3, 3.0), ("1.5s", 1.5)],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -160,3 +189,16 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_wildcard_model_passes_the_requested_name() -> None:
+    tree = {
+        "providers": {
+            "openai": {"protocol": "openai", "base_url": "https://api.openai.com/v1", "api_key": "k"}
+        },
+        "models": {"*": {"routes": [{"provider": "openai", "model": "*"}]}},
+    }
+    s = parse_settings(tree, env={})
+    alias, replacement = s.resolve("gpt-anything")
+    assert alias is not None and replacement is None
+    assert alias.routes[0].upstream_model("gpt-anything") == "gpt-anything"

@@ -44,7 +44,9 @@ def test_bad_bodies(body: bytes, fragment: str, param: str | None) -> None:
 
 
 def test_rewrite_splices_only_the_model_value() -> None:
-    body = b'{"input": [{"role":"user","content":"say \\"model\\": \\"alias\\""}],\n "model" : "alias", "x":1}'
+    body = (
+        b'{"input": [{"role":"user","content":"say \\"model\\": \\"alias\\""}],\n "model" : "alias", "x":1}'
+    )
     parsed = parse_request(Api.OPENAI_RESPONSES, body, {})
     out = rewrite_model(parsed, "gpt-5.3-codex")
     assert out == body.replace(b'"model" : "alias"', b'"model":"gpt-5.3-codex"')

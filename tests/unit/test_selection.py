@@ -12,7 +12,9 @@ from spillgate.routing.selection import choose_account
 
 
 def acct(name: str, limit: int | None = None, models: set[str] | None = None) -> Account:
-    return Account(name, "p", Secret("k"), max_concurrency=limit, models=frozenset(models) if models else None)
+    return Account(
+        name, "p", Secret("k"), max_concurrency=limit, models=frozenset(models) if models else None
+    )
 
 
 POOL = [acct("a", limit=2), acct("b", limit=2), acct("c", models={"other"})]
@@ -33,7 +35,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    ("case", "bound", "unhealthy", "inflight", "rotation", "chosen", "rebind"), CASES, ids=[c[0] for c in CASES]
+    ("case", "bound", "unhealthy", "inflight", "rotation", "chosen", "rebind"),
+    CASES,
+    ids=[c[0] for c in CASES],
 )
 def test_choose_account(
     case: str,

@@ -15,7 +15,7 @@ from spillgate.protocols.sse import SseSplitter
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
 def test_splitter_preserves_bytes_and_yields_whole_events(size: int) -> None:
-    stream = b"event: a\ndata: {\"x\":1}\n\n: comment\n\ndata: [DONE]\n\n"
+    stream = b'event: a\ndata: {"x":1}\n\n: comment\n\ndata: [DONE]\n\n'
     splitter = SseSplitter()
     out = []
     for i in range(0, len(stream), size):
@@ -38,8 +38,11 @@ def test_keys_hash_and_auth() -> None:
     found = auth.authenticate({"authorization": "Bearer good"})
     assert found is not None and found.name == "team"
     assert auth.authenticate({"x-api-key": "good"}) is not None
-    for headers, fragment in [({}, "missing API key"), ({"authorization": "Bearer bad"}, "invalid API key"),
-                              ({"authorization": "Basic good"}, "missing API key")]:
+    for headers, fragment in [
+        ({}, "missing API key"),
+        ({"authorization": "Bearer bad"}, "invalid API key"),
+        ({"authorization": "Basic good"}, "missing API key"),
+    ]:
         with pytest.raises(GatewayError) as info:
             auth.authenticate(headers)
         assert info.value.status == 401 and fragment in info.value.message
@@ -49,8 +52,14 @@ def test_keys_hash_and_auth() -> None:
 
 def test_upstream_headers_swap_credentials() -> None:
     client = {
-        "authorization": "Bearer client-key", "x-api-key": "client-key", "host": "gw", "content-length": "5",
-        "accept-encoding": "gzip", "session-id": "s1", "anthropic-beta": "b1", "user-agent": "codex",
+        "authorization": "Bearer client-key",
+        "x-api-key": "client-key",
+        "host": "gw",
+        "content-length": "5",
+        "accept-encoding": "gzip",
+        "session-id": "s1",
+        "anthropic-beta": "b1",
+        "user-agent": "codex",
     }
     openai = Provider("o", "openai", "https://x/v1", headers=(("OpenAI-Organization", "org-1"),))
     account = Account("a1", "o", Secret("sk-account"))
@@ -58,7 +67,9 @@ def test_upstream_headers_swap_credentials() -> None:
     assert out["authorization"] == "Bearer sk-account"
     assert "x-api-key" not in out and "host" not in out and "content-length" not in out
     assert out["accept-encoding"] == "identity"
-    assert out["session-id"] == "s1" and out["user-agent"] == "codex" and out["openai-organization"] == "org-1"
+    assert (
+        out["session-id"] == "s1" and out["user-agent"] == "codex" and out["openai-organization"] == "org-1"
+    )
     anthropic = Provider("c", "anthropic", "https://y", api_key=Secret("sk-ant"))
     out = dict(upstream_headers(client, anthropic, None))
     assert out["x-api-key"] == "sk-ant" and "authorization" not in out
@@ -68,6 +79,13 @@ def test_upstream_headers_swap_credentials() -> None:
 
 
 def test_client_headers_drop_hop_by_hop() -> None:
-    kept = client_headers([("content-type", "a"), ("transfer-encoding", "chunked"), ("set-cookie", "x"),
-                           ("retry-after", "3"), ("x-request-id", "r")])
+    kept = client_headers(
+        [
+            ("content-type", "a"),
+            ("transfer-encoding", "chunked"),
+            ("set-cookie", "x"),
+            ("retry-after", "3"),
+            ("x-request-id", "r"),
+        ]
+    )
     assert kept == [("content-type", "a"), ("retry-after", "3"), ("x-request-id", "r")]

@@ -1,0 +1,159 @@
+"""The command line as a user runs it: serve (demo and defaults), check, keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SPILLGATE = [sys.executable, "-m", "spillgate"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SPILLGATE_CONFIG")
+    }
+    env.update(extra)
+    return env
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SPILLGATE, *args], capture_output=True, text=True, timeout=30, env=env or clean_env(), input=stdin
+    )
+
+
+def test_keys_hash_and_new() -> None:
+    out = run("keys", "hash", "test")
+    assert out.returncode == 0
+    assert out.stdout.strip() == "sha256:" + hashlib.sha256(b"test").hexdigest()
+    assert run("keys", "hash", stdin="test\n").stdout == out.stdout
+    new = run("keys", "new").stdout
+    key = re.search(r"key:\s+(\S+)", new)
+    digest = re.search(r"hash:\s+(\S+)", new)
+    assert key and digest and digest.group(1) == "sha256:" + hashlib.sha256(key.group(1).encode()).hexdigest()
+
+
+def test_check_good_and_bad_config(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "providers:\n  openai: {protocol: openai, base_url: https://api.openai.com/v1}\n"
+        "accounts:\n  - {id: oa-1, provider: openai, api_key: '${MY_KEY}'}\n"
+        "models:\n  m: {routes: [{accounts: [oa-1], model: gpt-x}]}\n"
+    )
+    ok = run("check", "--config", str(good), env=clean_env(MY_KEY="sk-very-secret"))
+    assert ok.returncode == 0, ok.stderr
+    assert "account oa-1" in ok.stdout and "route m[0]" in ok.stdout
+    assert "sk-very-secret" not in ok.stdout + ok.stderr
+    missing = run("check", "--config", str(good))
+    assert missing.returncode == 2
+    assert "config error: accounts[0].api_key: environment variable MY_KEY is not set" in missing.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "providers:\n  openai: {protocol: openai, base_url: https://x}\n"
+        "accounts:\n  - {id: a, provider: azure, api_key: k}\n"
+    )
+    failed = run("serve", "--config", str(bad))
+    assert failed.returncode == 2
+    assert "config error: accounts[0].provider: unknown provider 'azure' (known: openai)" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+@pytest.fixture
+def demo_server() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    proc = subprocess.Popen(
+        [*SPILLGATE, "serve", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 20
+        url = None
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            m = re.search(r"listening on (http://\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, "".join(lines)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_serve_demo_mode_then_stop(demo_server: tuple[subprocess.Popen[str], str]) -> None:
+    proc, url = demo_server
+    status, body = post(
+        url + "/v1/chat/completions", {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    # Until the resilience engine lands, the demo shows the first route's capacity failure honestly.
+    assert status == 503, body
+    assert body["error"]["code"] == "server_is_overloaded"  # type: ignore[index]
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "Spillgate stopping" in out
+
+
+def test_serve_defaults_from_credentials() -> None:
+    env = clean_env(OPENAI_API_KEY="sk-openai-secret-value", ANTHROPIC_API_KEY="sk-ant-secret-value")
+    proc = subprocess.Popen(
+        [*SPILLGATE, "serve", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        seen = ""
+        assert proc.stdout is not None
+        while time.monotonic() < deadline and "ANTHROPIC_BASE_URL" not in seen:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert "settings: defaults" in seen
+        assert "model * (any model name) -> openai:*, anthropic:*" in seen
+        assert "secret-value" not in seen
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
