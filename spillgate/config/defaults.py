@@ -24,7 +24,11 @@ def credential_defaults(env: Mapping[str, str]) -> Settings | None:
     providers: dict[str, object] = {}
     routes: list[dict[str, object]] = []
     if env.get("OPENAI_API_KEY"):
-        providers["openai"] = {"protocol": "openai", "base_url": OPENAI_BASE_URL, "api_key": "${OPENAI_API_KEY}"}
+        providers["openai"] = {
+            "protocol": "openai",
+            "base_url": OPENAI_BASE_URL,
+            "api_key": "${OPENAI_API_KEY}",
+        }
         routes.append({"provider": "openai", "model": "*"})
     if env.get("ANTHROPIC_API_KEY"):
         providers["anthropic"] = {

@@ -36,6 +36,7 @@ class Request:
     body: bytes
     keep_alive: bool
     remote: str
+    http10: bool = False
 
 
 class ClientDisconnected(ConnectionError):
@@ -71,11 +72,12 @@ def _header_block(status: int, headers: Headers, extra: bytes) -> bytes:
 class ResponseWriter:
     """Writes exactly one response on a connection."""
 
-    __slots__ = ("_chunked", "_conn", "_keep_alive", "finished", "started", "status")
+    __slots__ = ("_chunked", "_conn", "_http10", "_keep_alive", "finished", "started", "status")
 
-    def __init__(self, conn: _Connection, keep_alive: bool) -> None:
+    def __init__(self, conn: _Connection, keep_alive: bool, http10: bool = False) -> None:
         self._conn = conn
         self._keep_alive = keep_alive
+        self._http10 = http10
         self.started = False
         self.finished = False
         self.status = 0
@@ -115,7 +117,7 @@ class ResponseWriter:
         conn = self._conn
         if conn.closed:
             raise ClientDisconnected("client disconnected")
-        if conn.http10:
+        if self._http10:
             # HTTP/1.0 has no chunked encoding: the end of the body is the end of the connection.
             self._chunked = False
             self._keep_alive = False
@@ -175,7 +177,6 @@ class _Connection(asyncio.Protocol):
         "_too_large",
         "_url",
         "closed",
-        "http10",
         "parser",
         "server",
         "transport",
@@ -187,7 +188,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.closed = False
-        self.http10 = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._url = b""
@@ -259,7 +259,8 @@ class _Connection(asyncio.Protocol):
         if length is not None and length.isdigit() and int(length) > limit:
             self._reject_too_large()
             return
-        if self._headers.get("expect", "").lower() == "100-continue":
+        if self._task is None and self._headers.get("expect", "").lower() == "100-continue":
+            # Only for the request served next; a pipelined one waits its turn.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -276,7 +277,6 @@ class _Connection(asyncio.Protocol):
             return
         url = self._url.decode("latin-1")
         path, _, query = url.partition("?")
-        self.http10 = self.parser.get_http_version() == "1.0"
         request = Request(
             method=self.parser.get_method().decode("ascii"),
             path=path,
@@ -285,6 +285,7 @@ class _Connection(asyncio.Protocol):
             body=b"".join(self._body) if len(self._body) != 1 else self._body[0],
             keep_alive=self.parser.should_keep_alive(),
             remote=self._remote,
+            http10=self.parser.get_http_version() == "1.0",
         )
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._serve(request))
@@ -295,44 +296,46 @@ class _Connection(asyncio.Protocol):
 
     # -- serving ----------------------------------------------------------------------
     async def _serve(self, request: Request) -> None:
-        handler = self.server.handler
         try:
-            while True:
-                writer = ResponseWriter(self, request.keep_alive)
-                try:
-                    await handler(request, writer)
-                except (ClientDisconnected, asyncio.CancelledError):
-                    if not self.closed:
-                        self.abort(False)
-                    return
-                except Exception:
-                    log.exception("unhandled error in handler for %s %s", request.method, request.path)
-                    if writer.started:
-                        self.abort(False)
-                        return
-                    headers, body = self.server.error_responder(500, "internal gateway error", request.path)
-                    writer = ResponseWriter(self, False)
-                    await writer.send(500, headers, body)
-                if self.closed:
-                    return
-                if not writer.finished:
-                    if writer.started:
-                        await writer.end()
-                    else:
-                        headers, body = self.server.error_responder(
-                            500, "handler sent no response", request.path
-                        )
-                        await writer.send(500, headers, body)
-                if not writer.keep_alive:
-                    self.transport.close()
-                    return
-                if not self._queue:
-                    return
+            while await self._serve_one(request) and self._queue:
                 request = self._queue.popleft()
                 if len(self._queue) <= 4:
                     self.transport.resume_reading()
         finally:
             self._task = None
+
+    async def _serve_one(self, request: Request) -> bool:
+        """Run the handler for one request; whether the connection can serve another."""
+        writer = ResponseWriter(self, request.keep_alive, request.http10)
+        try:
+            try:
+                await self.server.handler(request, writer)
+            except (ClientDisconnected, asyncio.CancelledError):
+                self.abort(False)
+                return False
+            except Exception:
+                log.exception("unhandled error in handler for %s %s", request.method, request.path)
+                if writer.started:
+                    self.abort(False)
+                    return False
+                headers, body = self.server.error_responder(500, "internal gateway error", request.path)
+                writer = ResponseWriter(self, False, request.http10)
+                await writer.send(500, headers, body)
+            if self.closed:
+                return False
+            if not writer.finished:
+                if writer.started:
+                    await writer.end()
+                else:
+                    headers, body = self.server.error_responder(500, "handler sent no response", request.path)
+                    await writer.send(500, headers, body)
+        except (ClientDisconnected, RuntimeError, OSError):
+            self.abort(False)
+            return False
+        if not writer.keep_alive:
+            self.transport.close()
+            return False
+        return True
 
     async def drain(self) -> None:
         if self.closed:
@@ -355,6 +358,8 @@ class _Connection(asyncio.Protocol):
     def abort(self, reset: bool) -> None:
         if self.closed:
             return
+        self.closed = True
+        self._queue.clear()
         if reset:
             sock = self.transport.get_extra_info("socket")
             if sock is not None:
@@ -378,6 +383,10 @@ class _Connection(asyncio.Protocol):
 
     def _respond_and_close(self, status: int, message: str, path: str) -> None:
         if self.closed:
+            return
+        if self._task is not None:
+            # A response is being written: an error reply cannot be spliced into it.
+            self.abort(False)
             return
         headers, body = self.server.error_responder(status, message, path)
         head = _header_block(status, headers, b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))

@@ -1,0 +1,463 @@
+"""What the fake upstream does for a model: the :class:`Fault` dataclass, presets and parsing."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar, TypeAlias
+
+import orjson
+import yaml
+
+from spillgate.fake.content import (
+    DEFAULT_CHUNKS,
+    DEFAULT_TEXT,
+    split_text,
+    stream_error_defaults,
+    stream_error_json,
+)
+from spillgate.fake.protocol import ANTHROPIC, CHAT, ApiProtocol, error_json
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+FaultBody: TypeAlias = "bytes | str | dict[str, JsonValue] | list[JsonValue] | None"
+
+
+class FaultConfigError(ValueError):
+    """A fault or behaviours file that cannot be used; the message names the bad key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """How the fake answers requests for one model. The defaults are a healthy upstream.
+
+    Which requests a fault applies to is decided by ``rate``, ``times`` and ``for_seconds``
+    (all counted from when the fault was set); the others get a healthy answer made of
+    ``text`` split into ``chunks`` deltas. Event indexes count every SSE frame written,
+    starting at 0.
+    """
+
+    status: int | None = None
+    """Answer with this HTTP status instead of success."""
+    body: FaultBody = None
+    """The body sent with ``status``; unset: an error in the request protocol's shape."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra response headers (sent on every response the fault applies to)."""
+    error_type: str | None = None
+    """Overrides the generated error body's type (OpenAI ``error.type``, Anthropic ``error.type``)."""
+    error_code: str | None = None
+    """Overrides the generated OpenAI error body's ``error.code``."""
+    error_message: str | None = None
+    """Overrides the generated error body's message."""
+    reset_before_headers: bool = False
+    never_answer: bool = False
+    headers_delay: float = 0.0
+    first_content_delay: float = 0.0
+    event_delay: float = 0.0
+    cut_after_events: int | None = None
+    stall_after_events: int | None = None
+    malformed_at_event: int | None = None
+    omit_done: bool = False
+    """Leave out the stream's last event: ``[DONE]``, ``response.completed`` or ``message_stop``."""
+    stream_error_after_events: int | None = None
+    stream_error_code: str | None = None
+    stream_error_message: str | None = None
+    rate: float = 1.0
+    times: int | None = None
+    for_seconds: float | None = None
+    text: str = DEFAULT_TEXT
+    chunks: int = DEFAULT_CHUNKS
+
+    # Derived in __post_init__ so the request path does no extra work.
+    deltas: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """``text`` split into the deltas of a streamed answer."""
+    active: bool = field(init=False, repr=False, compare=False)
+    """Whether applying this fault changes anything beyond the answer's text."""
+    _rate: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _status_bodies: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
+
+    PRESETS: ClassVar[tuple[str, ...]] = (
+        "healthy",
+        "capacity",
+        "overloaded",
+        "rate_limited",
+        "server_error",
+        "reset",
+        "hang",
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.headers, Mapping):  # tolerate a dict, though the field is typed as pairs
+            object.__setattr__(self, "headers", tuple(self.headers.items()))
+        self._validate()
+        headers = tuple((name.lower(), value) for name, value in self.headers)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "deltas", split_text(self.text, self.chunks))
+        ratio = Fraction(self.rate).limit_denominator(1_000_000)
+        object.__setattr__(self, "_rate", (ratio.numerator, ratio.denominator))
+        active = bool(
+            self.status is not None
+            or self.headers
+            or self.reset_before_headers
+            or self.never_answer
+            or self.headers_delay
+            or self.first_content_delay
+            or self.event_delay
+            or self.cut_after_events is not None
+            or self.stall_after_events is not None
+            or self.malformed_at_event is not None
+            or self.omit_done
+            or self.stream_error_after_events is not None
+        )
+        object.__setattr__(self, "active", active)
+        bodies = (b"", b"")
+        if self.status is not None:
+            bodies = (self._render_status_body(CHAT), self._render_status_body(ANTHROPIC))
+        object.__setattr__(self, "_status_bodies", bodies)
+
+    def _validate(self) -> None:
+        if self.status is not None and not (100 <= self.status <= 599):
+            raise ValueError(f"status must be an HTTP status between 100 and 599, got {self.status}")
+        for name in ("headers_delay", "first_content_delay", "event_delay", "for_seconds"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        for name in (
+            "cut_after_events",
+            "stall_after_events",
+            "malformed_at_event",
+            "stream_error_after_events",
+            "times",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if not (0.0 <= self.rate <= 1.0):
+            raise ValueError(f"rate must be between 0 and 1, got {self.rate!r}")
+        if self.chunks < 1:
+            raise ValueError(f"chunks must be >= 1, got {self.chunks!r}")
+        for pair in self.headers:
+            if len(pair) != 2 or not all(isinstance(part, str) for part in pair):
+                raise ValueError(f"headers must be (name, value) string pairs, got {pair!r}")
+
+    # -- presets -------------------------------------------------------------------------
+    @classmethod
+    def healthy(cls, *, text: str = DEFAULT_TEXT, chunks: int = DEFAULT_CHUNKS) -> Fault:
+        return cls(text=text, chunks=chunks)
+
+    @classmethod
+    def capacity(
+        cls, *, rate: float = 1.0, times: int | None = None, for_seconds: float | None = None
+    ) -> Fault:
+        """503: OpenAI ``server_is_overloaded`` ("Selected model is at capacity…"),
+        Anthropic ``overloaded_error``."""
+        return cls(
+            status=503, error_code="server_is_overloaded", rate=rate, times=times, for_seconds=for_seconds
+        )
+
+    @classmethod
+    def overloaded(
+        cls, *, rate: float = 1.0, times: int | None = None, for_seconds: float | None = None
+    ) -> Fault:
+        """529 ``overloaded_error`` (Anthropic's overload; an OpenAI ``server_error`` on OpenAI paths)."""
+        return cls(status=529, rate=rate, times=times, for_seconds=for_seconds)
+
+    @classmethod
+    def rate_limited(
+        cls,
+        retry_after: float | None = None,
+        *,
+        rate: float = 1.0,
+        times: int | None = None,
+        for_seconds: float | None = None,
+    ) -> Fault:
+        """429 with the protocol's rate-limit error; a ``retry-after`` header only when given."""
+        headers: tuple[tuple[str, str], ...] = ()
+        if retry_after is not None:
+            value = str(int(retry_after)) if float(retry_after).is_integer() else repr(float(retry_after))
+            headers = (("retry-after", value),)
+        return cls(status=429, headers=headers, rate=rate, times=times, for_seconds=for_seconds)
+
+    @classmethod
+    def server_error(
+        cls,
+        status: int = 500,
+        *,
+        rate: float = 1.0,
+        times: int | None = None,
+        for_seconds: float | None = None,
+    ) -> Fault:
+        """A 5xx with the protocol's generic server error body."""
+        return cls(status=status, rate=rate, times=times, for_seconds=for_seconds)
+
+    @classmethod
+    def reset(cls, *, rate: float = 1.0, times: int | None = None, for_seconds: float | None = None) -> Fault:
+        """Read the request, then reset the TCP connection."""
+        return cls(reset_before_headers=True, rate=rate, times=times, for_seconds=for_seconds)
+
+    @classmethod
+    def hang(cls, *, rate: float = 1.0, times: int | None = None, for_seconds: float | None = None) -> Fault:
+        """Read the request and never answer."""
+        return cls(never_answer=True, rate=rate, times=times, for_seconds=for_seconds)
+
+    # -- use -----------------------------------------------------------------------------
+    def applies(self, index: int, elapsed: float) -> bool:
+        """Whether the ``index``-th (0-based) request since the fault was set, ``elapsed`` seconds
+        after it was set, gets the fault. ``rate`` is spread evenly, not randomly: request n is
+        faulty iff ``floor((n+1)*rate) > floor(n*rate)``."""
+        if self.times is not None and index >= self.times:
+            return False
+        if self.for_seconds is not None and elapsed >= self.for_seconds:
+            return False
+        num, den = self._rate
+        return (index + 1) * num // den > index * num // den
+
+    def status_body(self, protocol: ApiProtocol) -> bytes:
+        """The body to send with ``status`` on a request of ``protocol``."""
+        return self._status_bodies[1] if protocol == ANTHROPIC else self._status_bodies[0]
+
+    def _render_status_body(self, protocol: ApiProtocol) -> bytes:
+        body = self.body
+        if isinstance(body, bytes):
+            return body
+        if isinstance(body, str):
+            return body.encode()
+        if body is not None:
+            return orjson.dumps(body)
+        assert self.status is not None
+        return error_json(
+            protocol,
+            self.status,
+            message=self.error_message,
+            error_type=self.error_type,
+            code=self.error_code,
+        )
+
+    def stream_error(self, protocol: ApiProtocol) -> tuple[str, str]:
+        """(code, message) of this fault's in-stream failure on ``protocol``."""
+        code, message = stream_error_defaults(protocol)
+        return self.stream_error_code or code, self.stream_error_message or message
+
+    def stream_error_response(self, protocol: ApiProtocol) -> tuple[int, bytes]:
+        """The in-stream failure as a whole HTTP error (for requests that do not stream)."""
+        return stream_error_json(protocol, *self.stream_error(protocol))
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: object, *, where: str = "fault") -> Fault:
+        """Build a fault from a JSON/YAML mapping of field names (plus ``preset``).
+
+        ``{"preset": "rate_limited", "retry_after": 2, "times": 3}`` starts from a preset and
+        overrides its fields. Raises :class:`FaultConfigError` naming the bad key.
+        """
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise FaultConfigError(f"{where}: expected a mapping of fault fields, got {type(data).__name__}")
+        changes: dict[str, Any] = {}
+        preset: str | None = None
+        retry_after: float | None = None
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise FaultConfigError(f"{where}: keys must be strings, got {key!r}")
+            if key == "preset":
+                if not isinstance(value, str) or value.replace("-", "_") not in cls.PRESETS:
+                    raise FaultConfigError(
+                        f"{where}.preset: unknown preset {value!r}; expected one of {', '.join(cls.PRESETS)}"
+                    )
+                preset = value.replace("-", "_")
+                continue
+            if key == "retry_after":
+                retry_after = _opt_seconds(f"{where}.{key}", value)
+                continue
+            convert = _CONVERTERS.get(key)
+            if convert is None:
+                raise FaultConfigError(
+                    f"{where}: unknown key {key!r}; expected one of preset, retry_after, "
+                    + ", ".join(_CONVERTERS)
+                )
+            changes[key] = convert(f"{where}.{key}", value)
+        if retry_after is not None and preset != "rate_limited":
+            raise FaultConfigError(f"{where}.retry_after: only valid with preset 'rate_limited'")
+        try:
+            if preset == "rate_limited":
+                base = cls.rate_limited(retry_after)
+            elif preset is not None and preset != "healthy":
+                base = getattr(cls, preset)()
+            else:
+                base = cls()
+            return dataclasses.replace(base, **changes)
+        except ValueError as exc:
+            raise FaultConfigError(f"{where}: {exc}") from None
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """The fields that differ from a healthy default, JSON-ready (``from_dict`` reads it back)."""
+        out: dict[str, JsonValue] = {}
+        for f in dataclasses.fields(self):
+            if not f.init:
+                continue
+            value = getattr(self, f.name)
+            if value == f.default:
+                continue
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            elif f.name == "headers":
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+
+HEALTHY = Fault()
+"""The shared healthy behaviour."""
+
+
+# -- parsing helpers ------------------------------------------------------------------------------
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _bool(where: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise FaultConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _count(where: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise FaultConfigError(f"{where}: expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def _chunks(where: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise FaultConfigError(f"{where}: expected a whole number >= 1, got {value!r}")
+    return value
+
+
+def _seconds(where: str, value: object) -> float:
+    if not _is_number(value) or not math.isfinite(value) or value < 0:  # type: ignore[arg-type, operator]
+        raise FaultConfigError(f"{where}: expected a number of seconds >= 0, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _opt_seconds(where: str, value: object) -> float | None:
+    return None if value is None else _seconds(where, value)
+
+
+def _rate(where: str, value: object) -> float:
+    if not _is_number(value) or not (0 <= value <= 1):  # type: ignore[operator]
+        raise FaultConfigError(f"{where}: expected a number between 0 and 1, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _status(where: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not (100 <= value <= 599):
+        raise FaultConfigError(f"{where}: expected an HTTP status between 100 and 599, got {value!r}")
+    return value
+
+
+def _opt_str(where: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise FaultConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _str(where: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise FaultConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _body(where: str, value: object) -> object:
+    if value is None or isinstance(value, bytes | str | dict | list):
+        return value
+    raise FaultConfigError(f"{where}: expected a string or a JSON object/array, got {value!r}")
+
+
+def _headers(where: str, value: object) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise FaultConfigError(f"{where}: expected a mapping of header names to values, got {value!r}")
+    pairs: list[tuple[str, str]] = []
+    for name, item in value.items():
+        if not isinstance(name, str) or not (isinstance(item, str) or _is_number(item)):
+            raise FaultConfigError(f"{where}.{name}: expected a string or number header value, got {item!r}")
+        pairs.append((name, item if isinstance(item, str) else str(item)))
+    return tuple(pairs)
+
+
+_CONVERTERS: dict[str, Callable[[str, object], object]] = {
+    "status": _status,
+    "body": _body,
+    "headers": _headers,
+    "error_type": _opt_str,
+    "error_code": _opt_str,
+    "error_message": _opt_str,
+    "reset_before_headers": _bool,
+    "never_answer": _bool,
+    "headers_delay": _seconds,
+    "first_content_delay": _seconds,
+    "event_delay": _seconds,
+    "cut_after_events": _count,
+    "stall_after_events": _count,
+    "malformed_at_event": _count,
+    "omit_done": _bool,
+    "stream_error_after_events": _count,
+    "stream_error_code": _opt_str,
+    "stream_error_message": _opt_str,
+    "rate": _rate,
+    "times": _count,
+    "for_seconds": _opt_seconds,
+    "text": _str,
+    "chunks": _chunks,
+}
+
+
+def parse_behaviors(data: object, *, source: str = "behaviors") -> dict[str, Fault]:
+    """``{"models": {"model-name": {fault fields}, ...}}`` -> ``{"model-name": Fault}``.
+
+    The model name ``"*"`` is the behaviour of every model without its own entry.
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise FaultConfigError(f"{source}: expected a mapping with a 'models' key, got {type(data).__name__}")
+    for key in data:
+        if key != "models":
+            raise FaultConfigError(f"{source}: unknown key {key!r}; expected 'models'")
+    models = data.get("models")
+    if models is None:
+        return {}
+    if not isinstance(models, Mapping):
+        raise FaultConfigError(f"{source}.models: expected a mapping of model names to faults")
+    out: dict[str, Fault] = {}
+    for name, spec in models.items():
+        if not isinstance(name, str) or not name:
+            raise FaultConfigError(f"{source}.models: model names must be non-empty strings, got {name!r}")
+        out[name] = Fault.from_dict(spec, where=f"{source}.models.{name}")
+    return out
+
+
+def load_behaviors(path: str | os.PathLike[str]) -> dict[str, Fault]:
+    """Read a behaviours file (JSON when it ends in ``.json``, else YAML)."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise FaultConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data: object = orjson.loads(raw) if file.suffix.lower() == ".json" else yaml.safe_load(raw)
+    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        raise FaultConfigError(f"{file}: not valid {file.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+    return parse_behaviors(data, source=str(file))

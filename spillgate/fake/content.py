@@ -1,0 +1,375 @@
+"""Success bodies and SSE event sequences for each protocol, plus in-stream error frames.
+
+Everything here is pure: it turns (model, answer deltas, token counts) into bytes. Usage is the
+same for a stream and for a whole body: ``input_tokens`` comes from the request's size and
+``output_tokens`` is the number of deltas.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+from spillgate.fake.protocol import ANTHROPIC, CHAT, RESPONSES, ApiProtocol, error_json
+
+DEFAULT_TEXT: Final = "Hello from the fake upstream."
+DEFAULT_CHUNKS: Final = 5
+
+MALFORMED_FRAME: Final = b'data: {"broken json\n\n'
+"""What ``malformed_at_event`` writes: a data line that is not valid JSON."""
+
+_ID_PREFIX: Final = os.urandom(4).hex()
+_ids = itertools.count(1)
+_WORD = re.compile(r"\s*\S+")
+
+
+def new_id(prefix: str) -> str:
+    """A unique id such as ``chatcmpl-…``, ``resp_…`` or ``msg_…`` (cheap: a counter, not a UUID)."""
+    return f"{prefix}{_ID_PREFIX}{next(_ids):012x}"
+
+
+def input_tokens_for(body: bytes) -> int:
+    """The fake's deterministic prompt-token count for a request body."""
+    return len(body) // 4 + 1
+
+
+def split_text(text: str, chunks: int) -> tuple[str, ...]:
+    """Split ``text`` into at most ``chunks`` deltas whose concatenation is ``text``.
+
+    Whole words (with their leading spaces) are kept together when there are enough of them;
+    otherwise the text is cut into near-equal character runs.
+    """
+    if not text or chunks <= 0:
+        return ()
+    words = _WORD.findall(text)
+    tail = text[sum(map(len, words)) :]
+    if words and tail:
+        words[-1] += tail
+    elif not words:
+        words = [text]
+    if len(words) >= chunks:
+        n = len(words)
+        return tuple("".join(words[i * n // chunks : (i + 1) * n // chunks]) for i in range(chunks))
+    count = min(chunks, len(text))
+    length = len(text)
+    return tuple(text[i * length // count : (i + 1) * length // count] for i in range(count))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvents:
+    """The complete, healthy SSE body of one streamed answer, one frame per event."""
+
+    protocol: ApiProtocol
+    frames: tuple[bytes, ...]
+    first_content: int
+    """Index of the first content delta (the frames before it are sent at once)."""
+    response_id: str
+    model: str
+    created: int
+
+
+def _sse(event: str, payload: object) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _data(payload: object) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+# -- OpenAI Chat Completions ---------------------------------------------------------------
+
+
+def chat_completion(model: str, text: str, output_tokens: int, input_tokens: int, created: int) -> bytes:
+    return orjson.dumps(
+        {
+            "id": new_id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": input_tokens,
+                "completion_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+            },
+            "system_fingerprint": None,
+        }
+    )
+
+
+def chat_stream(
+    model: str, deltas: tuple[str, ...], input_tokens: int, created: int, include_usage: bool
+) -> StreamEvents:
+    cid = new_id("chatcmpl-")
+
+    def chunk(delta: dict[str, str], finish: str | None) -> bytes:
+        payload: dict[str, object] = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            payload["usage"] = None
+        return _data(payload)
+
+    frames = [chunk({"role": "assistant", "content": ""}, None)]
+    frames.extend(chunk({"content": d}, None) for d in deltas)
+    frames.append(chunk({}, "stop"))
+    if include_usage:
+        output = len(deltas)
+        frames.append(
+            _data(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": None,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": input_tokens,
+                        "completion_tokens": output,
+                        "total_tokens": input_tokens + output,
+                    },
+                }
+            )
+        )
+    frames.append(b"data: [DONE]\n\n")
+    return StreamEvents(CHAT, tuple(frames), 1, cid, model, created)
+
+
+# -- OpenAI Responses ----------------------------------------------------------------------
+
+
+def _responses_usage(input_tokens: int, output_tokens: int) -> dict[str, object]:
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def _response_object(
+    rid: str,
+    created: int,
+    model: str,
+    status: str,
+    output: list[object],
+    usage: dict[str, object] | None,
+    error: dict[str, str] | None = None,
+) -> dict[str, object]:
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": error,
+        "incomplete_details": None,
+        "model": model,
+        "output": output,
+        "usage": usage,
+    }
+
+
+def _output_text(text: str) -> dict[str, object]:
+    return {"type": "output_text", "text": text, "annotations": []}
+
+
+def _message_item(item_id: str, status: str, content: list[object]) -> dict[str, object]:
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
+
+
+def responses_object(model: str, text: str, output_tokens: int, input_tokens: int, created: int) -> bytes:
+    item = _message_item(new_id("msg_"), "completed", [_output_text(text)])
+    return orjson.dumps(
+        _response_object(
+            new_id("resp_"),
+            created,
+            model,
+            "completed",
+            [item],
+            _responses_usage(input_tokens, output_tokens),
+        )
+    )
+
+
+def responses_stream(model: str, deltas: tuple[str, ...], input_tokens: int, created: int) -> StreamEvents:
+    rid = new_id("resp_")
+    item_id = new_id("msg_")
+    text = "".join(deltas)
+    seq = itertools.count()
+    frames: list[bytes] = []
+
+    def emit(event: str, **fields: object) -> None:
+        frames.append(_sse(event, {"type": event, "sequence_number": next(seq), **fields}))
+
+    pending = _response_object(rid, created, model, "in_progress", [], None)
+    emit("response.created", response=pending)
+    emit("response.in_progress", response=pending)
+    emit("response.output_item.added", output_index=0, item=_message_item(item_id, "in_progress", []))
+    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    emit("response.content_part.added", **where, part=_output_text(""))
+    first = len(frames)
+    for delta in deltas:
+        emit("response.output_text.delta", **where, delta=delta, logprobs=[])
+    emit("response.output_text.done", **where, text=text, logprobs=[])
+    emit("response.content_part.done", **where, part=_output_text(text))
+    done_item = _message_item(item_id, "completed", [_output_text(text)])
+    emit("response.output_item.done", output_index=0, item=done_item)
+    usage = _responses_usage(input_tokens, len(deltas))
+    emit(
+        "response.completed", response=_response_object(rid, created, model, "completed", [done_item], usage)
+    )
+    return StreamEvents(RESPONSES, tuple(frames), first, rid, model, created)
+
+
+# -- Anthropic Messages --------------------------------------------------------------------
+
+
+def anthropic_message(model: str, text: str, output_tokens: int, input_tokens: int) -> bytes:
+    return orjson.dumps(
+        {
+            "id": new_id("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        }
+    )
+
+
+def anthropic_stream(model: str, deltas: tuple[str, ...], input_tokens: int, created: int) -> StreamEvents:
+    mid = new_id("msg_")
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": mid,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": min(1, len(deltas))},
+        },
+    }
+    frames = [
+        _sse("message_start", start),
+        _sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        b'event: ping\ndata: {"type":"ping"}\n\n',
+    ]
+    frames.extend(
+        _sse(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}},
+        )
+        for d in deltas
+    )
+    frames.append(b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n')
+    frames.append(
+        _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": len(deltas)},
+            },
+        )
+    )
+    frames.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    return StreamEvents(ANTHROPIC, tuple(frames), 3, mid, model, created)
+
+
+# -- dispatch --------------------------------------------------------------------------------
+
+
+def success_body(
+    protocol: ApiProtocol, model: str, text: str, output_tokens: int, input_tokens: int, created: int
+) -> bytes:
+    """The non-streamed success body for ``protocol``."""
+    if protocol == CHAT:
+        return chat_completion(model, text, output_tokens, input_tokens, created)
+    if protocol == ANTHROPIC:
+        return anthropic_message(model, text, output_tokens, input_tokens)
+    return responses_object(model, text, output_tokens, input_tokens, created)
+
+
+def stream_events(
+    protocol: ApiProtocol,
+    model: str,
+    deltas: tuple[str, ...],
+    input_tokens: int,
+    created: int,
+    include_usage: bool,
+) -> StreamEvents:
+    """The streamed success body for ``protocol`` (``include_usage`` only matters for chat)."""
+    if protocol == CHAT:
+        return chat_stream(model, deltas, input_tokens, created, include_usage)
+    if protocol == ANTHROPIC:
+        return anthropic_stream(model, deltas, input_tokens, created)
+    return responses_stream(model, deltas, input_tokens, created)
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+def stream_error_defaults(protocol: ApiProtocol) -> tuple[str, str]:
+    """(code, message) of the in-stream failure when a fault does not name them."""
+    if protocol == ANTHROPIC:
+        return "overloaded_error", "Overloaded"
+    return "server_error", "An error occurred while processing your request. Please retry."
+
+
+def stream_error_frame(events: StreamEvents, sequence_number: int, code: str, message: str) -> bytes:
+    """The protocol's in-stream failure event, ending a stream.
+
+    Responses: ``response.failed`` carrying the failed response; Anthropic: ``error``;
+    chat: a ``data:`` line holding an OpenAI error object.
+    """
+    if events.protocol == ANTHROPIC:
+        return _sse("error", {"type": "error", "error": {"type": code, "message": message}})
+    if events.protocol == CHAT:
+        return _data({"error": {"message": message, "type": "server_error", "param": None, "code": code}})
+    failed = _response_object(
+        events.response_id,
+        events.created,
+        events.model,
+        "failed",
+        [],
+        None,
+        {"code": code, "message": message},
+    )
+    return _sse(
+        "response.failed", {"type": "response.failed", "sequence_number": sequence_number, "response": failed}
+    )
+
+
+def stream_error_json(protocol: ApiProtocol, code: str, message: str) -> tuple[int, bytes]:
+    """A stream failure as a whole HTTP error, for a request that did not ask to stream."""
+    if protocol == ANTHROPIC:
+        status = 529 if code == "overloaded_error" else 500
+        return status, error_json(protocol, status, message=message, error_type=code)
+    return 500, error_json(protocol, 500, message=message, code=code)
