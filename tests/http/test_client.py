@@ -1,0 +1,121 @@
+"""The pooled upstream client: reuse, typed failures per phase, flow of a streamed body."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from spillgate.fake import FakeUpstream, Fault
+from spillgate.http.client import FailureKind, HttpClient, UpstreamFailure
+
+BODY = b'{"model":"m","messages":[],"stream":true}'
+HEADERS = [("content-type", "application/json")]
+
+
+async def post(client: HttpClient, body: bytes = BODY, first_byte: float = 2.0):  # type: ignore[no-untyped-def]
+    return await client.request(
+        "POST", "/chat/completions", HEADERS, body, connect_timeout=1.0, first_byte_timeout=first_byte
+    )
+
+
+async def test_reuses_connections_and_streams(fake: FakeUpstream) -> None:
+    client = HttpClient(fake.openai_base_url, max_connections=4)
+    for _ in range(3):
+        resp = await post(client)
+        assert resp.status == 200 and resp.header("content-type") == "text/event-stream"
+        chunks = []
+        while (chunk := await resp.next_chunk(2.0)) is not None:
+            chunks.append(chunk)
+        assert b"".join(chunks).endswith(b"data: [DONE]\n\n")
+    assert client.idle_connections == 1
+    assert all(a.path == "/v1/chat/completions" for a in fake.attempts)
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        (Fault.reset(), FailureKind.RESET),
+        (Fault.hang(), FailureKind.FIRST_BYTE_TIMEOUT),
+    ],
+)
+async def test_failures_before_headers(fake: FakeUpstream, fault: Fault, kind: FailureKind) -> None:
+    fake.set("m", fault)
+    client = HttpClient(fake.openai_base_url)
+    with pytest.raises(UpstreamFailure) as info:
+        await post(client, first_byte=0.3)
+    assert info.value.kind is kind
+    assert client.idle_connections == 0 and not client._active
+    await client.close()
+
+
+async def test_idle_timeout_and_cut_mid_body(fake: FakeUpstream) -> None:
+    client = HttpClient(fake.openai_base_url)
+    fake.set("m", Fault(stall_after_events=2))
+    resp = await post(client)
+    assert await resp.first_chunk(1.0)
+    with pytest.raises(UpstreamFailure) as info:
+        while await resp.next_chunk(0.3) is not None:
+            pass
+    assert info.value.kind is FailureKind.IDLE_TIMEOUT
+    resp.close()
+    fake.set("m", Fault(cut_after_events=2))
+    resp = await post(client)
+    with pytest.raises(UpstreamFailure) as info:
+        while await resp.next_chunk(1.0) is not None:
+            pass
+    assert info.value.kind is FailureKind.RESET and "after the headers" in info.value.message
+    resp.close()
+    assert not client._active
+    await client.close()
+
+
+async def test_total_timeout_for_a_whole_body(fake: FakeUpstream) -> None:
+    fake.set("m", Fault(event_delay=0.2))
+    client = HttpClient(fake.openai_base_url)
+    resp = await post(client)
+    with pytest.raises(UpstreamFailure) as info:
+        await resp.read(0.3)
+    assert info.value.kind is FailureKind.TOTAL_TIMEOUT
+    await client.close()
+
+
+async def test_connect_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = HttpClient(f"http://127.0.0.1:{port}/v1")
+    with pytest.raises(UpstreamFailure) as info:
+        await post(client)
+    assert info.value.kind is FailureKind.CONNECT and "could not connect" in info.value.message
+    await client.close()
+
+
+async def test_pool_limit_waits_for_a_free_connection(fake: FakeUpstream) -> None:
+    fake.set("m", Fault(headers_delay=0.2))
+    client = HttpClient(fake.openai_base_url, max_connections=2)
+
+    async def one() -> int:
+        resp = await post(client, body=b'{"model":"m"}')
+        await resp.read(2)
+        return resp.status
+
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.gather(*(one() for _ in range(4))) == [200] * 4
+    assert asyncio.get_running_loop().time() - started >= 0.39  # two waves of two
+    assert fake.in_flight == 0
+    await client.close()
+
+
+async def test_cancel_closes_the_connection(fake: FakeUpstream) -> None:
+    fake.set("m", Fault.hang())
+    client = HttpClient(fake.openai_base_url)
+    task = asyncio.create_task(post(client, first_byte=5))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not client._active and client.idle_connections == 0
+    await client.close()
