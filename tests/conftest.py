@@ -1,12 +1,24 @@
-"""Tests run on uvloop, the event loop the gateway runs on in production."""
+"""Shared fixtures. Tests run on uvloop, the event loop the gateway runs on in production."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import pytest
 import uvloop
+
+from spillgate.fake import FakeUpstream
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callable[[], Any]]:
     return {"uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeUpstream]:
+    """A healthy fake upstream on a free loopback port."""
+    upstream = FakeUpstream()
+    await upstream.start("127.0.0.1", 0)
+    yield upstream
+    await upstream.close()

@@ -11,14 +11,14 @@ Cancelling the calling task closes the upstream connection.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections import deque
 from enum import Enum
-from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from spillgate.http.sockets import adopt
 
 
 class FailureKind(Enum):
@@ -78,13 +78,7 @@ class _Conn(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        self.transport = adopt(transport)
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser

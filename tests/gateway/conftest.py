@@ -127,14 +127,6 @@ async def start_harness(fake: FakeUpstream, config: dict[str, Any]) -> Harness:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    await upstream.start("127.0.0.1", 0)
-    yield upstream
-    await upstream.close()
-
-
-@pytest.fixture
 async def gw(fake: FakeUpstream) -> AsyncIterator[Harness]:
     harness = await start_harness(fake, base_config(fake))
     yield harness
