@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     fake = sub.add_parser("fake-upstream", help="run the fault-injecting fake upstream (for demos and tests)")
     fake.add_argument("--listen", type=_listen, default=("127.0.0.1", 9090))
     fake.add_argument("--behaviors", help="YAML/JSON file: {models: {NAME: {fault fields}}}")
+    fake.add_argument("--max-attempts", type=int, default=10_000, help="attempt log size (newest kept)")
     return parser
 
 
@@ -126,7 +127,7 @@ def _fake(args: argparse.Namespace) -> int:
 
     behaviors = load_behaviors(args.behaviors) if args.behaviors else {}
     host, port = args.listen
-    run(serve(host, port, behaviors))
+    run(serve(host, port, behaviors, max_attempts=args.max_attempts))
     return 0
 
 

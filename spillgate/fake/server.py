@@ -431,9 +431,15 @@ def _stream_headers(protocol: ApiProtocol, request_id: str) -> list[tuple[str, s
     return [_SSE, _NO_CACHE, ("x-request-id", request_id)]
 
 
-async def serve(host: str, port: int, behaviors: Mapping[str, Fault] | None = None) -> None:
-    """Run a fake upstream until cancelled, after printing one line with its base URLs."""
-    fake = FakeUpstream(behaviors)
+async def serve(
+    host: str, port: int, behaviors: Mapping[str, Fault] | None = None, *, max_attempts: int = 10_000
+) -> None:
+    """Run a fake upstream until cancelled, after printing one line with its base URLs.
+
+    The attempt log keeps the newest ``max_attempts`` records: a long benchmark run would
+    otherwise grow it (and the garbage collector's pauses) without bound.
+    """
+    fake = FakeUpstream(behaviors, max_attempts=max_attempts)
     await fake.start(host, port)
     try:
         print(
