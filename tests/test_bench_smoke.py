@@ -34,8 +34,16 @@ pytestmark = pytest.mark.skipif(
 def test_overhead_benchmark_produces_all_figures(tmp_path: Path) -> None:
     out = tmp_path / "overhead.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "overhead.py"), "--duration", "0.5", "--warmup", "0.5",
-         "--json", str(out)],
+        [
+            sys.executable,
+            str(REPO / "bench" / "overhead.py"),
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.5",
+            "--json",
+            str(out),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -65,6 +73,9 @@ def test_overhead_benchmark_produces_all_figures(tmp_path: Path) -> None:
             assert run["requests"] > 0, (metric, side)
     targeted = {name for name, f in figures.items() if f["target"] is not None}
     assert targeted == {
-        "latency_c1_p50_ms", "latency_c1_p99_ms", "throughput_c64_rps", "stream_ttft_c32_p99_ms"
+        "latency_c1_p50_ms",
+        "latency_c1_p99_ms",
+        "throughput_c64_rps",
+        "stream_ttft_c32_p99_ms",
     }
     assert all(isinstance(figures[name]["pass"], bool) for name in targeted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,11 +15,14 @@ from spillgate.config.durations import parse_duration
 from spillgate.config.schema import (
     WILDCARD,
     Account,
+    Breaker,
     ClientKey,
+    Cooldowns,
     Limits,
     ModelAlias,
     Provider,
     ProviderProtocol,
+    Resilience,
     Route,
     Secret,
     Settings,
@@ -55,7 +59,11 @@ def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: st
     """Validate an already-parsed config tree."""
     env = os.environ if env is None else env
     root = _mapping(raw, "config")
-    _only(root, "config", {"listen", "client_keys", "providers", "accounts", "models", "limits"})
+    _only(
+        root,
+        "config",
+        {"listen", "client_keys", "providers", "accounts", "models", "limits", "resilience", "error_rules"},
+    )
     host, port = _listen(root.get("listen", "127.0.0.1:8080"), env)
     providers = _providers(root.get("providers", {}), env)
     accounts = _accounts(root.get("accounts", []), providers, env)
@@ -69,6 +77,8 @@ def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: st
         models=models,
         deprecated=deprecated,
         limits=_limits(root.get("limits", {})),
+        resilience=_resilience(root.get("resilience", {})),
+        error_rules=_error_rules(root.get("error_rules", [])),
         source=source,
     )
 
@@ -226,7 +236,16 @@ def _route(
     _only(
         m,
         path,
-        {"accounts", "provider", "model", "weight", "priority", "context_window", "timeouts"},
+        {
+            "accounts",
+            "provider",
+            "model",
+            "weight",
+            "priority",
+            "context_window",
+            "timeouts",
+            "supports_prefill",
+        },
         required={"model"},
     )
     pool = tuple(
@@ -266,15 +285,17 @@ def _route(
         priority=_int(m.get("priority", index), f"{path}.priority", minimum=0),
         context_window=_optional_int(m.get("context_window"), f"{path}.context_window"),
         timeouts=_timeouts(m["timeouts"], f"{path}.timeouts", base) if "timeouts" in m else None,
+        supports_prefill=_bool(m.get("supports_prefill", False), f"{path}.supports_prefill"),
         label=label,
     )
 
 
 def _timeouts(value: object, path: str, base: Timeouts) -> Timeouts:
     m = _mapping(value, path)
-    _only(m, path, {"connect", "first_token", "stream_idle", "total"})
+    keys = ("connect", "first_byte", "first_token", "stream_idle", "total")
+    _only(m, path, set(keys))
     values: dict[str, float] = {}
-    for key in ("connect", "first_token", "stream_idle", "total"):
+    for key in keys:
         if key in m:
             try:
                 values[key] = parse_duration(m[key])
@@ -282,6 +303,7 @@ def _timeouts(value: object, path: str, base: Timeouts) -> Timeouts:
                 raise ConfigError(f"{path}.{key}: {exc}") from None
     return Timeouts(
         connect=values.get("connect", base.connect),
+        first_byte=values.get("first_byte", base.first_byte),
         first_token=values.get("first_token", base.first_token),
         stream_idle=values.get("stream_idle", base.stream_idle),
         total=values.get("total", base.total),
@@ -297,6 +319,66 @@ def _limits(value: object) -> Limits:
         max_body_bytes=_size(max_body, "limits.max_body_bytes"),
         session_bindings=_int(m.get("session_bindings", base.session_bindings), "limits.session_bindings", 1),
     )
+
+
+def _resilience(value: object) -> Resilience:
+    m = _mapping(value, "resilience")
+    _only(
+        m,
+        "resilience",
+        {"max_attempts", "deadline", "max_retry_wait", "retry_budget", "backoff", "cooldowns", "breaker"},
+    )
+    base = Resilience()
+    budget = _mapping(m.get("retry_budget", {}), "resilience.retry_budget")
+    _only(budget, "resilience.retry_budget", {"ratio", "floor", "window"})
+    backoff = _mapping(m.get("backoff", {}), "resilience.backoff")
+    _only(backoff, "resilience.backoff", {"base", "cap"})
+    return Resilience(
+        max_attempts=_int(m.get("max_attempts", base.max_attempts), "resilience.max_attempts", 1),
+        deadline=_dur(m, "deadline", "resilience", base.deadline),
+        max_retry_wait=_dur(m, "max_retry_wait", "resilience", base.max_retry_wait, allow_zero=True),
+        budget_ratio=_ratio(budget.get("ratio", base.budget_ratio), "resilience.retry_budget.ratio"),
+        budget_floor=_int(budget.get("floor", base.budget_floor), "resilience.retry_budget.floor", 0),
+        budget_window=_dur(budget, "window", "resilience.retry_budget", base.budget_window),
+        backoff_base=_dur(backoff, "base", "resilience.backoff", base.backoff_base),
+        backoff_cap=_dur(backoff, "cap", "resilience.backoff", base.backoff_cap),
+        cooldowns=_dataclass_durations(m.get("cooldowns", {}), "resilience.cooldowns", Cooldowns()),
+        breaker=_breaker(m.get("breaker", {})),
+    )
+
+
+def _dataclass_durations(value: object, path: str, base: Cooldowns) -> Cooldowns:
+    m = _mapping(value, path)
+    names = [f.name for f in fields(base)]
+    _only(m, path, set(names))
+    return replace(base, **{name: _dur(m, name, path, getattr(base, name)) for name in names if name in m})
+
+
+def _breaker(value: object) -> Breaker:
+    m = _mapping(value, "resilience.breaker")
+    path = "resilience.breaker"
+    _only(
+        m, path, {"failures", "error_rate", "window", "min_requests", "cooldown", "cooldown_max", "probe_ttl"}
+    )
+    base = Breaker()
+    return Breaker(
+        failures=_int(m.get("failures", base.failures), f"{path}.failures", 1),
+        error_rate=_ratio(m.get("error_rate", base.error_rate), f"{path}.error_rate"),
+        window=_dur(m, "window", path, base.window),
+        min_requests=_int(m.get("min_requests", base.min_requests), f"{path}.min_requests", 1),
+        cooldown=_dur(m, "cooldown", path, base.cooldown),
+        cooldown_max=_dur(m, "cooldown_max", path, base.cooldown_max),
+        probe_ttl=_dur(m, "probe_ttl", path, base.probe_ttl),
+    )
+
+
+def _error_rules(value: object) -> tuple[Any, ...]:
+    from spillgate.resilience.classify import parse_rules
+
+    try:
+        return tuple(parse_rules(value, "error_rules"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # -- primitives -------------------------------------------------------------------------
@@ -370,6 +452,29 @@ def _size(value: object, path: str) -> int:
     if size < 1024:
         raise ConfigError(f"{path}: must be at least 1024 bytes, got {size}")
     return size
+
+
+def _dur(m: Mapping[str, object], key: str, path: str, default: float, allow_zero: bool = False) -> float:
+    if key not in m:
+        return default
+    if allow_zero and m[key] in (0, "0", "0s"):
+        return 0.0
+    try:
+        return parse_duration(m[key])
+    except ValueError as exc:
+        raise ConfigError(f"{path}.{key}: {exc}") from None
+
+
+def _ratio(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ConfigError(f"{path}: expected a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected true or false, got {_type_name(value)}")
+    return value
 
 
 def _optional_int(value: object, path: str) -> int | None:

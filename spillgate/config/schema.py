@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 ProviderProtocol = Literal["openai", "anthropic"]
 
@@ -36,11 +36,17 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds. ``first_token`` bounds the wait for the first body bytes of a stream,
-    ``stream_idle`` the silence between stream events, ``total`` a non-streaming response."""
+    """Seconds. A silent or slow-to-start upstream is abandoned for the next route after these.
+
+    ``first_byte``: a streamed request's response headers. ``first_token``: a stream's first
+    content event (reasoning models legitimately think for minutes: the default leaves them
+    room). ``stream_idle``: silence between events once streaming. ``total``: a non-streamed
+    response, headers and body.
+    """
 
     connect: float = 10.0
-    first_token: float = 120.0
+    first_byte: float = 60.0
+    first_token: float = 300.0
     stream_idle: float = 300.0
     total: float = 600.0
 
@@ -82,6 +88,9 @@ class Route:
     context_window: int | None = None
     timeouts: Timeouts | None = None
     """Overrides the provider's timeouts for this route."""
+    supports_prefill: bool = False
+    """The upstream continues an assistant message it is given (prefill), so a stream that
+    broke mid-answer can be continued here from the text already sent."""
     label: str = ""
     """A stable name for headers, logs and metrics, e.g. ``gpt-5.3-codex[0]``."""
 
@@ -111,6 +120,45 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Cooldowns:
+    capacity: float = 2.0
+    capacity_max: float = 30.0
+    overloaded: float = 5.0
+    overloaded_max: float = 60.0
+    rate_limited: float = 10.0
+    quota_exhausted: float = 600.0
+    not_found: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    failures: int = 3
+    error_rate: float = 0.5
+    window: float = 30.0
+    min_requests: int = 10
+    cooldown: float = 5.0
+    cooldown_max: float = 60.0
+    probe_ttl: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resilience:
+    max_attempts: int = 4
+    """Upstream attempts per client request, first one included."""
+    deadline: float = 60.0
+    """No new attempt (and no wait) starts later than this after the request arrived."""
+    max_retry_wait: float = 5.0
+    """The longest Retry-After the gateway waits out itself within a request."""
+    budget_ratio: float = 0.2
+    budget_floor: int = 10
+    budget_window: float = 10.0
+    backoff_base: float = 0.25
+    backoff_cap: float = 4.0
+    cooldowns: Cooldowns = field(default_factory=Cooldowns)
+    breaker: Breaker = field(default_factory=Breaker)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -121,6 +169,9 @@ class Settings:
     deprecated: dict[str, str] = field(default_factory=dict)
     """Deprecated public name → the alias that replaces it."""
     limits: Limits = field(default_factory=Limits)
+    resilience: Resilience = field(default_factory=Resilience)
+    error_rules: tuple[Any, ...] = ()
+    """Operator classification rules (``spillgate.resilience.classify.Rule``), first match wins."""
     source: str = "config"
     """Where these settings came from: a file path, ``defaults`` or ``demo``."""
 

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 
 import orjson
 
-from spillgate.config.schema import WILDCARD, ModelAlias, Route, Settings
+from spillgate.config.schema import WILDCARD, Route, Settings
 from spillgate.http.client import HttpClient
 from spillgate.http.server import Request, ResponseWriter
+from spillgate.observe.events import EventBus
 from spillgate.protocols.apis import ROUTES, Api, family_for_path
 from spillgate.protocols.errors import ErrorKind, GatewayError, error_for_status, render_error
-from spillgate.protocols.request import ParsedRequest, parse_request
-from spillgate.routing.plan import compatible_routes, order_routes
-from spillgate.routing.selection import choose_account
-from spillgate.state.memory import HealthState, InflightCounter, SessionAffinity, account_scope
+from spillgate.protocols.request import parse_request
+from spillgate.resilience.budget import RetryBudget
+from spillgate.resilience.classify import Classifier
+from spillgate.resilience.health import HealthBoard, HealthConfig
+from spillgate.routing.plan import compatible_routes
+from spillgate.state.memory import InflightCounter, SessionAffinity
 
 from .auth import ClientAuth
-from .relay import Attempt, relay
+from .dispatch import Dispatcher, Exchange
 
 log = logging.getLogger("spillgate.gateway")
 
@@ -36,11 +38,24 @@ class Gateway:
             name: HttpClient(p.base_url, max_connections=p.max_connections)
             for name, p in settings.providers.items()
         }
-        self.health = HealthState()
+        res = settings.resilience
+        self.health = HealthBoard(health_config(settings))
+        self.budget = RetryBudget(ratio=res.budget_ratio, floor=res.budget_floor, window=res.budget_window)
+        self.classifier = Classifier(settings.error_rules)
         self.inflight = InflightCounter()
         self.affinity = SessionAffinity(settings.limits.session_bindings)
-        self._rng = rng or random.Random()
-        self._rotation = 0
+        self.events = EventBus()
+        self.dispatcher = Dispatcher(
+            settings,
+            self.clients,
+            self.health,
+            self.budget,
+            self.classifier,
+            self.inflight,
+            self.affinity,
+            self.events,
+            rng,
+        )
         self._routes: dict[tuple[str, Api], tuple[Route, ...]] = {
             (alias.name, api): compatible_routes(alias, api, settings.providers)
             for alias in settings.models.values()
@@ -89,7 +104,7 @@ class Gateway:
 
     # -- API endpoints ------------------------------------------------------------------
     async def _serve_api(self, api: Api, request: Request, writer: ResponseWriter) -> None:
-        self.auth.authenticate(request.headers)
+        client_key = self.auth.authenticate(request.headers)
         parsed = parse_request(api, request.body, request.headers)
         alias, replacement = self.settings.resolve(parsed.model)
         if alias is None:
@@ -105,65 +120,20 @@ class Gateway:
                 param="model",
                 should_retry=False,
             )
-        attempt = self._first_attempt(alias, routes, parsed)
-        extra = [("x-spillgate-route", attempt.route.label)]
+        extra: list[tuple[str, str]] = []
         if replacement is not None:
             extra.append(("deprecation", "true"))
             extra.append(("x-spillgate-model-replacement", replacement))
-        account = attempt.account
-        if account is not None:
-            self.inflight.acquire(account.id)
-        try:
-            await relay(attempt, parsed, request.headers, self.clients[attempt.provider.name], writer, extra)
-        finally:
-            if account is not None:
-                self.inflight.release(account.id)
-
-    def _first_attempt(self, alias: ModelAlias, routes: tuple[Route, ...], parsed: ParsedRequest) -> Attempt:
-        """The first usable route and account, in the alias's order."""
-        reasons: list[str] = []
-        for route in order_routes(routes, self._rng) if len(routes) > 1 else routes:
-            provider = self.settings.providers[route.provider]
-            upstream_model = route.upstream_model(parsed.model)
-            if not route.accounts:
-                return Attempt(route, provider, None, upstream_model)
-            pool = [self.settings.accounts[a] for a in route.accounts]
-            session = f"{route.label}|{parsed.session_key}" if parsed.session_key else None
-            self._rotation += 1
-            choice = choose_account(
-                pool,
-                upstream_model,
-                bound=self.affinity.get(session) if session else None,
-                healthy=lambda account_id: self.health.is_available(account_scope(account_id)),
-                inflight=self.inflight.counts,
-                rotation=self._rotation,
-            )
-            if choice.account is None:
-                reasons.append(f"{route.label}: {choice.reason}")
-                continue
-            if session is not None and choice.rebind:
-                self.affinity.bind(session, choice.account.id)
-            return Attempt(route, provider, choice.account, upstream_model)
-        raise GatewayError(
-            503,
-            ErrorKind.UPSTREAM_UNAVAILABLE,
-            f"no route of model {alias.name!r} can take the request now ({'; '.join(reasons)})",
-            code="server_error",
-            retry_after=self._retry_after(routes),
-            should_retry=True,
+        exchange = Exchange(
+            parsed=parsed,
+            client_headers=request.headers,
+            alias=alias,
+            routes=routes,
+            writer=writer,
+            extra_headers=extra,
+            client_key=client_key.name if client_key else None,
         )
-
-    def _retry_after(self, routes: tuple[Route, ...]) -> int:
-        """Seconds until the first account of these routes leaves its cooldown (at least 1)."""
-        now = time.monotonic()
-        waits = [
-            cooldown.until - now
-            for route in routes
-            for account_id in route.accounts
-            if (cooldown := self.health.cooldown(account_scope(account_id))) is not None
-        ]
-        finite = [w for w in waits if w != float("inf")]
-        return max(1, min(60, int(min(finite) + 0.999))) if finite else 1
+        await self.dispatcher.serve(exchange)
 
     def _unknown_model(self, model: str) -> GatewayError:
         names = sorted(n for n in [*self.settings.models, *self.settings.deprecated] if n != WILDCARD)
@@ -205,6 +175,27 @@ class Gateway:
     async def close(self) -> None:
         for client in self.clients.values():
             await client.close()
+
+
+def health_config(settings: Settings) -> HealthConfig:
+    res = settings.resilience
+    c, b = res.cooldowns, res.breaker
+    return HealthConfig(
+        capacity_cooldown=c.capacity,
+        capacity_cooldown_max=c.capacity_max,
+        overloaded_cooldown=c.overloaded,
+        overloaded_cooldown_max=c.overloaded_max,
+        rate_limit_cooldown=c.rate_limited,
+        quota_cooldown=c.quota_exhausted,
+        not_found_cooldown=c.not_found,
+        failure_threshold=b.failures,
+        error_rate_threshold=b.error_rate,
+        error_rate_window=b.window,
+        error_rate_min_requests=b.min_requests,
+        breaker_cooldown=b.cooldown,
+        breaker_cooldown_max=b.cooldown_max,
+        probe_ttl=b.probe_ttl,
+    )
 
 
 def _method_not_allowed(request: Request, allowed: str) -> GatewayError:

@@ -17,6 +17,9 @@ class ErrorKind(Enum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     TOO_LARGE = "too_large"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    OVERLOADED = "overloaded"
+    RATE_LIMITED = "rate_limited"
+    QUOTA = "quota"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     INTERNAL = "internal"
 
@@ -29,6 +32,9 @@ _TYPES: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.METHOD_NOT_ALLOWED: ("invalid_request_error", "invalid_request_error"),
     ErrorKind.TOO_LARGE: ("invalid_request_error", "request_too_large"),
     ErrorKind.UPSTREAM_UNAVAILABLE: ("server_error", "api_error"),
+    ErrorKind.OVERLOADED: ("server_error", "overloaded_error"),
+    ErrorKind.RATE_LIMITED: ("rate_limit_error", "rate_limit_error"),
+    ErrorKind.QUOTA: ("insufficient_quota", "rate_limit_error"),
     ErrorKind.UPSTREAM_TIMEOUT: ("server_error", "api_error"),
     ErrorKind.INTERNAL: ("server_error", "api_error"),
 }

@@ -1,47 +1,8 @@
-"""In-process state (the default store): health cooldowns, in-flight counts, session affinity."""
+"""In-process state (the default store): in-flight counts and session affinity."""
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class Cooldown:
-    until: float
-    """Monotonic time; ``inf`` means until an operator re-enables it."""
-    reason: str
-
-
-class HealthState:
-    """Which scopes (accounts, routes) are unavailable, until when and why."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._cooldowns: dict[str, Cooldown] = {}
-
-    def mark_unavailable(self, scope: str, seconds: float, reason: str) -> None:
-        until = self._clock() + seconds
-        current = self._cooldowns.get(scope)
-        if current is None or current.until < until:
-            self._cooldowns[scope] = Cooldown(until, reason)
-
-    def mark_available(self, scope: str) -> None:
-        self._cooldowns.pop(scope, None)
-
-    def is_available(self, scope: str) -> bool:
-        cooldown = self._cooldowns.get(scope)
-        if cooldown is None:
-            return True
-        if cooldown.until <= self._clock():
-            del self._cooldowns[scope]
-            return True
-        return False
-
-    def cooldown(self, scope: str) -> Cooldown | None:
-        return None if self.is_available(scope) else self._cooldowns.get(scope)
 
 
 class InflightCounter:
@@ -82,7 +43,3 @@ class SessionAffinity:
 
     def __len__(self) -> int:
         return len(self._bindings)
-
-
-def account_scope(account_id: str) -> str:
-    return f"account:{account_id}"

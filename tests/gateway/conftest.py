@@ -32,7 +32,13 @@ def base_config(fake: FakeUpstream) -> dict[str, Any]:
             "up-openai": {
                 "protocol": "openai",
                 "base_url": fake.openai_base_url,
-                "timeouts": {"connect": "2s", "first_token": "2s", "stream_idle": "2s", "total": "5s"},
+                "timeouts": {
+                    "connect": "2s",
+                    "first_byte": "1s",
+                    "first_token": "2s",
+                    "stream_idle": "2s",
+                    "total": "5s",
+                },
             },
             "up-anthropic": {"protocol": "anthropic", "base_url": fake.anthropic_base_url},
         },

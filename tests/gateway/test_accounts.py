@@ -32,11 +32,11 @@ async def ask(gw: Harness, session: str | None = None, via: str = "header") -> s
 async def test_session_sticks_then_moves_and_stays(gw: Harness) -> None:
     first = await ask(gw, "sess-A")
     assert [await ask(gw, "sess-A") for _ in range(5)] == [first] * 5
-    gw.app.gateway.health.mark_unavailable(f"account:{first}", 60, "test: account down")
+    gw.app.gateway.health.disable(f"account:{first}", "test: account down")
     moved = await ask(gw, "sess-A")
     assert moved != first
     # The binding followed the session: it stays on the new account, even once the old one is back.
-    gw.app.gateway.health.mark_available(f"account:{first}")
+    gw.app.gateway.health.enable(f"account:{first}")
     assert [await ask(gw, "sess-A") for _ in range(5)] == [moved] * 5
 
 

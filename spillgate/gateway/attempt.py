@@ -1,0 +1,56 @@
+"""One try of a request, and the health scopes it touches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spillgate.config.schema import Account, Provider, Route, Timeouts
+from spillgate.resilience.types import Scope
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A route, the account it uses (if a pool) and the upstream model."""
+
+    route: Route
+    provider: Provider
+    account: Account | None
+    upstream_model: str
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self.route.timeouts or self.provider.timeouts
+
+    @property
+    def owner(self) -> str:
+        """Whose credential this attempt uses."""
+        return f"account:{self.account.id}" if self.account else f"provider-key:{self.provider.name}"
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return (self.route.label, self.owner)
+
+    def key(self, scope: Scope) -> str:
+        """The health key of ``scope`` for this attempt."""
+        if scope is Scope.ACCOUNT:
+            return self.owner
+        if scope is Scope.ACCOUNT_MODEL:
+            return f"{self.owner}|{self.upstream_model}"
+        if scope is Scope.PROVIDER_MODEL:
+            return f"provider_model:{self.provider.name}|{self.upstream_model}"
+        if scope is Scope.PROVIDER:
+            return f"provider:{self.provider.name}"
+        return ""
+
+    def health_keys(self) -> tuple[str, ...]:
+        """Every health key that must be healthy for this attempt to be tried."""
+        return (
+            self.key(Scope.PROVIDER),
+            self.key(Scope.PROVIDER_MODEL),
+            self.key(Scope.ACCOUNT),
+            self.key(Scope.ACCOUNT_MODEL),
+        )
+
+    def describe(self) -> str:
+        via = f"account {self.account.id}" if self.account else f"provider {self.provider.name}"
+        return f"route {self.route.label} ({via}, upstream model {self.upstream_model})"

@@ -1,0 +1,213 @@
+"""Run one attempt against its upstream; the result is an Outcome (data), never an exception.
+
+A streamed attempt is read up to its first content event (the commit point): everything
+before that is held back, so a failure there can still be retried or failed over
+invisibly. The caller decides what to do with the Outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from spillgate.http.client import FailureKind, HttpClient, UpstreamFailure, UpstreamResponse
+from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
+from spillgate.protocols.request import ParsedRequest
+from spillgate.protocols.sse import SseSplitter
+from spillgate.resilience.extract import error_fields, event_error_fields
+from spillgate.resilience.types import Phase, Signal, Transport, Verdict
+
+from .attempt import Attempt
+
+_ERROR_BODY_LIMIT = 1 << 20
+_ERROR_BODY_TIMEOUT = 10.0
+
+_TRANSPORT = {
+    FailureKind.CONNECT: Transport.CONNECT,
+    FailureKind.CONNECT_TIMEOUT: Transport.CONNECT_TIMEOUT,
+    FailureKind.RESET: Transport.RESET,
+    FailureKind.FIRST_BYTE_TIMEOUT: Transport.FIRST_BYTE_TIMEOUT,
+    FailureKind.IDLE_TIMEOUT: Transport.IDLE_TIMEOUT,
+    FailureKind.TOTAL_TIMEOUT: Transport.TOTAL_TIMEOUT,
+    FailureKind.PROTOCOL: Transport.MALFORMED,
+}
+
+
+@dataclass(slots=True)
+class Outcome:
+    attempt: Attempt
+    ok: bool
+    status: int | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    """A non-streamed body (success or error), or a streamed request's error body."""
+    signal: Signal | None = None
+    """What went wrong, for the classifier."""
+    retry_in: float | None = None
+    """Seconds the upstream asked us to wait (Retry-After, reset headers, the message)."""
+    response: UpstreamResponse | None = None
+    """A stream ready to commit: still open, positioned after ``pending``."""
+    pending: list[bytes] = field(default_factory=list)
+    """A stream's events up to and including its first content event."""
+    leftover: list[bytes] = field(default_factory=list)
+    """Events read in the same chunk after the commit event, not yet looked at."""
+    tracker: StreamTracker | None = None
+    splitter: SseSplitter | None = None
+    first_byte: float | None = None
+    latency: float = 0.0
+    malformed: int = 0
+    verdict: Verdict | None = None
+    """Set by the dispatcher when the attempt failed."""
+    on_close: Callable[[], None] | None = None
+    """Called once when a committed stream's upstream response is done with."""
+
+    def close(self) -> None:
+        """Close the upstream response (if still open) and run ``on_close`` once."""
+        if self.response is not None:
+            self.response.close()
+        callback, self.on_close = self.on_close, None
+        if callback is not None:
+            callback()
+
+    def signal_message(self) -> str:
+        return self.signal.message if self.signal is not None else ""
+
+
+def transport_signal(failure: UpstreamFailure, phase: Phase) -> Signal:
+    return Signal(phase=phase, transport=_TRANSPORT[failure.kind], message=failure.message)
+
+
+async def call(
+    attempt: Attempt,
+    parsed: ParsedRequest,
+    body: bytes,
+    headers: list[tuple[str, str]],
+    client: HttpClient,
+) -> Outcome:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    timeouts = attempt.timeouts
+    outcome = Outcome(attempt, ok=False)
+    try:
+        response = await client.request(
+            "POST",
+            parsed.api.upstream_suffix,
+            headers,
+            body,
+            connect_timeout=timeouts.connect,
+            first_byte_timeout=timeouts.first_byte if parsed.stream else timeouts.total,
+        )
+    except UpstreamFailure as failure:
+        outcome.signal = transport_signal(failure, Phase.BEFORE_HEADERS)
+        outcome.latency = loop.time() - started
+        return outcome
+    outcome.first_byte = loop.time() - started
+    outcome.status = response.status
+    outcome.headers = response.headers
+    try:
+        if not 200 <= response.status < 300:
+            await _read_error(outcome, response)
+        elif parsed.stream and (response.header("content-type") or "").startswith("text/event-stream"):
+            await _read_to_commit(outcome, response, parsed, started + timeouts.first_token)
+        else:
+            remaining = max(timeouts.total - (loop.time() - started), 0.001)
+            outcome.body = await response.read(remaining)
+            outcome.ok = True
+    except UpstreamFailure as failure:
+        phase = Phase.BEFORE_CONTENT
+        outcome.signal = transport_signal(failure, phase)
+        outcome.ok = False
+    finally:
+        if outcome.response is None:
+            response.close()
+        outcome.latency = loop.time() - started
+    return outcome
+
+
+async def _read_error(outcome: Outcome, response: UpstreamResponse) -> None:
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(_ERROR_BODY_TIMEOUT):
+            while (chunk := await response.next_chunk(_ERROR_BODY_TIMEOUT)) is not None:
+                parts.append(chunk)
+                size += len(chunk)
+                if size > _ERROR_BODY_LIMIT:
+                    break
+    except (UpstreamFailure, TimeoutError):
+        pass  # the status says enough
+    outcome.body = b"".join(parts)
+    fields = error_fields(outcome.body)
+    headers = dict(response.headers)
+    outcome.signal = fields.signal(Phase.BEFORE_CONTENT, response.status, headers=headers)
+    outcome.retry_in = _retry_in(headers, fields.retry_hint)
+
+
+def _retry_in(headers: dict[str, str], hint: float | None) -> float | None:
+    from spillgate.resilience.backoff import retry_after
+
+    announced = retry_after(headers)
+    return announced if announced is not None else hint
+
+
+async def _read_to_commit(
+    outcome: Outcome, response: UpstreamResponse, parsed: ParsedRequest, deadline: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    tracker = StreamTracker(parsed.api)
+    splitter = SseSplitter()
+    outcome.tracker = tracker
+    outcome.splitter = splitter
+    pending = outcome.pending
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise UpstreamFailure(FailureKind.FIRST_BYTE_TIMEOUT, "no content from upstream in time")
+        try:
+            chunk = await response.next_chunk(remaining)
+        except UpstreamFailure as failure:
+            if failure.kind is FailureKind.IDLE_TIMEOUT:
+                outcome.signal = Signal(
+                    phase=Phase.BEFORE_CONTENT,
+                    transport=Transport.FIRST_CONTENT_TIMEOUT,
+                    message=f"no content from upstream within {attempt_first_token(outcome):g}s",
+                )
+                return
+            raise
+        if chunk is None:
+            outcome.signal = Signal(
+                phase=Phase.BEFORE_CONTENT,
+                transport=Transport.RESET,
+                message="the upstream stream ended before any content",
+            )
+            return
+        blob = splitter.feed(chunk)
+        if not blob:
+            continue
+        events = split_events(blob)
+        for i, raw in enumerate(events):
+            event = parse_event(raw)
+            kind = tracker.observe(event)
+            if kind is Kind.MALFORMED:
+                outcome.malformed += 1
+                continue
+            if kind is Kind.ERROR:
+                fields = event_error_fields(event.name, event.data)
+                if fields is None:
+                    fields = error_fields(event.data)
+                outcome.signal = fields.signal(
+                    Phase.BEFORE_CONTENT, response.status, in_stream=True, headers=dict(response.headers)
+                )
+                outcome.retry_in = fields.retry_hint
+                return
+            pending.append(raw)
+            if kind in (Kind.CONTENT, Kind.TERMINAL):
+                outcome.leftover = events[i + 1 :]
+                outcome.response = response
+                outcome.ok = True
+                return
+
+
+def attempt_first_token(outcome: Outcome) -> float:
+    return outcome.attempt.timeouts.first_token

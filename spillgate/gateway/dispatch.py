@@ -1,0 +1,365 @@
+"""Dispatch one request over its plan: attempt, classify, mark health, go around, within budgets.
+
+Before the commit point (the first byte sent to the client) any failure may be retried or
+failed over invisibly; after it, :mod:`spillgate.gateway.streaming` continues, replays or
+ends the stream with an in-band error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from spillgate.config.schema import ModelAlias, Route, Settings
+from spillgate.http.client import HttpClient
+from spillgate.http.server import ResponseWriter
+from spillgate.observe.events import AttemptFinished, EventBus, RequestFinished
+from spillgate.protocols.errors import ErrorKind, GatewayError, render_error
+from spillgate.protocols.request import ParsedRequest, rewrite_model
+from spillgate.resilience.backoff import backoff_delay
+from spillgate.resilience.budget import RetryBudget
+from spillgate.resilience.classify import Classifier
+from spillgate.resilience.health import HealthBoard
+from spillgate.resilience.policy import Step, final_error, most_informative, next_step
+from spillgate.resilience.types import ErrorClass, Scope, Verdict
+from spillgate.routing.plan import order_routes
+from spillgate.state.memory import InflightCounter, SessionAffinity
+
+from .attempt import Attempt
+from .call import Outcome, call
+from .forward import client_headers, upstream_headers
+from .planner import Candidate, RequestPlan
+
+log = logging.getLogger("spillgate.dispatch")
+
+_ids = itertools.count(1)
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One client request on its way through the gateway."""
+
+    parsed: ParsedRequest
+    client_headers: dict[str, str]
+    alias: ModelAlias
+    routes: tuple[Route, ...]
+    writer: ResponseWriter
+    extra_headers: list[tuple[str, str]]
+    client_key: str | None
+    request_id: str = field(default_factory=lambda: f"sg-{next(_ids)}")
+    started: float = field(default_factory=time.monotonic)
+    attempts: int = 0
+    failures: list[tuple[Verdict, Outcome]] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)
+
+
+def estimate_tokens(body: bytes) -> int:
+    """A cheap upper-side estimate of a request's prompt size (about 3.5 bytes a token)."""
+    return int(len(body) / 3.5) + 1
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: dict[str, HttpClient],
+        health: HealthBoard,
+        budget: RetryBudget,
+        classifier: Classifier,
+        inflight: InflightCounter,
+        affinity: SessionAffinity,
+        events: EventBus,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.health = health
+        self.budget = budget
+        self.classifier = classifier
+        self.inflight = inflight
+        self.affinity = affinity
+        self.events = events
+        self.rng = rng or random.Random()
+        self._rotation = itertools.count()
+        self.malformed_events = 0
+
+    def rotation(self) -> int:
+        return next(self._rotation)
+
+    def plan_for(self, ex: Exchange) -> RequestPlan:
+        routes = order_routes(ex.routes, self.rng) if len(ex.routes) > 1 else list(ex.routes)
+        return RequestPlan(
+            settings=self.settings,
+            routes=routes,
+            requested_model=ex.parsed.model,
+            session_key=ex.parsed.session_key,
+            estimated_tokens=estimate_tokens(ex.parsed.body),
+            health=self.health,
+            inflight=self.inflight,
+            affinity=self.affinity,
+            rotation=self.rotation,
+        )
+
+    # -- the loop before the commit point ----------------------------------------------
+    async def serve(self, ex: Exchange) -> None:
+        res = self.settings.resilience
+        plan = self.plan_for(ex)
+        self.budget.record_request()
+        deadline = ex.started + res.deadline
+        retried_same: set[tuple[str, str]] = set()
+        waited = False
+        candidate = plan.next() or plan.least_bad()
+        if candidate is None:
+            await self._no_route(ex, plan)
+            return
+        budget_refused = False
+        while candidate is not None:
+            if ex.attempts >= res.max_attempts:
+                break
+            if ex.attempts > 0 and not self.budget.try_spend():
+                budget_refused = True
+                self._release(candidate)
+                break
+            kind = self._kind(ex, candidate, retried_same)
+            outcome = await self.run(ex, candidate, kind)
+            if outcome.verdict is None:
+                await self.deliver(ex, plan, outcome)
+                return
+            verdict = outcome.verdict
+            step = next_step(verdict.error_class, retried_same=candidate.attempt.identity in retried_same)
+            if step is Step.STOP:
+                await self._pass_through(ex, outcome, verdict)
+                return
+            attempt = candidate.attempt
+            if step is Step.RETRY_SAME:
+                delay = backoff_delay(0, res.backoff_base, res.backoff_cap, self.rng)
+                if time.monotonic() + delay < deadline:
+                    retried_same.add(attempt.identity)
+                    await asyncio.sleep(delay)
+                    candidate = Candidate(attempt, forced=True)
+                    continue
+            if step is Step.LARGER_CONTEXT:
+                plan.min_context = max(
+                    plan.min_context, attempt.route.context_window or plan.estimated_tokens
+                )
+                plan.skipped_models.add((attempt.provider.name, attempt.upstream_model))
+            plan.tried.add(attempt.identity)
+            if verdict.scope is not Scope.REQUEST:
+                plan.avoid.add(attempt.key(verdict.scope))
+            if time.monotonic() >= deadline:
+                break
+            candidate = plan.next()
+            if candidate is None and not waited and verdict.error_class is ErrorClass.RATE_LIMITED:
+                wait = outcome.retry_in
+                if wait is not None and wait <= res.max_retry_wait and time.monotonic() + wait < deadline:
+                    waited = True
+                    await asyncio.sleep(wait)
+                    candidate = Candidate(attempt, forced=True)
+        await self._give_up(ex, plan, budget_refused)
+
+    def _kind(self, ex: Exchange, candidate: Candidate, retried_same: set[tuple[str, str]]) -> str:
+        if candidate.probes:
+            return "probe"
+        if ex.attempts == 0:
+            return "attempt"
+        if candidate.attempt.identity in retried_same:
+            return "retry"
+        return "failover"
+
+    def _release(self, candidate: Candidate) -> None:
+        for key in candidate.probes:
+            self.health.release_probe(key)
+
+    # -- one attempt --------------------------------------------------------------------
+    async def run(self, ex: Exchange, candidate: Candidate, kind: str, body: bytes | None = None) -> Outcome:
+        attempt = candidate.attempt
+        ex.attempts += 1
+        ex.tried.append(attempt.route.label + (f"/{attempt.account.id}" if attempt.account else ""))
+        account = attempt.account
+        if account is not None:
+            self.inflight.acquire(account.id)
+        outcome: Outcome | None = None
+        try:
+            payload = body if body is not None else rewrite_model(ex.parsed, attempt.upstream_model)
+            headers = upstream_headers(ex.client_headers, attempt.provider, account)
+            outcome = await call(attempt, ex.parsed, payload, headers, self.clients[attempt.provider.name])
+        finally:
+            if outcome is None:  # cancelled: the client went away
+                self._release(candidate)
+            if account is not None:
+                if outcome is not None and outcome.response is not None:
+                    # A stream goes on after the commit point: in flight until it ends.
+                    outcome.on_close = lambda: self.inflight.release(account.id)
+                else:
+                    self.inflight.release(account.id)
+        self.malformed_events += outcome.malformed
+        if outcome.ok:
+            for key in attempt.health_keys():
+                self.health.record_success(key)
+            if candidate.rebind and candidate.session and account is not None:
+                self.affinity.bind(candidate.session, account.id)
+        else:
+            outcome.verdict = self.judge(outcome, candidate)
+            ex.failures.append((outcome.verdict, outcome))
+        self._emit_attempt(ex, outcome, kind)
+        return outcome
+
+    def judge(self, outcome: Outcome, candidate: Candidate) -> Verdict:
+        """Classify a failed outcome and mark the scope it says is unhealthy."""
+        assert outcome.signal is not None
+        verdict = self.classifier.classify(outcome.signal)
+        attempt = candidate.attempt
+        marked = ""
+        if verdict.count and verdict.scope is not Scope.REQUEST:
+            marked = attempt.key(verdict.scope)
+            retry_at = None if outcome.retry_in is None else time.monotonic() + outcome.retry_in
+            self.health.record_failure(marked, verdict.error_class, retry_at, outcome.signal.message[:200])
+        for key in candidate.probes:
+            if key != marked:
+                self.health.release_probe(key)
+        return verdict
+
+    def _emit_attempt(self, ex: Exchange, outcome: Outcome, kind: str) -> None:
+        attempt = outcome.attempt
+        verdict = outcome.verdict
+        self.events.emit(
+            AttemptFinished(
+                request_id=ex.request_id,
+                attempt=ex.attempts,
+                api=ex.parsed.api.value,
+                public_model=ex.parsed.model,
+                route=attempt.route.label,
+                provider=attempt.provider.name,
+                account=attempt.account.id if attempt.account else None,
+                upstream_model=attempt.upstream_model,
+                stream=ex.parsed.stream,
+                ok=outcome.ok,
+                status=outcome.status,
+                error_class=verdict.error_class.value if verdict else None,
+                scope=verdict.scope.value if verdict else None,
+                rule=verdict.rule if verdict else None,
+                phase=outcome.signal.phase.value if outcome.signal else None,
+                latency=outcome.latency,
+                first_byte=outcome.first_byte,
+                kind=kind,
+            )
+        )
+
+    # -- answers --------------------------------------------------------------------------
+    def response_headers(self, ex: Exchange, outcome: Outcome) -> list[tuple[str, str]]:
+        return [
+            *client_headers(outcome.headers),
+            ("x-spillgate-route", outcome.attempt.route.label),
+            ("x-spillgate-attempts", str(ex.attempts)),
+            *ex.extra_headers,
+        ]
+
+    async def deliver(self, ex: Exchange, plan: RequestPlan, outcome: Outcome) -> None:
+        if outcome.response is None:
+            assert outcome.status is not None
+            await ex.writer.send(outcome.status, self.response_headers(ex, outcome), outcome.body)
+            self._emit_request(ex, outcome.status, outcome, None)
+            return
+        from .streaming import StreamSession
+
+        await StreamSession(self, ex, plan, outcome).run()
+
+    async def _pass_through(self, ex: Exchange, outcome: Outcome, verdict: Verdict) -> None:
+        """The request itself was refused (content policy, bad request): the upstream's reason goes back."""
+        status = verdict.client_status or outcome.status or 400
+        headers = [
+            h for h in self.response_headers(ex, outcome) if h[0] not in ("x-should-retry", "retry-after")
+        ]
+        headers.append(("x-should-retry", "false"))
+        body = outcome.body
+        if verdict.client_message is not None or not body:
+            error = GatewayError(
+                status,
+                ErrorKind.INVALID_REQUEST,
+                verdict.client_message or outcome.signal_message(),
+                should_retry=None,
+            )
+            extra, body = render_error(ex.parsed.api.family, error)
+            headers = [h for h in headers if h[0] != "content-type"] + extra
+        await ex.writer.send(status, headers, body)
+        self._emit_request(ex, status, outcome, verdict.error_class)
+
+    async def _give_up(self, ex: Exchange, plan: RequestPlan, budget_refused: bool) -> None:
+        classes = [v.error_class for v, _ in ex.failures]
+        error_class = most_informative(classes) if classes else ErrorClass.UPSTREAM_ERROR
+        verdict, outcome = next((v, o) for v, o in ex.failures if v.error_class is error_class)
+        detail = outcome.signal_message()
+        if budget_refused:
+            detail = (
+                detail + "; " if detail else ""
+            ) + "the gateway's retry budget is spent, not retrying further"
+        error = final_error(
+            ex.parsed.api, error_class, ex.parsed.model, ex.tried, plan.reopens_in(time.monotonic()), detail
+        )
+        if verdict.client_status is not None or verdict.client_message is not None:
+            error = GatewayError(
+                verdict.client_status or error.status,
+                error.kind,
+                verdict.client_message or error.message,
+                code=error.code,
+                retry_after=error.retry_after,
+                should_retry=error.should_retry,
+            )
+        headers, body = render_error(ex.parsed.api.family, error)
+        headers += [("x-spillgate-attempts", str(ex.attempts)), *ex.extra_headers]
+        await ex.writer.send(error.status, headers, body)
+        self._emit_request(ex, error.status, None, error_class)
+
+    async def _no_route(self, ex: Exchange, plan: RequestPlan) -> None:
+        reasons = "; ".join(plan.reasons) or "every account is disabled or busy"
+        retry = plan.reopens_in(time.monotonic())
+        error = GatewayError(
+            503,
+            ErrorKind.UPSTREAM_UNAVAILABLE,
+            f"no route of model '{ex.alias.name}' can take the request now ({reasons})",
+            code="server_error",
+            retry_after=max(1, int(retry + 0.999)) if retry is not None else 1,
+            should_retry=True,
+        )
+        headers, body = render_error(ex.parsed.api.family, error)
+        await ex.writer.send(error.status, headers + ex.extra_headers, body)
+        self._emit_request(ex, 503, None, None)
+
+    def _emit_request(
+        self,
+        ex: Exchange,
+        status: int,
+        outcome: Outcome | None,
+        error_class: ErrorClass | None,
+        first_token: float | None = None,
+        recovered: str | None = None,
+    ) -> None:
+        attempt = outcome.attempt if outcome is not None else None
+        self.events.emit(
+            RequestFinished(
+                request_id=ex.request_id,
+                api=ex.parsed.api.value,
+                public_model=ex.parsed.model,
+                client_key=ex.client_key,
+                stream=ex.parsed.stream,
+                ok=200 <= status < 300 and error_class is None,
+                status=status,
+                attempts=ex.attempts,
+                route=attempt.route.label if attempt else None,
+                account=attempt.account.id if attempt and attempt.account else None,
+                upstream_model=attempt.upstream_model if attempt else None,
+                error_class=error_class.value if error_class else None,
+                latency=time.monotonic() - ex.started,
+                first_token=first_token,
+                recovered=recovered,
+            )
+        )
+
+
+Clock = Callable[[], float]
+__all__ = ["Attempt", "Dispatcher", "Exchange"]

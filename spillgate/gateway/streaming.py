@@ -1,0 +1,329 @@
+"""After the commit point: relay the stream; on a cut, stall or in-stream error, recover.
+
+(a) continue on a route that supports assistant prefill, from the text already sent;
+(b) replay on the next route and stream only what goes beyond what the client has;
+(c) end with an in-band error the client retries. A truncated answer is never followed by
+a normal ending.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from spillgate.http.client import FailureKind, UpstreamFailure, UpstreamResponse
+from spillgate.protocols.apis import Api
+from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
+from spillgate.protocols.request import ParsedRequest
+from spillgate.protocols.sse import SseSplitter
+from spillgate.protocols.synth import in_band_error, renumber, stream_end, text_delta
+from spillgate.resilience.extract import error_fields, event_error_fields
+from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport
+
+from .call import Outcome, transport_signal
+from .planner import Candidate
+
+if TYPE_CHECKING:
+    from .dispatch import Dispatcher, Exchange
+    from .planner import RequestPlan
+
+log = logging.getLogger("spillgate.streaming")
+
+FINISH_GRACE = 0.5
+"""Seconds to wait for the terminator once the answer is complete before writing it ourselves."""
+
+
+class Mode(Enum):
+    DIRECT = "direct"
+    CONTINUATION = "continuation"
+    REPLAY = "replay"
+
+
+class _End(Enum):
+    DONE = "done"
+    MISMATCH = "mismatch"
+
+
+@dataclass(slots=True)
+class _Source:
+    """One upstream stream feeding the client's stream."""
+
+    outcome: Outcome
+    response: UpstreamResponse
+    splitter: SseSplitter
+    tracker: StreamTracker
+    mode: Mode
+    target: str = ""
+    """Replay: the text the client already has, which the replay must reproduce first."""
+    consumed: int = 0
+    skip: str = ""
+    """Continuation: trailing whitespace the prefill left out; dropped if the upstream repeats it."""
+
+
+def prefill_body(parsed: ParsedRequest, text: str, upstream_model: str) -> tuple[bytes, str]:
+    """A request asking the upstream to continue ``text`` (assistant prefill); and the whitespace left out."""
+    prefill = text.rstrip()
+    data: dict[str, Any] = dict(parsed.data)
+    data["model"] = upstream_model
+    messages = list(data.get("messages") or [])
+    last = messages[-1] if messages else None
+    if (
+        isinstance(last, dict)
+        and last.get("role") == "assistant"
+        and isinstance(last.get("content"), str)
+        and parsed.api is Api.ANTHROPIC_MESSAGES
+    ):
+        messages[-1] = {**last, "content": last["content"] + prefill}
+    elif parsed.api is Api.ANTHROPIC_MESSAGES:
+        messages.append({"role": "assistant", "content": prefill})
+    else:
+        messages.append({"role": "assistant", "content": prefill, "prefix": True})
+    data["messages"] = messages
+    return orjson.dumps(data), text[len(prefill) :]
+
+
+class StreamSession:
+    def __init__(self, dispatcher: Dispatcher, ex: Exchange, plan: RequestPlan, outcome: Outcome) -> None:
+        assert outcome.tracker is not None and outcome.response is not None and outcome.splitter is not None
+        self.d = dispatcher
+        self.ex = ex
+        self.plan = plan
+        self.first = outcome
+        self.client = outcome.tracker
+        """What the client has been sent (the first upstream's tracker, then kept up to date)."""
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.first.close()  # the client may have left before the first upstream was pumped
+
+    async def _run(self) -> None:
+        ex, first = self.ex, self.first
+        writer = ex.writer
+        writer.start(200, self.d.response_headers(ex, first))
+        first_token = time.monotonic() - ex.started
+        await writer.write(b"".join(first.pending))
+        assert first.response is not None and first.splitter is not None
+        source = _Source(first, first.response, first.splitter, self.client, Mode.DIRECT)
+        result = await self._pump(source, first.leftover)
+        recovered: str | None = None
+        error_class: ErrorClass | None = None
+        failed = first
+        while isinstance(result, Signal):
+            failed.signal = result
+            verdict = self.d.judge(failed, Candidate(failed.attempt))
+            ex.failures.append((verdict, failed))
+            error_class = verdict.error_class
+            log.warning(
+                "stream broke after content on %s: %s (%s)",
+                failed.attempt.describe(),
+                verdict.error_class.value,
+                result.message,
+            )
+            self.plan.tried.add(failed.attempt.identity)
+            if verdict.scope is not Scope.REQUEST:
+                self.plan.avoid.add(failed.attempt.key(verdict.scope))
+            recovery = await self._recover()
+            if recovery is None:
+                await self._fail_in_band(verdict.error_class, failed)
+                recovered = "in_band_error"
+                break
+            mode, failed, result = recovery
+            recovered = mode.value
+        ok = recovered != "in_band_error"
+        self.d._emit_request(
+            ex, 200, failed, None if ok else error_class, first_token=first_token, recovered=recovered
+        )
+
+    # -- relaying -----------------------------------------------------------------------
+    async def _pump(self, src: _Source, events: list[bytes]) -> Signal | _End:
+        """Relay one upstream's events until the stream ends, fails, or (replay) diverges."""
+        writer = self.ex.writer
+        idle = src.outcome.attempt.timeouts.stream_idle
+        try:
+            while True:
+                out: list[bytes] = []
+                for raw in events:
+                    verdict = self._event(src, raw, out)
+                    if verdict is not None:
+                        if out:
+                            await writer.write(b"".join(out))
+                        if verdict is _End.DONE:
+                            await writer.end()
+                        return verdict
+                if out:
+                    await writer.write(b"".join(out))
+                wait = min(idle, FINISH_GRACE) if self.client.finished else idle
+                try:
+                    chunk = await src.response.next_chunk(wait)
+                except UpstreamFailure as failure:
+                    if self.client.finished and failure.kind is FailureKind.IDLE_TIMEOUT:
+                        return await self._finish_for_upstream()
+                    return transport_signal(failure, Phase.AFTER_CONTENT)
+                if chunk is None:
+                    if self.client.finished:
+                        return await self._finish_for_upstream()
+                    return Signal(
+                        phase=Phase.AFTER_CONTENT,
+                        transport=Transport.RESET,
+                        message="the upstream stream ended before its answer was complete",
+                    )
+                blob = src.splitter.feed(chunk)
+                events = split_events(blob) if blob else []
+        finally:
+            src.outcome.close()
+
+    async def _finish_for_upstream(self) -> _End:
+        """The answer is complete but the terminator never came: write it ourselves."""
+        writer = self.ex.writer
+        if not self.client.terminal_seen:
+            await writer.write(stream_end(self.client))
+            self.client.terminal_seen = True
+        await writer.end()
+        return _End.DONE
+
+    def _event(self, src: _Source, raw: bytes, out: list[bytes]) -> Signal | _End | None:
+        event = parse_event(raw)
+        if src.mode is Mode.DIRECT:
+            kind = self.client.observe(event)
+        else:
+            before = len(src.tracker.text)
+            kind = src.tracker.observe(event)
+            new_text = "".join(src.tracker.text[before:])
+        if kind is Kind.MALFORMED:
+            self.d.malformed_events += 1
+            return None
+        if kind is Kind.ERROR:
+            fields = event_error_fields(event.name, event.data) or error_fields(event.data)
+            return fields.signal(Phase.AFTER_CONTENT, 200, in_stream=True)
+        if src.mode is Mode.DIRECT:
+            out.append(raw)
+            return _End.DONE if kind is Kind.TERMINAL else None
+        # A continuation or a replay, written in the client's stream's own ids.
+        if kind is Kind.PREAMBLE:
+            return None
+        if new_text:
+            emit = self._match(src, new_text)
+            if emit is None:
+                return _End.MISMATCH
+            if emit:
+                out.append(text_delta(self.client, emit))
+            return None
+        if src.mode is Mode.REPLAY and src.consumed < len(src.target):
+            # Anything but text before the replay caught up means it is telling another story.
+            return None if kind is Kind.META else _End.MISMATCH
+        out.append(self._rewrite(event.payload, event.name, raw))
+        self.client.finished = self.client.finished or src.tracker.finished
+        self.client.usage_seen = self.client.usage_seen or src.tracker.usage_seen
+        if kind is Kind.TERMINAL:
+            self.client.terminal_seen = True
+            return _End.DONE
+        return None
+
+    def _match(self, src: _Source, piece: str) -> str | None:
+        """The part of ``piece`` the client does not have yet; ``None`` if the replay diverged."""
+        if src.mode is Mode.CONTINUATION:
+            if src.skip:
+                n = 0
+                while n < len(piece) and n < len(src.skip) and piece[n] == src.skip[n]:
+                    n += 1
+                src.skip = "" if n < len(piece) else src.skip[n:]
+                return piece[n:]
+            return piece
+        target, pos = src.target, src.consumed
+        src.consumed += len(piece)
+        if pos >= len(target):
+            return piece
+        n = min(len(piece), len(target) - pos)
+        if piece[:n] != target[pos : pos + n]:
+            return None
+        return piece[n:]
+
+    def _rewrite(self, payload: Any, name: str | None, raw: bytes) -> bytes:
+        """Another upstream's event, given the client stream's ids and sequence."""
+        api = self.client.api
+        if not isinstance(payload, dict):
+            return raw
+        if api is Api.OPENAI_CHAT:
+            if self.client.chunk_id:
+                payload = {**payload, "id": self.client.chunk_id}
+            return b"data: " + orjson.dumps(payload) + b"\n\n"
+        if api is Api.OPENAI_RESPONSES:
+            response = payload.get("response")
+            if isinstance(response, dict) and self.client.response_id:
+                payload = {**payload, "response": {**response, "id": self.client.response_id}}
+            if "item_id" in payload and self.client.item_id:
+                payload = {**payload, "item_id": self.client.item_id}
+            item = payload.get("item")
+            if isinstance(item, dict) and item.get("type") == "message" and self.client.item_id:
+                payload = {**payload, "item": {**item, "id": self.client.item_id}}
+            return renumber(self.client, payload, name)
+        return raw
+
+    # -- recovery -----------------------------------------------------------------------
+    async def _recover(self) -> tuple[Mode, Outcome, Signal | _End] | None:
+        """Try to finish the answer elsewhere; None when it cannot be done (then: in-band error)."""
+        d, ex, res = self.d, self.ex, self.d.settings.resilience
+        text_only = not self.client.non_text_output
+        if not text_only:
+            return None
+        while ex.attempts < res.max_attempts:
+            candidate = self.plan.next()
+            if candidate is None:
+                return None
+            attempt = candidate.attempt
+            target = self.client.sent_text()
+            modes = [Mode.REPLAY]
+            if attempt.route.supports_prefill and target and ex.parsed.api is not Api.OPENAI_RESPONSES:
+                modes.insert(0, Mode.CONTINUATION)
+            for mode in modes:
+                if not d.budget.try_spend():
+                    d._release(candidate)
+                    return None
+                body, skip = (None, "")
+                if mode is Mode.CONTINUATION:
+                    body, skip = prefill_body(ex.parsed, target, attempt.upstream_model)
+                outcome = await d.run(ex, candidate, mode.value, body=body)
+                candidate = Candidate(attempt, forced=True)
+                if outcome.verdict is not None:
+                    if mode is Mode.CONTINUATION and outcome.verdict.error_class is ErrorClass.BAD_REQUEST:
+                        # The target refused the prefill: that 400 is not the real error.
+                        ex.failures.pop()
+                        continue
+                    self.plan.tried.add(attempt.identity)
+                    break
+                assert outcome.response is not None and outcome.splitter is not None
+                src = _Source(
+                    outcome,
+                    outcome.response,
+                    outcome.splitter,
+                    StreamTracker(ex.parsed.api),
+                    mode,
+                    target=target,
+                    skip=skip,
+                )
+                result = await self._pump(src, outcome.pending + outcome.leftover)
+                if result is _End.MISMATCH:
+                    log.warning("replay on %s did not reproduce the text already sent", attempt.describe())
+                    return None
+                return mode, outcome, result
+            else:
+                self.plan.tried.add(attempt.identity)
+        return None
+
+    async def _fail_in_band(self, error_class: ErrorClass, failed: Outcome) -> None:
+        writer = self.ex.writer
+        message = (
+            f"the upstream stream for model '{self.ex.parsed.model}' broke after the answer started "
+            f"({error_class.value} on route {failed.attempt.route.label}) and no route could finish it; "
+            "retry the request"
+        )
+        if not writer.disconnected:
+            await writer.write(in_band_error(self.client, message))
+            await writer.end()  # the body ends here: clients act on the error when the stream closes

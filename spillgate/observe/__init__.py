@@ -1,0 +1,1 @@
+"""Observability: typed events about attempts and requests, delivered to observers."""

@@ -1,0 +1,78 @@
+"""Typed events. Observers are called in order; a failing observer is logged, never propagated."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("spillgate.events")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    request_id: str
+    attempt: int
+    """1 for the first attempt of the request."""
+    api: str
+    public_model: str
+    route: str
+    provider: str
+    account: str | None
+    upstream_model: str
+    stream: bool
+    ok: bool
+    status: int | None
+    error_class: str | None
+    scope: str | None
+    rule: str | None
+    phase: str | None
+    latency: float
+    """Seconds from sending the attempt to its outcome."""
+    first_byte: float | None
+    kind: str = "attempt"
+    """``attempt``, ``retry`` (same route), ``failover``, ``probe``, ``continuation`` or ``replay``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    request_id: str
+    api: str
+    public_model: str
+    client_key: str | None
+    stream: bool
+    ok: bool
+    status: int
+    attempts: int
+    route: str | None
+    """The route that answered, if any."""
+    account: str | None
+    upstream_model: str | None
+    error_class: str | None
+    latency: float
+    first_token: float | None
+    recovered: str | None = None
+    """After a mid-stream failure: ``continuation``, ``replay`` or ``in_band_error``."""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+Event = AttemptFinished | RequestFinished
+Observer = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._observers: list[Observer] = []
+        self.failures = 0
+
+    def subscribe(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def emit(self, event: Event) -> None:
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                self.failures += 1
+                log.exception("event observer %r failed", observer)

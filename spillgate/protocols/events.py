@@ -1,0 +1,246 @@
+"""SSE events of the three APIs: split, parse, and tell content from preamble, ending and failure.
+
+The gateway relays event bytes untouched on the normal path; a :class:`StreamTracker` only
+reads them to know where the stream is (has content reached the client? did it end
+normally? did it fail in-stream?) and to keep the text sent so far for recovery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from spillgate.protocols.apis import Api
+
+
+class Kind(Enum):
+    PREAMBLE = "preamble"
+    """Envelope before any output: response.created, message_start, the chat role chunk."""
+    CONTENT = "content"
+    """Carries output: text, tool calls, reasoning."""
+    META = "meta"
+    """Neither: pings, comments, finish and usage chunks, block boundaries."""
+    TERMINAL = "terminal"
+    """The normal end of the stream: [DONE], response.completed, message_stop."""
+    ERROR = "error"
+    """An in-stream failure: response.failed, event: error, a chat error chunk."""
+    MALFORMED = "malformed"
+    """Not a well-formed event of this API: dropped and counted."""
+
+
+@dataclass(slots=True)
+class Event:
+    raw: bytes
+    name: str | None
+    data: bytes
+    payload: Any = None
+    """The decoded JSON of ``data`` when the tracker needed it."""
+
+
+def split_events(blob: bytes) -> list[bytes]:
+    """Whole events (each with its terminator) from a run of complete events."""
+    sep = b"\r\n\r\n" if b"\r\n\r\n" in blob else b"\n\n"
+    parts = blob.split(sep)
+    return [p + sep for p in parts if p]
+
+
+def parse_event(raw: bytes) -> Event:
+    name: str | None = None
+    data: list[bytes] = []
+    for line in raw.splitlines():
+        if line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode("utf-8", "replace")
+    return Event(raw, name, b"\n".join(data))
+
+
+@dataclass(slots=True)
+class StreamTracker:
+    """Reads one upstream stream's events in order; knows what the client has been sent."""
+
+    api: Api
+    text: list[str] = field(default_factory=list)
+    """Output text in order (what a continuation or a replay must reproduce)."""
+    non_text_output: bool = False
+    """Tool calls or other non-text output were emitted (continuation cannot rebuild those)."""
+    finished: bool = False
+    """The answer is complete (finish_reason / stop_reason seen) even if the terminator is missing."""
+    usage_seen: bool = False
+    terminal_seen: bool = False
+    error: dict[str, Any] | None = None
+    malformed: int = 0
+    # Envelope facts for synthesising events in this stream's own ids.
+    response_id: str | None = None
+    item_id: str | None = None
+    output_index: int = 0
+    content_index: int = 0
+    block_index: int = 0
+    chunk_id: str | None = None
+    model: str | None = None
+    created: int = 0
+    sequence_number: int = -1
+
+    def sent_text(self) -> str:
+        return "".join(self.text)
+
+    def observe(self, event: Event) -> Kind:
+        if not event.data:
+            return Kind.META  # comments, keep-alives, bare event lines
+        if self.api is Api.OPENAI_CHAT:
+            return self._chat(event)
+        if self.api is Api.OPENAI_RESPONSES:
+            return self._responses(event)
+        return self._anthropic(event)
+
+    # -- OpenAI Chat Completions --------------------------------------------------------
+    def _chat(self, event: Event) -> Kind:
+        if event.data == b"[DONE]":
+            self.terminal_seen = True
+            return Kind.TERMINAL
+        payload = _loads(event)
+        if not isinstance(payload, dict):
+            self.malformed += 1
+            return Kind.MALFORMED
+        if "error" in payload:
+            self.error = payload
+            return Kind.ERROR
+        self.chunk_id = payload.get("id", self.chunk_id)
+        self.model = payload.get("model", self.model)
+        self.created = payload.get("created", self.created)
+        if payload.get("usage"):
+            self.usage_seen = True
+        choices = payload.get("choices")
+        if not isinstance(choices, list):
+            self.malformed += 1
+            return Kind.MALFORMED
+        kind: Kind | None = None
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str) and content:
+                self.text.append(content)
+                kind = Kind.CONTENT
+            if isinstance(delta, dict):
+                if delta.get("tool_calls") or delta.get("function_call"):
+                    self.non_text_output = True
+                    kind = Kind.CONTENT
+                if delta.get("reasoning_content") or delta.get("reasoning") or delta.get("refusal"):
+                    kind = Kind.CONTENT
+            if choice.get("finish_reason"):
+                self.finished = True
+                kind = Kind.CONTENT  # an empty answer is still an answer
+        if kind is not None:
+            return kind
+        # A role-only chunk, a usage chunk, an empty delta.
+        return Kind.PREAMBLE if not self.text and not self.finished else Kind.META
+
+    # -- OpenAI Responses ---------------------------------------------------------------
+    def _responses(self, event: Event) -> Kind:
+        payload = _loads(event)
+        if not isinstance(payload, dict):
+            self.malformed += 1
+            return Kind.MALFORMED
+        kind_name = payload.get("type") or event.name or ""
+        seq = payload.get("sequence_number")
+        if isinstance(seq, int):
+            self.sequence_number = seq
+        if kind_name in ("response.created", "response.in_progress", "response.queued"):
+            response = payload.get("response")
+            if isinstance(response, dict):
+                self.response_id = response.get("id", self.response_id)
+                self.model = response.get("model", self.model)
+            return Kind.PREAMBLE
+        if kind_name == "response.output_item.added":
+            item = payload.get("item") or {}
+            self.output_index = payload.get("output_index", self.output_index)
+            if isinstance(item, dict):
+                self.item_id = item.get("id", self.item_id)
+                if item.get("type") not in (None, "message", "reasoning"):
+                    self.non_text_output = True
+                    return Kind.CONTENT
+            return Kind.PREAMBLE if not self.text else Kind.META
+        if kind_name == "response.content_part.added":
+            self.content_index = payload.get("content_index", self.content_index)
+            return Kind.PREAMBLE if not self.text else Kind.META
+        if kind_name == "response.output_text.delta":
+            delta = payload.get("delta")
+            if isinstance(delta, str):
+                self.text.append(delta)
+            self.item_id = payload.get("item_id", self.item_id)
+            return Kind.CONTENT
+        if kind_name.endswith(".delta"):
+            if "function_call" in kind_name or "custom_tool_call" in kind_name:
+                self.non_text_output = True
+            return Kind.CONTENT
+        if kind_name == "response.output_item.done":
+            item = payload.get("item") or {}
+            if isinstance(item, dict) and item.get("type") not in (None, "message", "reasoning"):
+                self.non_text_output = True
+            return Kind.CONTENT
+        if kind_name in ("response.completed", "response.incomplete"):
+            self.terminal_seen = self.finished = self.usage_seen = True
+            return Kind.TERMINAL
+        if kind_name in ("response.failed", "error"):
+            self.error = payload
+            return Kind.ERROR
+        return Kind.META
+
+    # -- Anthropic Messages -------------------------------------------------------------
+    def _anthropic(self, event: Event) -> Kind:
+        payload = _loads(event)
+        if not isinstance(payload, dict):
+            self.malformed += 1
+            return Kind.MALFORMED
+        kind_name = payload.get("type") or event.name or ""
+        if kind_name == "message_start":
+            message = payload.get("message") or {}
+            if isinstance(message, dict):
+                self.response_id = message.get("id", self.response_id)
+                self.model = message.get("model", self.model)
+            return Kind.PREAMBLE
+        if kind_name == "content_block_start":
+            self.block_index = payload.get("index", self.block_index)
+            block = payload.get("content_block") or {}
+            if isinstance(block, dict) and block.get("type") not in (None, "text", "thinking"):
+                self.non_text_output = True
+                return Kind.CONTENT
+            return Kind.PREAMBLE if not self.text else Kind.META
+        if kind_name == "content_block_delta":
+            delta = payload.get("delta") or {}
+            self.block_index = payload.get("index", self.block_index)
+            if isinstance(delta, dict):
+                if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+                    self.text.append(delta["text"])
+                elif delta.get("type") == "input_json_delta":
+                    self.non_text_output = True
+            return Kind.CONTENT
+        if kind_name == "message_delta":
+            delta = payload.get("delta") or {}
+            if isinstance(delta, dict) and delta.get("stop_reason"):
+                self.finished = True
+            self.usage_seen = True
+            return Kind.CONTENT if self.finished else Kind.META
+        if kind_name == "message_stop":
+            self.terminal_seen = True
+            return Kind.TERMINAL
+        if kind_name == "error":
+            self.error = payload
+            return Kind.ERROR
+        if kind_name == "ping":
+            return Kind.META if self.text else Kind.PREAMBLE
+        return Kind.META
+
+
+def _loads(event: Event) -> Any:
+    try:
+        event.payload = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return None
+    return event.payload

@@ -1,0 +1,1 @@
+"""Resilience: classify failures, keep health per scope, bound retries, decide what to try next."""

@@ -1,0 +1,155 @@
+"""The gateway-wide retry budget: extra attempts capped as a share of client requests.
+
+An outage must never become a retry storm. Every client request may be followed by extra
+attempts (retries and failovers after a failure), but over a sliding window the extra
+attempts stay below ``max(floor, ratio * requests)``: the floor lets a quiet gateway still
+recover a few requests, the ratio bounds the amplification under load.
+
+The window is a ring of time buckets (``SlidingCounts``), so every call is O(1) amortised and
+the memory is fixed whatever the traffic.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class SlidingCounts:
+    """Two counters summed over a sliding time window, kept in a ring of time buckets.
+
+    The window is cut into ``buckets`` slices of ``window / buckets`` seconds; the totals
+    cover the current slice and the ``buckets - 1`` before it, so an event is forgotten
+    between ``window - window / buckets`` and ``window`` seconds after it happened.
+    """
+
+    __slots__ = ("_a", "_b", "_last", "_n", "_sum_a", "_sum_b", "_width")
+
+    def __init__(self, window: float, buckets: int = 10) -> None:
+        if not window > 0 or not math.isfinite(window):
+            raise ValueError(f"window must be a positive number of seconds, got {window!r}")
+        if buckets < 1:
+            raise ValueError(f"buckets must be at least 1, got {buckets!r}")
+        self._n = buckets
+        self._width = window / buckets
+        self._a = [0] * buckets
+        self._b = [0] * buckets
+        self._last: int | None = None
+        self._sum_a = 0
+        self._sum_b = 0
+
+    def _advance(self, now: float) -> int:
+        """Move the ring to the slice holding ``now``, clearing the slices that fell out."""
+        index = math.floor(now / self._width)
+        last = self._last
+        if last is None or index - last >= self._n:
+            if self._sum_a or self._sum_b:
+                self.clear()
+            self._last = last = index
+        elif index > last:
+            for step in range(last + 1, index + 1):
+                slot = step % self._n
+                self._sum_a -= self._a[slot]
+                self._sum_b -= self._b[slot]
+                self._a[slot] = 0
+                self._b[slot] = 0
+            self._last = last = index
+        # A clock that steps back (never a monotonic one) is counted in the newest slice.
+        return last % self._n
+
+    def add(self, now: float, a: int = 0, b: int = 0) -> None:
+        slot = self._advance(now)
+        self._a[slot] += a
+        self._b[slot] += b
+        self._sum_a += a
+        self._sum_b += b
+
+    def totals(self, now: float) -> tuple[int, int]:
+        """``(a, b)`` summed over the window ending at ``now``."""
+        self._advance(now)
+        return self._sum_a, self._sum_b
+
+    def clear(self) -> None:
+        for slot in range(self._n):
+            self._a[slot] = 0
+            self._b[slot] = 0
+        self._sum_a = 0
+        self._sum_b = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSnapshot:
+    requests_in_window: int
+    extra_in_window: int
+    limit: float
+    """How many extra attempts the window allows now: ``max(floor, ratio * requests_in_window)``."""
+    requests_total: int
+    extra_total: int
+    rejected_total: int
+
+
+class RetryBudget:
+    """Caps extra attempts (retries, failovers after a failure) as a share of client requests.
+
+    Call ``record_request()`` once per client request and ``try_spend()`` before every attempt
+    that follows a failure; a ``False`` answer means "give up with the error you have".
+    """
+
+    __slots__ = (
+        "_clock",
+        "_counts",
+        "extra_total",
+        "floor",
+        "ratio",
+        "rejected_total",
+        "requests_total",
+        "window",
+    )
+
+    def __init__(
+        self,
+        ratio: float = 0.2,
+        floor: int = 10,
+        window: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not ratio >= 0 or not math.isfinite(ratio):
+            raise ValueError(f"ratio must be a finite number >= 0, got {ratio!r}")
+        if floor < 0:
+            raise ValueError(f"floor must be >= 0, got {floor!r}")
+        self.ratio = ratio
+        self.floor = floor
+        self.window = window
+        self._clock = clock
+        self._counts = SlidingCounts(window)  # a: client requests, b: extra attempts
+        self.requests_total = 0
+        self.extra_total = 0
+        self.rejected_total = 0
+
+    def record_request(self) -> None:
+        self.requests_total += 1
+        self._counts.add(self._clock(), a=1)
+
+    def try_spend(self) -> bool:
+        """Whether one more extra attempt is allowed; when it is, it is counted as spent."""
+        now = self._clock()
+        requests, extra = self._counts.totals(now)
+        if extra < max(self.floor, self.ratio * requests):
+            self._counts.add(now, b=1)
+            self.extra_total += 1
+            return True
+        self.rejected_total += 1
+        return False
+
+    def snapshot(self) -> BudgetSnapshot:
+        requests, extra = self._counts.totals(self._clock())
+        return BudgetSnapshot(
+            requests_in_window=requests,
+            extra_in_window=extra,
+            limit=max(float(self.floor), self.ratio * requests),
+            requests_total=self.requests_total,
+            extra_total=self.extra_total,
+            rejected_total=self.rejected_total,
+        )

@@ -1,0 +1,543 @@
+"""The one classifier: a first-match table of rules mapping a failure :class:`Signal` to a :class:`Verdict`.
+
+Operator rules (from config) are tried first, in ``priority`` order (lower first, ties in the order
+given), then the built-in table. Every rule, built-in or operator, has a hit counter, so an operator
+rewrite never hides a real outage from the people watching.
+
+How a rule matches a signal:
+
+- the *filters* ``phases`` and ``in_stream`` must always hold when given;
+- the *conditions* ``statuses``, ``error_types``, ``error_codes``, ``keywords`` and ``transports``, when
+  given, combine by ``match``: ``"all"`` (every given one holds) or ``"any"`` (at least one does);
+- ``keywords`` are case-insensitive substrings of the message, combined by ``keyword_mode``;
+- types and codes compare exactly, case-insensitively.
+
+A rule with filters but no conditions matches every signal that passes its filters; a rule with neither
+is invalid (only the built-in fallback has none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
+
+from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport, Verdict
+
+KeywordMode = Literal["any", "all"]
+MatchMode = Literal["all", "any"]
+
+DEFAULT_SCOPE: Mapping[ErrorClass, Scope] = MappingProxyType(
+    {
+        ErrorClass.CAPACITY: Scope.ACCOUNT_MODEL,
+        ErrorClass.OVERLOADED: Scope.PROVIDER_MODEL,
+        ErrorClass.RATE_LIMITED: Scope.ACCOUNT,
+        ErrorClass.QUOTA_EXHAUSTED: Scope.ACCOUNT,
+        ErrorClass.AUTH: Scope.ACCOUNT,
+        ErrorClass.CONTEXT_TOO_LONG: Scope.REQUEST,
+        ErrorClass.CONTENT_POLICY: Scope.REQUEST,
+        ErrorClass.BAD_REQUEST: Scope.REQUEST,
+        ErrorClass.NOT_FOUND: Scope.ACCOUNT_MODEL,
+        ErrorClass.UPSTREAM_ERROR: Scope.ACCOUNT_MODEL,
+        ErrorClass.CONNECT_FAILED: Scope.PROVIDER,
+        ErrorClass.RESET: Scope.ACCOUNT,
+        ErrorClass.TIMEOUT: Scope.ACCOUNT_MODEL,
+        ErrorClass.STREAM_CUT: Scope.ACCOUNT_MODEL,
+        ErrorClass.STREAM_STALL: Scope.ACCOUNT_MODEL,
+        ErrorClass.STREAM_MALFORMED: Scope.ACCOUNT_MODEL,
+    }
+)
+"""What each class marks unhealthy when a rule names no scope."""
+
+BUILTIN_PREFIX = "builtin."
+"""Built-in rule names start with this; operator rule names may not."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of the classification table (see the module docstring for how it matches)."""
+
+    name: str
+    error_class: ErrorClass
+    scope: Scope | None = None
+    """``None``: the default scope of the class (:data:`DEFAULT_SCOPE`)."""
+    statuses: frozenset[int] = frozenset()
+    error_types: frozenset[str] = frozenset()
+    error_codes: frozenset[str] = frozenset()
+    keywords: tuple[str, ...] = ()
+    keyword_mode: KeywordMode = "any"
+    match: MatchMode = "all"
+    transports: frozenset[Transport] = frozenset()
+    phases: frozenset[Phase] = frozenset()
+    in_stream: bool | None = None
+    priority: int = 100
+    rewrite_status: int | None = None
+    """What the client is told instead of the upstream status (operator rewrite)."""
+    rewrite_message: str | None = None
+    count: bool = True
+    """``False``: failures matching this rule do not count toward health."""
+
+    @property
+    def has_condition(self) -> bool:
+        return bool(
+            self.statuses
+            or self.error_types
+            or self.error_codes
+            or self.keywords
+            or self.transports
+            or self.phases
+            or self.in_stream is not None
+        )
+
+    @property
+    def verdict(self) -> Verdict:
+        """The verdict this rule gives when it matches."""
+        return Verdict(
+            error_class=self.error_class,
+            scope=DEFAULT_SCOPE[self.error_class] if self.scope is None else self.scope,
+            rule=self.name,
+            count=self.count,
+            client_status=self.rewrite_status,
+            client_message=self.rewrite_message,
+        )
+
+
+# -- the built-in table ---------------------------------------------------------------------
+
+
+def _builtin(
+    name: str,
+    error_class: ErrorClass,
+    *,
+    statuses: Iterable[int] = (),
+    types: Iterable[str] = (),
+    codes: Iterable[str] = (),
+    keywords: tuple[str, ...] = (),
+    transports: Iterable[Transport] = (),
+    phases: Iterable[Phase] = (),
+    in_stream: bool | None = None,
+) -> Rule:
+    return Rule(
+        name=BUILTIN_PREFIX + name,
+        error_class=error_class,
+        statuses=frozenset(statuses),
+        error_types=frozenset(types),
+        error_codes=frozenset(codes),
+        keywords=keywords,
+        match="any",
+        transports=frozenset(transports),
+        phases=frozenset(phases),
+        in_stream=in_stream,
+    )
+
+
+_C = ErrorClass
+_T = Transport
+_SERVER_ERRORS = ("server_error", "api_error", "internal_error")
+
+BUILTIN_RULES: tuple[Rule, ...] = (
+    # Below HTTP: the upstream client says what happened.
+    _builtin("connect_failed", _C.CONNECT_FAILED, transports=(_T.CONNECT, _T.CONNECT_TIMEOUT)),
+    _builtin("reset", _C.RESET, transports=(_T.RESET,), phases=(Phase.BEFORE_HEADERS,)),
+    _builtin(
+        "stream_cut",
+        _C.STREAM_CUT,
+        transports=(_T.RESET,),
+        phases=(Phase.BEFORE_CONTENT, Phase.AFTER_CONTENT),
+    ),
+    _builtin(
+        "timeout",
+        _C.TIMEOUT,
+        transports=(_T.FIRST_BYTE_TIMEOUT, _T.FIRST_CONTENT_TIMEOUT, _T.TOTAL_TIMEOUT),
+    ),
+    _builtin("stream_stall", _C.STREAM_STALL, transports=(_T.IDLE_TIMEOUT,)),
+    _builtin("stream_malformed", _C.STREAM_MALFORMED, transports=(_T.MALFORMED,)),
+    # Request-scoped problems first: whatever the status, a request that cannot fit is not an outage.
+    _builtin(
+        "context_too_long_code",
+        _C.CONTEXT_TOO_LONG,
+        codes=("context_length_exceeded", "string_above_max_length"),
+    ),
+    _builtin(
+        "context_too_long_keyword",
+        _C.CONTEXT_TOO_LONG,
+        keywords=(
+            "maximum context length",
+            "context length",
+            "context window",
+            "prompt is too long",
+            "too many tokens",
+        ),
+    ),
+    _builtin(
+        "content_policy_code",
+        _C.CONTENT_POLICY,
+        codes=("content_filter", "content_policy_violation", "responsibleaipolicyviolation"),
+    ),
+    _builtin(
+        "content_policy_keyword",
+        _C.CONTENT_POLICY,
+        keywords=("content management policy", "content filtering policy", "content policy", "safety system"),
+    ),
+    # Quota before rate limits: a 429 insufficient_quota will not clear by waiting seconds.
+    _builtin(
+        "quota_code",
+        _C.QUOTA_EXHAUSTED,
+        codes=(
+            "insufficient_quota",
+            "usage_limit_reached",
+            "usage_not_included",
+            "billing_hard_limit_reached",
+            "billing_not_active",
+        ),
+        # Codex's backend sends usage_limit_reached / usage_not_included as error.type.
+        types=("insufficient_quota", "usage_limit_reached", "usage_not_included"),
+    ),
+    _builtin(
+        "quota_keyword",
+        _C.QUOTA_EXHAUSTED,
+        # Not a bare "billing": OpenAI's free-tier 429 rate-limit message links to .../account/billing.
+        keywords=(
+            "exceeded your current quota",
+            "usage limit",
+            "credit balance is too low",
+            "billing details",
+            "billing hard limit",
+        ),
+    ),
+    # Capacity before overloaded and 503: server_is_overloaded is Codex's "model at capacity".
+    _builtin(
+        "capacity_code",
+        _C.CAPACITY,
+        codes=("server_is_overloaded", "slow_down", "model_at_capacity", "engine_overloaded"),
+    ),
+    _builtin(
+        "capacity_keyword", _C.CAPACITY, keywords=("at capacity", "try a different model", "no capacity")
+    ),
+    _builtin("overloaded_status", _C.OVERLOADED, statuses=(529,)),
+    _builtin("overloaded_type", _C.OVERLOADED, types=("overloaded_error",)),
+    _builtin("overloaded_keyword", _C.OVERLOADED, keywords=("overloaded",)),
+    _builtin("rate_limited_status", _C.RATE_LIMITED, statuses=(429,)),
+    _builtin(
+        "rate_limited_code",
+        _C.RATE_LIMITED,
+        types=("rate_limit_error", "rate_limit_exceeded"),
+        codes=("rate_limit_exceeded", "rate_limited"),
+    ),
+    _builtin("rate_limited_keyword", _C.RATE_LIMITED, keywords=("rate limit",)),
+    _builtin("auth_status", _C.AUTH, statuses=(401, 403)),
+    _builtin(
+        "auth_code",
+        _C.AUTH,
+        types=("authentication_error", "permission_error"),
+        codes=("invalid_api_key", "account_deactivated"),
+    ),
+    _builtin("not_found_status", _C.NOT_FOUND, statuses=(404,)),
+    _builtin("not_found_code", _C.NOT_FOUND, types=("not_found_error",), codes=("model_not_found",)),
+    # Bare statuses, once nothing more specific was said.
+    _builtin("capacity_503", _C.CAPACITY, statuses=(503,)),
+    _builtin("timeout_408", _C.TIMEOUT, statuses=(408,)),
+    _builtin("upstream_5xx", _C.UPSTREAM_ERROR, statuses=range(500, 600)),
+    _builtin(
+        "stream_server_error", _C.UPSTREAM_ERROR, types=_SERVER_ERRORS, codes=_SERVER_ERRORS, in_stream=True
+    ),
+    _builtin("stream_error", _C.UPSTREAM_ERROR, in_stream=True),
+    _builtin("bad_request_4xx", _C.BAD_REQUEST, statuses=range(400, 500)),
+    Rule(name=BUILTIN_PREFIX + "fallback", error_class=_C.UPSTREAM_ERROR),
+)
+"""The built-in table, tried after the operator rules; the last one matches anything."""
+
+BUILTIN_NAMES: frozenset[str] = frozenset(rule.name for rule in BUILTIN_RULES)
+
+
+# -- matching -------------------------------------------------------------------------------
+
+
+class _Matcher:
+    """A rule compiled for matching: lower-cased sets, ``None`` for what the rule does not specify."""
+
+    __slots__ = (
+        "any_keyword",
+        "codes",
+        "has_conditions",
+        "in_stream",
+        "keywords",
+        "match_any",
+        "phases",
+        "statuses",
+        "transports",
+        "types",
+        "verdict",
+    )
+
+    def __init__(self, rule: Rule) -> None:
+        self.verdict = rule.verdict
+        self.phases = rule.phases or None
+        self.in_stream = rule.in_stream
+        self.transports = rule.transports or None
+        self.statuses = rule.statuses or None
+        self.types = frozenset(t.lower() for t in rule.error_types) or None
+        self.codes = frozenset(c.lower() for c in rule.error_codes) or None
+        self.keywords = tuple(k.lower() for k in rule.keywords) or None
+        self.any_keyword = rule.keyword_mode == "any"
+        self.match_any = rule.match == "any"
+        self.has_conditions = bool(
+            self.transports or self.statuses or self.types or self.codes or self.keywords
+        )
+
+    def matches(self, signal: Signal, error_type: str, error_code: str, message: str) -> bool:
+        """Whether the rule matches; type, code and message come lower-cased."""
+        if self.phases is not None and signal.phase not in self.phases:
+            return False
+        if self.in_stream is not None and signal.in_stream is not self.in_stream:
+            return False
+        # Each condition decides at once when it equals ``match_any``: a hit under "any", a miss under "all".
+        decisive = self.match_any
+        if self.transports is not None and (signal.transport in self.transports) is decisive:
+            return decisive
+        if self.statuses is not None and (signal.status in self.statuses) is decisive:
+            return decisive
+        if self.types is not None and (error_type in self.types) is decisive:
+            return decisive
+        if self.codes is not None and (error_code in self.codes) is decisive:
+            return decisive
+        if self.keywords is not None:
+            if self.any_keyword:
+                found = any(k in message for k in self.keywords)
+            else:
+                found = all(k in message for k in self.keywords)
+            if found is decisive:
+                return decisive
+        # "all": nothing failed. "any": nothing held, which passes only when no condition was given.
+        return not decisive or not self.has_conditions
+
+
+class Classifier:
+    """Operator rules then built-in rules, first match wins; a hit counter for every rule."""
+
+    __slots__ = ("_hits", "_matchers", "hits", "rules")
+
+    def __init__(self, operator_rules: Sequence[Rule] = ()) -> None:
+        seen: set[str] = set()
+        for rule in operator_rules:
+            problem = _problem(rule, seen)
+            if problem is not None:
+                raise ValueError(f"rule {rule.name!r}: {problem[1]}")
+            seen.add(rule.name)
+        ordered = sorted(operator_rules, key=lambda rule: rule.priority)  # stable: ties keep their order
+        self.rules: tuple[Rule, ...] = (*ordered, *BUILTIN_RULES)
+        """Every rule in the order it is tried."""
+        self._matchers = tuple(_Matcher(rule) for rule in self.rules)
+        self._hits: dict[str, int] = dict.fromkeys((rule.name for rule in self.rules), 0)
+        self.hits: Mapping[str, int] = MappingProxyType(self._hits)
+        """Matches per rule name, for every rule (a read-only live view)."""
+
+    def classify(self, signal: Signal) -> Verdict:
+        """What this failure is, what it marks unhealthy and what the client should be told."""
+        error_type = signal.error_type.lower() if signal.error_type else ""
+        error_code = signal.error_code.lower() if signal.error_code else ""
+        message = signal.message.lower()
+        for matcher in self._matchers:
+            if matcher.matches(signal, error_type, error_code, message):
+                verdict = matcher.verdict
+                self._hits[verdict.rule] += 1
+                return verdict
+        raise AssertionError("the built-in fallback rule matches every signal")  # pragma: no cover
+
+
+def _problem(rule: Rule, taken: Container[str]) -> tuple[str, str] | None:
+    """What is wrong with an operator rule as ``(key, description)``, or ``None``."""
+    if not rule.name.strip():
+        return "name", "a rule needs a name"
+    if rule.name.startswith(BUILTIN_PREFIX):
+        return "name", f"names starting with {BUILTIN_PREFIX!r} are reserved for built-in rules"
+    if rule.name in taken:
+        return "name", f"duplicate rule name {rule.name!r}"
+    if not rule.has_condition:
+        return (
+            "",
+            "a rule needs at least one condition (status, type, code, keywords, transport, phase, in_stream)",
+        )
+    if any(not keyword.strip() for keyword in rule.keywords):
+        return "keywords", "an empty keyword would match every message"
+    if rule.rewrite_status is not None and not 400 <= rule.rewrite_status <= 599:
+        return "rewrite_status", f"expected a 4xx or 5xx status, got {rule.rewrite_status}"
+    return None
+
+
+# -- parsing operator rules from config -------------------------------------------------------
+
+_E = TypeVar("_E", ErrorClass, Scope, Phase, Transport)
+
+_KEYS = frozenset(
+    {
+        "name",
+        "class",
+        "scope",
+        "status",
+        "type",
+        "code",
+        "keywords",
+        "keyword_mode",
+        "match",
+        "transport",
+        "phase",
+        "in_stream",
+        "priority",
+        "rewrite_status",
+        "rewrite_message",
+        "count",
+    }
+)
+
+
+def parse_rules(raw: object, path: str = "error_rules") -> list[Rule]:
+    """Operator rules from a YAML-loaded list of mappings.
+
+    Keys: ``name`` and ``class`` (required); ``scope``; ``status`` (an int, ``"5xx"``, or a list of
+    them); ``type``, ``code`` (a string or a list); ``keywords`` (a list); ``keyword_mode`` and ``match``
+    (``any`` / ``all``); ``transport``, ``phase`` (a value or a list); ``in_stream``; ``priority``;
+    ``rewrite_status``; ``rewrite_message``; ``count``.
+
+    Raises :class:`ValueError` whose message starts with the key path, e.g.
+    ``error_rules[1].class: unknown error class 'overload' (one of: capacity, overloaded, ...)``.
+    """
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError(f"{path}: expected a list of rules, got {_type_name(raw)}")
+    rules: list[Rule] = []
+    names: set[str] = set()
+    for index, item in enumerate(raw):
+        here = f"{path}[{index}]"
+        rule = _parse_rule(item, here)
+        problem = _problem(rule, names)
+        if problem is not None:
+            key, description = problem
+            raise ValueError(f"{here}.{key}: {description}" if key else f"{here}: {description}")
+        names.add(rule.name)
+        rules.append(rule)
+    return rules
+
+
+def _parse_rule(item: object, path: str) -> Rule:
+    if not isinstance(item, dict):
+        raise ValueError(f"{path}: expected a mapping, got {_type_name(item)}")
+    m: dict[Any, Any] = item
+    for key in m:
+        if key not in _KEYS:
+            raise ValueError(f"{path}.{key}: unknown key (allowed here: {', '.join(sorted(_KEYS))})")
+    for key in ("name", "class"):
+        if key not in m:
+            raise ValueError(f"{path}.{key}: required key is missing")
+    name = m["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{path}.name: expected a non-empty string, got {_type_name(name)}")
+    return Rule(
+        name=name,
+        error_class=_enum(ErrorClass, m["class"], f"{path}.class", "error class"),
+        scope=_enum(Scope, m["scope"], f"{path}.scope", "scope") if m.get("scope") is not None else None,
+        statuses=frozenset(_statuses(m.get("status"), f"{path}.status")),
+        error_types=frozenset(_strings(m.get("type"), f"{path}.type", numbers=False)),
+        error_codes=frozenset(_strings(m.get("code"), f"{path}.code", numbers=True)),
+        keywords=tuple(_strings(m.get("keywords"), f"{path}.keywords", numbers=False)),
+        keyword_mode=_mode(m.get("keyword_mode", "any"), f"{path}.keyword_mode"),
+        match=_mode(m.get("match", "all"), f"{path}.match"),
+        transports=frozenset(
+            _enum(Transport, v, f"{path}.transport", "transport") for v in _listed(m.get("transport"))
+        ),
+        phases=frozenset(_enum(Phase, v, f"{path}.phase", "phase") for v in _listed(m.get("phase"))),
+        in_stream=_optional_bool(m.get("in_stream"), f"{path}.in_stream"),
+        priority=_int(m.get("priority", 100), f"{path}.priority"),
+        rewrite_status=_int(m["rewrite_status"], f"{path}.rewrite_status")
+        if m.get("rewrite_status") is not None
+        else None,
+        rewrite_message=_message(m.get("rewrite_message"), f"{path}.rewrite_message"),
+        count=_bool(m.get("count", True), f"{path}.count"),
+    )
+
+
+def _enum(kind: type[_E], value: object, path: str, what: str) -> _E:
+    for member in kind:
+        if member.value == value:
+            return member
+    choices = ", ".join(member.value for member in kind)
+    raise ValueError(f"{path}: unknown {what} {value!r} (one of: {choices})")
+
+
+def _listed(value: object) -> list[object]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _statuses(value: object, path: str) -> set[int]:
+    statuses: set[int] = set()
+    for item in _listed(value):
+        if isinstance(item, str) and len(item) == 3 and item[0] in "12345" and item[1:].lower() == "xx":
+            base = int(item[0]) * 100
+            statuses.update(range(base, base + 100))
+        elif isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
+            statuses.add(item)
+        else:
+            raise ValueError(
+                f"{path}: expected an HTTP status (100-599) or a class such as 5xx, got {item!r}"
+            )
+    return statuses
+
+
+def _strings(value: object, path: str, *, numbers: bool) -> list[str]:
+    strings: list[str] = []
+    for item in _listed(value):
+        if isinstance(item, str) and item.strip():
+            strings.append(item)
+        elif numbers and isinstance(item, int) and not isinstance(item, bool):
+            strings.append(str(item))
+        else:
+            raise ValueError(f"{path}: expected a non-empty string, got {_type_name(item)}")
+    return strings
+
+
+def _mode(value: object, path: str) -> Literal["any", "all"]:
+    if value == "any":
+        return "any"
+    if value == "all":
+        return "all"
+    raise ValueError(f"{path}: expected 'any' or 'all', got {value!r}")
+
+
+def _bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{path}: expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _optional_bool(value: object, path: str) -> bool | None:
+    return None if value is None else _bool(value, path)
+
+
+def _int(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{path}: expected an integer, got {_type_name(value)}")
+    return value
+
+
+def _message(value: object, path: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{path}: expected a non-empty string, got {_type_name(value)}")
+    return value
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"a string {value!r}" if len(value) <= 40 else "a string"
+    return f"{type(value).__name__} {value!r}"
