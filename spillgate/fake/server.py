@@ -4,6 +4,7 @@ Anthropic Messages on one port, with per-model faults, an attempt log and a cont
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -226,6 +227,10 @@ class FakeUpstream:
             index = slot.count
             slot.count = index + 1
             applied = fault.active and fault.applies(index, now - slot.set_at)
+        prefill = _prefill(payload)
+        if prefill and fault.text.startswith(prefill) and len(fault.text) > len(prefill):
+            # Like a model given an assistant prefill: it continues from there.
+            fault = dataclasses.replace(fault, text=fault.text[len(prefill) :])
         input_tokens = input_tokens_for(body)
         created = int(time.time())
 
@@ -451,3 +456,14 @@ async def serve(
         await asyncio.get_running_loop().create_future()
     finally:
         await fake.close()
+
+
+def _prefill(payload: dict[str, object]) -> str | None:
+    """The assistant text a request asks to be continued (a final assistant message), if any."""
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
+        return str(last["content"])
+    return None
