@@ -8,6 +8,7 @@ invisibly. The caller decides what to do with the Outcome.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -87,6 +88,7 @@ async def call(
 ) -> Outcome:
     loop = asyncio.get_running_loop()
     started = loop.time()
+    clock = time.perf_counter()  # uvloop's loop.time() has millisecond resolution
     timeouts = attempt.timeouts
     outcome = Outcome(attempt, ok=False)
     try:
@@ -100,9 +102,9 @@ async def call(
         )
     except UpstreamFailure as failure:
         outcome.signal = transport_signal(failure, Phase.BEFORE_HEADERS)
-        outcome.latency = loop.time() - started
+        outcome.latency = time.perf_counter() - clock
         return outcome
-    outcome.first_byte = loop.time() - started
+    outcome.first_byte = time.perf_counter() - clock
     outcome.status = response.status
     outcome.headers = response.headers
     try:
@@ -121,7 +123,7 @@ async def call(
     finally:
         if outcome.response is None:
             response.close()
-        outcome.latency = loop.time() - started
+        outcome.latency = time.perf_counter() - clock
     return outcome
 
 
