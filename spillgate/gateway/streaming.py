@@ -298,7 +298,10 @@ class StreamSession:
                         continue
                     self.plan.tried.add(attempt.identity)
                     break
-                assert outcome.response is not None and outcome.splitter is not None
+                if outcome.response is None or outcome.splitter is None:
+                    # Answered, but not as a stream: nothing to stitch onto the client's stream.
+                    self.plan.tried.add(attempt.identity)
+                    break
                 src = _Source(
                     outcome,
                     outcome.response,

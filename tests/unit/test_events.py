@@ -1,0 +1,119 @@
+"""Reading each API's stream events: preamble, content, ending, failure; and the events we write."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from spillgate.fake.content import stream_events
+from spillgate.protocols.apis import Api
+from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
+from spillgate.protocols.synth import in_band_error, stream_end, text_delta
+
+FAKE = {
+    Api.OPENAI_CHAT: "openai-chat",
+    Api.OPENAI_RESPONSES: "openai-responses",
+    Api.ANTHROPIC_MESSAGES: "anthropic-messages",
+}
+
+
+def kinds(api: Api, frames: list[bytes]) -> tuple[StreamTracker, list[Kind]]:
+    tracker = StreamTracker(api)
+    return tracker, [tracker.observe(parse_event(f)) for f in frames]
+
+
+@pytest.mark.parametrize("api", list(Api))
+def test_a_real_stream_reads_as_preamble_content_terminal(api: Api) -> None:
+    events = stream_events(FAKE[api], "m", ("Hel", "lo", "!"), 10, 0, True)  # type: ignore[arg-type]
+    tracker, seen = kinds(api, list(events.frames))
+    first_content = seen.index(Kind.CONTENT)
+    assert set(seen[:first_content]) <= {Kind.PREAMBLE, Kind.META}
+    assert Kind.PREAMBLE in seen[:first_content]
+    assert seen[-1] is Kind.TERMINAL
+    assert tracker.sent_text() == "Hello!"
+    assert tracker.finished and tracker.terminal_seen and not tracker.non_text_output
+
+
+@pytest.mark.parametrize(
+    ("api", "frame", "kind"),
+    [
+        (
+            Api.OPENAI_CHAT,
+            b'data: {"error": {"message": "overloaded", "code": "server_error"}}\n\n',
+            Kind.ERROR,
+        ),
+        (Api.OPENAI_CHAT, b'data: {"broken\n\n', Kind.MALFORMED),
+        (Api.OPENAI_CHAT, b": keep-alive\n\n", Kind.META),
+        (
+            Api.OPENAI_CHAT,
+            b'data: {"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0}]}}]}\n\n',
+            Kind.CONTENT,
+        ),
+        (
+            Api.OPENAI_RESPONSES,
+            b'event: response.failed\ndata: {"type":"response.failed","response":{}}\n\n',
+            Kind.ERROR,
+        ),
+        (Api.OPENAI_RESPONSES, b'event: error\ndata: {"type":"error","code":"x"}\n\n', Kind.ERROR),
+        (
+            Api.OPENAI_RESPONSES,
+            b'event: response.incomplete\ndata: {"type":"response.incomplete"}\n\n',
+            Kind.TERMINAL,
+        ),
+        (
+            Api.OPENAI_RESPONSES,
+            b"event: response.reasoning_summary_text.delta\n"
+            b'data: {"type":"response.reasoning_summary_text.delta"}\n\n',
+            Kind.CONTENT,
+        ),
+        (
+            Api.ANTHROPIC_MESSAGES,
+            b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"}}\n\n',
+            Kind.ERROR,
+        ),
+        (Api.ANTHROPIC_MESSAGES, b'event: ping\ndata: {"type":"ping"}\n\n', Kind.PREAMBLE),
+        (
+            Api.ANTHROPIC_MESSAGES,
+            b'event: content_block_start\ndata: {"type":"content_block_start","index":1,'
+            b'"content_block":{"type":"tool_use"}}\n\n',
+            Kind.CONTENT,
+        ),
+    ],
+)
+def test_single_events(api: Api, frame: bytes, kind: Kind) -> None:
+    assert StreamTracker(api).observe(parse_event(frame)) is kind
+
+
+def test_split_and_parse() -> None:
+    blob = b"event: a\ndata: 1\n\ndata: 2\ndata: 3\n\n"
+    events = split_events(blob)
+    assert events == [b"event: a\ndata: 1\n\n", b"data: 2\ndata: 3\n\n"]
+    parsed = parse_event(events[1])
+    assert parsed.name is None and parsed.data == b"2\n3"
+
+
+@pytest.mark.parametrize("api", list(Api))
+def test_synthesised_events_continue_the_stream(api: Api) -> None:
+    events = stream_events(FAKE[api], "m", ("Hel", "lo"), 10, 0, False)  # type: ignore[arg-type]
+    tracker = StreamTracker(api)
+    for frame in events.frames[:-3]:
+        tracker.observe(parse_event(frame))
+    seq = tracker.sequence_number
+    delta = text_delta(tracker, " more")
+    reader = StreamTracker(api)
+    reader.response_id, reader.text = tracker.response_id, ["x"]
+    assert reader.observe(parse_event(delta)) is Kind.CONTENT
+    assert tracker.sent_text().endswith(" more")
+    error = in_band_error(tracker, "broke")
+    assert StreamTracker(api).observe(parse_event(error)) is Kind.ERROR
+    if api is Api.OPENAI_RESPONSES:
+        payload = orjson.loads(parse_event(error).data)
+        assert payload["sequence_number"] == seq + 2
+        assert payload["response"]["error"]["code"] == "server_error"
+        assert payload["response"]["id"] == tracker.response_id
+        assert stream_end(tracker) == b""
+    elif api is Api.ANTHROPIC_MESSAGES:
+        assert b"overloaded_error" in error
+        assert StreamTracker(api).observe(parse_event(stream_end(tracker))) is Kind.TERMINAL
+    else:
+        assert stream_end(tracker) == b"data: [DONE]\n\n"
