@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spillgate.config.schema import Account, Provider, Route, Timeouts
 from spillgate.resilience.types import Scope
@@ -16,6 +16,13 @@ class Attempt:
     provider: Provider
     account: Account | None
     upstream_model: str
+    _keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys = tuple(
+            self.key(s) for s in (Scope.PROVIDER, Scope.PROVIDER_MODEL, Scope.ACCOUNT, Scope.ACCOUNT_MODEL)
+        )
+        object.__setattr__(self, "_keys", keys)
 
     @property
     def timeouts(self) -> Timeouts:
@@ -44,12 +51,7 @@ class Attempt:
 
     def health_keys(self) -> tuple[str, ...]:
         """Every health key that must be healthy for this attempt to be tried."""
-        return (
-            self.key(Scope.PROVIDER),
-            self.key(Scope.PROVIDER_MODEL),
-            self.key(Scope.ACCOUNT),
-            self.key(Scope.ACCOUNT_MODEL),
-        )
+        return self._keys
 
     def describe(self) -> str:
         via = f"account {self.account.id}" if self.account else f"provider {self.provider.name}"

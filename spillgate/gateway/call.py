@@ -64,9 +64,9 @@ class Outcome:
     """Called once when a committed stream's upstream response is done with."""
 
     def close(self) -> None:
-        """Close the upstream response (if still open) and run ``on_close`` once."""
+        """Done with the upstream response (kept alive if it ended); run ``on_close`` once."""
         if self.response is not None:
-            self.response.close()
+            self.response.finish()
         callback, self.on_close = self.on_close, None
         if callback is not None:
             callback()

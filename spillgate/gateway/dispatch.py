@@ -87,6 +87,8 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self._rotation = itertools.count()
         self.malformed_events = 0
+        self.active = 0
+        """Client requests being served now."""
 
     def rotation(self) -> int:
         return next(self._rotation)
@@ -107,9 +109,16 @@ class Dispatcher:
 
     # -- the loop before the commit point ----------------------------------------------
     async def serve(self, ex: Exchange) -> None:
+        self.active += 1
+        try:
+            await self._serve(ex)
+        finally:
+            self.active -= 1
+
+    async def _serve(self, ex: Exchange) -> None:
         res = self.settings.resilience
         plan = self.plan_for(ex)
-        self.budget.record_request()
+        self.budget.record_request(self.active)
         deadline = ex.started + res.deadline
         retried_same: set[tuple[str, str]] = set()
         waited = False
@@ -225,6 +234,8 @@ class Dispatcher:
         return verdict
 
     def _emit_attempt(self, ex: Exchange, outcome: Outcome, kind: str) -> None:
+        if not self.events.active:
+            return
         attempt = outcome.attempt
         verdict = outcome.verdict
         self.events.emit(
@@ -339,6 +350,8 @@ class Dispatcher:
         first_token: float | None = None,
         recovered: str | None = None,
     ) -> None:
+        if not self.events.active:
+            return
         attempt = outcome.attempt if outcome is not None else None
         self.events.emit(
             RequestFinished(

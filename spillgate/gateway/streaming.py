@@ -106,9 +106,8 @@ class StreamSession:
     async def _run(self) -> None:
         ex, first = self.ex, self.first
         writer = ex.writer
-        writer.start(200, self.d.response_headers(ex, first))
+        writer.start(200, self.d.response_headers(ex, first), b"".join(first.pending))
         first_token = time.monotonic() - ex.started
-        await writer.write(b"".join(first.pending))
         assert first.response is not None and first.splitter is not None
         source = _Source(first, first.response, first.splitter, self.client, Mode.DIRECT)
         result = await self._pump(source, first.leftover)
@@ -151,11 +150,12 @@ class StreamSession:
                 out: list[bytes] = []
                 for raw in events:
                     verdict = self._event(src, raw, out)
+                    if verdict is _End.DONE:
+                        await writer.end(b"".join(out))
+                        return verdict
                     if verdict is not None:
                         if out:
                             await writer.write(b"".join(out))
-                        if verdict is _End.DONE:
-                            await writer.end()
                         return verdict
                 if out:
                     await writer.write(b"".join(out))
@@ -181,11 +181,11 @@ class StreamSession:
 
     async def _finish_for_upstream(self) -> _End:
         """The answer is complete but the terminator never came: write it ourselves."""
-        writer = self.ex.writer
+        last = b""
         if not self.client.terminal_seen:
-            await writer.write(stream_end(self.client))
+            last = stream_end(self.client)
             self.client.terminal_seen = True
-        await writer.end()
+        await self.ex.writer.end(last)
         return _End.DONE
 
     def _event(self, src: _Source, raw: bytes, out: list[bytes]) -> Signal | _End | None:
@@ -328,5 +328,5 @@ class StreamSession:
             "retry the request"
         )
         if not writer.disconnected:
-            await writer.write(in_band_error(self.client, message))
-            await writer.end()  # the body ends here: clients act on the error when the stream closes
+            # The body ends right after the error: clients act on it when the stream closes.
+            await writer.end(in_band_error(self.client, message))

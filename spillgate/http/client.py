@@ -151,6 +151,13 @@ class _Conn(asyncio.Protocol):
             handle.cancel()
             self._waiter = None
 
+    def drop_buffered(self) -> None:
+        self._chunks.clear()
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
     def begin(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
@@ -250,6 +257,19 @@ class UpstreamResponse:
                 self.release()
                 return parts[0] if len(parts) == 1 else b"".join(parts)
             parts.append(data)
+
+    def finish(self) -> None:
+        """Done with the body: keep the connection if the response already ended, else drop it.
+
+        A stream's last event and the end of its chunked body usually arrive together, so the
+        connection can go back to the pool without waiting for anything.
+        """
+        conn = self._conn
+        if conn.complete:
+            conn.drop_buffered()
+            self.release()
+        else:
+            self.close()
 
     def release(self) -> None:
         """Return the connection to the pool if the response was read to its end."""

@@ -108,8 +108,9 @@ class ResponseWriter:
             conn.transport.write(body)
         await conn.drain()
 
-    def start(self, status: int, headers: Headers) -> None:
-        """Send the status line and headers of a streamed (chunked) response."""
+    def start(self, status: int, headers: Headers, first: bytes = b"") -> None:
+        """Send the status line and headers of a streamed (chunked) response, and ``first``
+        (the first piece of the body, if any) in the same write."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
@@ -121,11 +122,12 @@ class ResponseWriter:
             # HTTP/1.0 has no chunked encoding: the end of the body is the end of the connection.
             self._chunked = False
             self._keep_alive = False
-            conn.transport.write(_header_block(status, headers, self._connection_header()))
+            conn.transport.write(_header_block(status, headers, self._connection_header()) + first)
         else:
-            conn.transport.write(
-                _header_block(status, headers, b"transfer-encoding: chunked\r\n" + self._connection_header())
+            head = _header_block(
+                status, headers, b"transfer-encoding: chunked\r\n" + self._connection_header()
             )
+            conn.transport.write(head + b"%x\r\n%s\r\n" % (len(first), first) if first else head)
 
     async def write(self, data: bytes) -> None:
         """Send one piece of a streamed body as soon as possible."""
@@ -141,8 +143,8 @@ class ResponseWriter:
         if conn.write_paused:
             await conn.drain()
 
-    async def end(self) -> None:
-        """Finish a streamed body."""
+    async def end(self, last: bytes = b"") -> None:
+        """Finish a streamed body, writing ``last`` (the final piece, if any) in the same write."""
         if self.finished:
             return
         self.finished = True
@@ -150,8 +152,10 @@ class ResponseWriter:
         if conn.closed:
             return
         if self._chunked:
-            conn.transport.write(b"0\r\n\r\n")
+            conn.transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(last), last) if last else b"0\r\n\r\n")
         else:
+            if last:
+                conn.transport.write(last)
             conn.transport.close()
         await conn.drain()
 

@@ -69,6 +69,11 @@ class EventBus:
     def subscribe(self, observer: Observer) -> None:
         self._observers.append(observer)
 
+    @property
+    def active(self) -> bool:
+        """Whether anyone listens (events need not even be built otherwise)."""
+        return bool(self._observers)
+
     def emit(self, event: Event) -> None:
         for observer in self._observers:
             try:

@@ -48,6 +48,17 @@ def split_events(blob: bytes) -> list[bytes]:
 
 
 def parse_event(raw: bytes) -> Event:
+    # Fast paths for the shapes upstreams send: "data: X\n\n" and "event: N\ndata: X\n\n".
+    end = len(raw) - 2
+    first = raw.find(b"\n")
+    if raw.startswith(b"data: ") and first == end:
+        return Event(raw, None, raw[6:end])
+    if (
+        raw.startswith(b"event: ")
+        and raw.startswith(b"data: ", first + 1)
+        and raw.find(b"\n", first + 1) == end
+    ):
+        return Event(raw, raw[7:first].decode("utf-8", "replace"), raw[first + 7 : end])
     name: str | None = None
     data: list[bytes] = []
     for line in raw.splitlines():

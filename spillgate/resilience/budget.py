@@ -2,8 +2,9 @@
 
 An outage must never become a retry storm. Every client request may be followed by extra
 attempts (retries and failovers after a failure), but over a sliding window the extra
-attempts stay below ``max(floor, ratio * requests)``: the floor lets a quiet gateway still
-recover a few requests, the ratio bounds the amplification under load.
+attempts stay below ``max(floor, ratio * requests, peak requests in flight)``: the floor lets a
+quiet gateway still recover a few requests, the peak lets a cold burst of concurrent requests go
+around one fresh failure each, and the ratio bounds the amplification under load.
 
 The window is a ring of time buckets (``SlidingCounts``), so every call is O(1) amortised and
 the memory is fixed whatever the traffic.
@@ -100,6 +101,8 @@ class RetryBudget:
     __slots__ = (
         "_clock",
         "_counts",
+        "_peak",
+        "_peak_at",
         "extra_total",
         "floor",
         "ratio",
@@ -127,16 +130,33 @@ class RetryBudget:
         self.requests_total = 0
         self.extra_total = 0
         self.rejected_total = 0
+        self._peak = 0
+        self._peak_at = -math.inf
 
-    def record_request(self) -> None:
+    def record_request(self, in_flight: int = 0) -> None:
+        """Count a client request; ``in_flight`` is how many are being served now, this one included."""
+        now = self._clock()
         self.requests_total += 1
-        self._counts.add(self._clock(), a=1)
+        self._counts.add(now, a=1)
+        if in_flight >= self._peak or now - self._peak_at > self.window:
+            self._peak = in_flight
+            self._peak_at = now
+
+    def _limit(self, now: float, requests: int) -> float:
+        """``max(floor, ratio * requests, peak concurrency)`` over the window.
+
+        The peak number of requests in flight is a floor too: a burst of concurrent requests
+        that all meet the same fresh failure — before any breaker could open — may each go
+        around it once, even in a window that holds only that burst.
+        """
+        peak = self._peak if now - self._peak_at <= self.window else 0
+        return max(float(self.floor), self.ratio * requests, float(peak))
 
     def try_spend(self) -> bool:
         """Whether one more extra attempt is allowed; when it is, it is counted as spent."""
         now = self._clock()
         requests, extra = self._counts.totals(now)
-        if extra < max(self.floor, self.ratio * requests):
+        if extra < self._limit(now, requests):
             self._counts.add(now, b=1)
             self.extra_total += 1
             return True
@@ -144,11 +164,12 @@ class RetryBudget:
         return False
 
     def snapshot(self) -> BudgetSnapshot:
-        requests, extra = self._counts.totals(self._clock())
+        now = self._clock()
+        requests, extra = self._counts.totals(now)
         return BudgetSnapshot(
             requests_in_window=requests,
             extra_in_window=extra,
-            limit=max(float(self.floor), self.ratio * requests),
+            limit=self._limit(now, requests),
             requests_total=self.requests_total,
             extra_total=self.extra_total,
             rejected_total=self.rejected_total,

@@ -89,7 +89,7 @@ def final_error(
         return GatewayError(
             529 if anthropic else 503,
             ErrorKind.OVERLOADED,
-            f"model '{model}' is out of capacity on every route tried ({what}){suffix}",
+            f"model '{model}' is out of capacity (tried {what}){suffix}",
             code="server_error",
             retry_after=after,
             should_retry=True,
@@ -98,7 +98,7 @@ def final_error(
         return GatewayError(
             429,
             ErrorKind.RATE_LIMITED,
-            f"model '{model}' is rate limited on every route tried ({what}){suffix}",
+            f"model '{model}' is rate limited (tried {what}){suffix}",
             code="rate_limit_exceeded",
             retry_after=after or 1,
             should_retry=True,
@@ -135,7 +135,7 @@ def final_error(
     return GatewayError(
         504 if timeout else 502,
         ErrorKind.UPSTREAM_TIMEOUT if timeout else ErrorKind.UPSTREAM_UNAVAILABLE,
-        f"model '{model}' failed on every route tried ({what}){suffix}",
+        f"model '{model}' failed (tried {what}){suffix}",
         code="server_error",
         retry_after=after,
         should_retry=True,

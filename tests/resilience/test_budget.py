@@ -135,3 +135,17 @@ def test_sliding_counts_memory_is_fixed() -> None:
         counts.add(i * 0.01, 1, 0)
     assert counts.totals(999.99)[0] <= 1000
     assert len(counts._a) == 10
+
+
+def test_peak_requests_in_flight_are_a_floor_for_a_cold_burst() -> None:
+    """A burst of concurrent requests meeting one fresh failure may each go around it once."""
+    clock = FakeClock()
+    budget = RetryBudget(ratio=0.2, floor=2, window=10.0, clock=clock)
+    for n in range(1, 17):
+        budget.record_request(in_flight=n)
+    assert [budget.try_spend() for _ in range(17)] == [True] * 16 + [False]
+    # The peak is forgotten with the window: then max(floor, 0.2 x requests) applies again.
+    clock.now += 11
+    for _ in range(16):
+        budget.record_request(in_flight=1)
+    assert [budget.try_spend() for _ in range(5)] == [True] * 4 + [False]
