@@ -96,6 +96,8 @@ class StreamSession:
         self.first = outcome
         self.client = outcome.tracker
         """What the client has been sent (the first upstream's tracker, then kept up to date)."""
+        self._unsent: bytes | None = b"".join(outcome.pending)
+        """The committed first events, written with the headers at the first write."""
 
     async def run(self) -> None:
         try:
@@ -105,8 +107,6 @@ class StreamSession:
 
     async def _run(self) -> None:
         ex, first = self.ex, self.first
-        writer = ex.writer
-        writer.start(200, self.d.response_headers(ex, first), b"".join(first.pending))
         first_token = time.monotonic() - ex.started
         assert first.response is not None and first.splitter is not None
         source = _Source(first, first.response, first.splitter, self.client, Mode.DIRECT)
@@ -143,7 +143,6 @@ class StreamSession:
     # -- relaying -----------------------------------------------------------------------
     async def _pump(self, src: _Source, events: list[bytes]) -> Signal | _End:
         """Relay one upstream's events until the stream ends, fails, or (replay) diverges."""
-        writer = self.ex.writer
         idle = src.outcome.attempt.timeouts.stream_idle
         try:
             while True:
@@ -151,14 +150,12 @@ class StreamSession:
                 for raw in events:
                     verdict = self._event(src, raw, out)
                     if verdict is _End.DONE:
-                        await writer.end(b"".join(out))
+                        await self._end(b"".join(out))
                         return verdict
                     if verdict is not None:
-                        if out:
-                            await writer.write(b"".join(out))
+                        await self._write(b"".join(out))
                         return verdict
-                if out:
-                    await writer.write(b"".join(out))
+                await self._write(b"".join(out))
                 wait = min(idle, FINISH_GRACE) if self.client.finished else idle
                 try:
                     chunk = await src.response.next_chunk(wait)
@@ -185,8 +182,27 @@ class StreamSession:
         if not self.client.terminal_seen:
             last = stream_end(self.client)
             self.client.terminal_seen = True
-        await self.ex.writer.end(last)
+        await self._end(last)
         return _End.DONE
+
+    async def _write(self, data: bytes) -> None:
+        """Write to the client; the first write carries the headers and the committed events."""
+        unsent = self._unsent
+        if unsent is not None:
+            self._unsent = None
+            self.ex.writer.start(200, self.d.response_headers(self.ex, self.first), unsent + data)
+            return
+        if data:
+            await self.ex.writer.write(data)
+
+    async def _end(self, last: bytes) -> None:
+        unsent = self._unsent
+        if unsent is not None:
+            self._unsent = None
+            headers = self.d.response_headers(self.ex, self.first)
+            self.ex.writer.start(200, headers, unsent + last, final=True)
+            return
+        await self.ex.writer.end(last)
 
     def _event(self, src: _Source, raw: bytes, out: list[bytes]) -> Signal | _End | None:
         event = parse_event(raw)
@@ -329,4 +345,4 @@ class StreamSession:
         )
         if not writer.disconnected:
             # The body ends right after the error: clients act on it when the stream closes.
-            await writer.end(in_band_error(self.client, message))
+            await self._end(in_band_error(self.client, message))

@@ -108,9 +108,10 @@ class ResponseWriter:
             conn.transport.write(body)
         await conn.drain()
 
-    def start(self, status: int, headers: Headers, first: bytes = b"") -> None:
+    def start(self, status: int, headers: Headers, first: bytes = b"", final: bool = False) -> None:
         """Send the status line and headers of a streamed (chunked) response, and ``first``
-        (the first piece of the body, if any) in the same write."""
+        (the first piece of the body, if any) in the same write; with ``final`` that piece is
+        the whole body and the response ends there too."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
@@ -123,11 +124,18 @@ class ResponseWriter:
             self._chunked = False
             self._keep_alive = False
             conn.transport.write(_header_block(status, headers, self._connection_header()) + first)
+            if final:
+                self.finished = True
+                conn.transport.close()
         else:
             head = _header_block(
                 status, headers, b"transfer-encoding: chunked\r\n" + self._connection_header()
             )
-            conn.transport.write(head + b"%x\r\n%s\r\n" % (len(first), first) if first else head)
+            body = b"%x\r\n%s\r\n" % (len(first), first) if first else b""
+            if final:
+                self.finished = True
+                body += b"0\r\n\r\n"
+            conn.transport.write(head + body)
 
     async def write(self, data: bytes) -> None:
         """Send one piece of a streamed body as soon as possible."""
