@@ -434,8 +434,16 @@ def run_wrk(
     pin: Pinning, target: Target, script: Path, connections: int, seconds: int, log_dir: Path, label: str
 ) -> LoadResult:
     argv = [
-        *pin.load, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-        f"--timeout={REQUEST_TIMEOUT_S:g}s", "-s", str(script), f"http://{HOST}:{target.port}{CHAT_PATH}",
+        *pin.load,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        f"--timeout={REQUEST_TIMEOUT_S:g}s",
+        "-s",
+        str(script),
+        f"http://{HOST}:{target.port}{CHAT_PATH}",
     ]
     done = subprocess.run(
         argv, capture_output=True, text=True, check=False, timeout=seconds + 60, preexec_fn=_die_with_parent
@@ -752,16 +760,44 @@ def build_rows(results: dict[str, dict[str, LoadResult]], rss_mib: float) -> lis
     thr_d, thr_g = results["throughput_c64"]["direct"], results["throughput_c64"]["gateway"]
     ttft_d, ttft_g = results["stream_ttft_c32"]["direct"], results["stream_ttft_c32"]["gateway"]
     return [
-        Row("latency_c1_p50_ms", "latency p50, c=1", "ms", lat_d.p50_ms, lat_g.p50_ms,
-            f"added <= {TARGET_ADDED_P50_MS:g} ms", lat_g.p50_ms - lat_d.p50_ms <= TARGET_ADDED_P50_MS),
-        Row("latency_c1_p99_ms", "latency p99, c=1", "ms", lat_d.p99_ms, lat_g.p99_ms,
-            f"added <= {TARGET_ADDED_P99_MS:g} ms", lat_g.p99_ms - lat_d.p99_ms <= TARGET_ADDED_P99_MS),
-        Row("throughput_c64_rps", "throughput, c=64", "req/s", thr_d.rps, thr_g.rps,
-            f"gateway >= {TARGET_GATEWAY_RPS:,.0f}", thr_g.rps >= TARGET_GATEWAY_RPS, decimals=0),
+        Row(
+            "latency_c1_p50_ms",
+            "latency p50, c=1",
+            "ms",
+            lat_d.p50_ms,
+            lat_g.p50_ms,
+            f"added <= {TARGET_ADDED_P50_MS:g} ms",
+            lat_g.p50_ms - lat_d.p50_ms <= TARGET_ADDED_P50_MS,
+        ),
+        Row(
+            "latency_c1_p99_ms",
+            "latency p99, c=1",
+            "ms",
+            lat_d.p99_ms,
+            lat_g.p99_ms,
+            f"added <= {TARGET_ADDED_P99_MS:g} ms",
+            lat_g.p99_ms - lat_d.p99_ms <= TARGET_ADDED_P99_MS,
+        ),
+        Row(
+            "throughput_c64_rps",
+            "throughput, c=64",
+            "req/s",
+            thr_d.rps,
+            thr_g.rps,
+            f"gateway >= {TARGET_GATEWAY_RPS:,.0f}",
+            thr_g.rps >= TARGET_GATEWAY_RPS,
+            decimals=0,
+        ),
         Row("stream_ttft_c32_p50_ms", "stream first token p50, c=32", "ms", ttft_d.p50_ms, ttft_g.p50_ms),
-        Row("stream_ttft_c32_p99_ms", "stream first token p99, c=32", "ms", ttft_d.p99_ms, ttft_g.p99_ms,
+        Row(
+            "stream_ttft_c32_p99_ms",
+            "stream first token p99, c=32",
+            "ms",
+            ttft_d.p99_ms,
+            ttft_g.p99_ms,
             f"added <= {TARGET_STREAM_ADDED_P99_MS:g} ms",
-            ttft_g.p99_ms - ttft_d.p99_ms <= TARGET_STREAM_ADDED_P99_MS),
+            ttft_g.p99_ms - ttft_d.p99_ms <= TARGET_STREAM_ADDED_P99_MS,
+        ),
         Row("stream_c32_rps", "stream requests/s, c=32", "req/s", ttft_d.rps, ttft_g.rps, decimals=0),
         Row("gateway_peak_rss_mib", "gateway peak RSS (VmHWM)", "MiB", None, rss_mib, decimals=1),
     ]
@@ -801,8 +837,12 @@ def render_table(rows: list[Row]) -> str:
     header = ["metric", "unit", "direct", "through gateway", "added", "target", "result"]
     body = [
         [
-            r.label, r.unit, fmt(r.direct, r.decimals), fmt(r.gateway, r.decimals),
-            fmt(r.added, r.decimals, signed=True), r.target,
+            r.label,
+            r.unit,
+            fmt(r.direct, r.decimals),
+            fmt(r.gateway, r.decimals),
+            fmt(r.added, r.decimals, signed=True),
+            r.target,
             "-" if r.passed is None else ("PASS" if r.passed else "FAIL"),
         ]
         for r in rows
@@ -811,8 +851,10 @@ def render_table(rows: list[Row]) -> str:
     numeric = {2, 3, 4}
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in
-                         enumerate(zip(cells, widths, strict=True))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *(line(cells) for cells in body)])
@@ -902,24 +944,31 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         wait_ready(gw_child, gateway_ready)
         check_answers(direct)
         check_answers(gateway)
-        say(f"fake upstream pid {fake_child.proc.pid} on :{fake_port}; "
-            f"gateway pid {gw_child.proc.pid} on :{gateway_port}; {pin.note}")
+        say(
+            f"fake upstream pid {fake_child.proc.pid} on :{fake_port}; "
+            f"gateway pid {gw_child.proc.pid} on :{gateway_port}; {pin.note}"
+        )
 
         results: dict[str, dict[str, LoadResult]] = {
-            "latency_c1": {}, "throughput_c64": {}, "stream_ttft_c32": {}
+            "latency_c1": {},
+            "throughput_c64": {},
+            "stream_ttft_c32": {},
         }
         for t in (direct, gateway):
             say(f"latency, concurrency 1, {t.name} ...")
             results["latency_c1"][t.name] = measure_wrk(
-                pin, t, 1, args.duration, args.warmup, work_dir, f"latency-{t.name}")
+                pin, t, 1, args.duration, args.warmup, work_dir, f"latency-{t.name}"
+            )
         for t in (direct, gateway):
             say(f"throughput, concurrency {THROUGHPUT_CONCURRENCY}, {t.name} ...")
             results["throughput_c64"][t.name] = measure_wrk(
-                pin, t, THROUGHPUT_CONCURRENCY, args.duration, args.warmup, work_dir, f"throughput-{t.name}")
+                pin, t, THROUGHPUT_CONCURRENCY, args.duration, args.warmup, work_dir, f"throughput-{t.name}"
+            )
         for t in (direct, gateway):
             say(f"streaming first token, concurrency {STREAM_CONCURRENCY}, {t.name} ...")
             results["stream_ttft_c32"][t.name] = measure_stream(
-                t, STREAM_CONCURRENCY, args.duration, args.warmup)
+                t, STREAM_CONCURRENCY, args.duration, args.warmup
+            )
 
         gw_pids = gateway_python_pids(gw_child.proc.pid)
         hwm = [status_field_kib(pid, "VmHWM") for pid in gw_pids]
@@ -933,20 +982,27 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     warnings = noise_warnings(results, pin)
     failures = [
         f"{metric} {side}: {r.error_count} request errors ({'; '.join(r.error_examples)})"
-        for metric, sides in results.items() for side, r in sides.items() if r.error_count
+        for metric, sides in results.items()
+        for side, r in sides.items()
+        if r.error_count
     ]
     print()
     print("Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items() if k != "python_executable"))
     warm = f"a {wrk_seconds(args.warmup)} s / {args.warmup:g} s warm-up" if args.warmup > 0 else "no warm-up"
-    print(f"Durations: {wrk_seconds(args.duration)} s per wrk run, {args.duration:g} s per streaming run, "
-          f"each after {warm}; gateway pid(s) {gw_pids}, fake upstream peak RSS {fake_hwm:.1f} MiB")
+    print(
+        f"Durations: {wrk_seconds(args.duration)} s per wrk run, {args.duration:g} s per streaming run, "
+        f"each after {warm}; gateway pid(s) {gw_pids}, fake upstream peak RSS {fake_hwm:.1f} MiB"
+    )
     print()
     print(render_table(rows))
     print()
     for metric, sides in results.items():
         for side, r in sides.items():
-            cpu = ", ".join(f"{k.removesuffix('_pct').replace('_', ' ')} {v:g}%" for k, v in
-                            r.details.get("cpu", {}).items() if "steal" not in k or v)
+            cpu = ", ".join(
+                f"{k.removesuffix('_pct').replace('_', ' ')} {v:g}%"
+                for k, v in r.details.get("cpu", {}).items()
+                if "steal" not in k or v
+            )
             print(f"  {metric} {side}: {r.requests:,} requests, {r.error_count} errors; {cpu}")
     sources = {r.details.get("latency_source") for r in results["latency_c1"].values()}
     print("  c=1 latency source: " + "; ".join(sorted(str(s) for s in sources)))
@@ -965,9 +1021,14 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "figures": {
-                r.key: {"unit": r.unit, "direct": rounded(r.direct), "gateway": rounded(r.gateway),
-                        "added": rounded(r.added), "target": None if r.passed is None else r.target,
-                        "pass": r.passed}
+                r.key: {
+                    "unit": r.unit,
+                    "direct": rounded(r.direct),
+                    "gateway": rounded(r.gateway),
+                    "added": rounded(r.added),
+                    "target": None if r.passed is None else r.target,
+                    "pass": r.passed,
+                }
                 for r in rows
             },
             "runs": {m: {side: r.as_json() for side, r in sides.items()} for m, sides in results.items()},
@@ -985,10 +1046,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/overhead", description="Measure what one hop through the spillgate gateway costs."
     )
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds per measured run (default 10; wrk runs use whole seconds, min 1)")
-    parser.add_argument("--warmup", type=float, default=1.0,
-                        help="seconds of warm-up before each measured run (default 1)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds per measured run (default 10; wrk runs use whole seconds, min 1)",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds of warm-up before each measured run (default 1)"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with configs and logs")
     args = parser.parse_args(argv)

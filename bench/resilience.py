@@ -40,9 +40,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-
-# bench/overhead.py runs the same processes the same way; its helpers are reused as they are.
-# (Run as a script, this file's directory is on sys.path, so ``overhead`` imports directly.)
 from overhead import (
     GATEWAY_CORE,
     HAVE_UVLOOP,
@@ -65,6 +62,12 @@ from overhead import (
     status_field_kib,
     venv_python,
     wait_ready,
+)
+
+# bench/overhead.py runs the same processes the same way; its helpers are reused as they are.
+# (Run as a script, this file's directory is on sys.path, so ``overhead`` imports directly.)
+from overhead import (
+    chat_body as overhead_chat_body,
 )
 
 if HAVE_UVLOOP:
@@ -157,28 +160,20 @@ def gateway_config(gateway_port: int, fake_port: int) -> str:
 
 
 def chat_body() -> bytes:
-    return orjson.dumps(
-        {
-            "model": GATEWAY_MODEL,
-            "messages": [
-                {"role": "system", "content": "You are a concise coding assistant. Answer with code first."},
-                {
-                    "role": "user",
-                    "content": "In Python, how do I read a text file line by line and strip trailing "
-                    "whitespace from each line? A short snippet is enough.",
-                },
-            ],
-            "max_tokens": 256,
-            "temperature": 0.2,
-        }
-    )
+    return overhead_chat_body(GATEWAY_MODEL, stream=False)
 
 
 AUTH = (("Authorization", f"Bearer {CLIENT_KEY}"),)
 
 
-def raw_request(port: int, method: str, path: str, body: bytes, headers: tuple[tuple[str, str], ...],
-                keep_alive: bool = True) -> bytes:
+def raw_request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: tuple[tuple[str, str], ...],
+    keep_alive: bool = True,
+) -> bytes:
     head = [
         f"{method} {path} HTTP/1.1",
         f"Host: {HOST}:{port}",
@@ -349,8 +344,12 @@ async def remove_fault_later(fake_port: int, run: LoadRun, at: float) -> None:
 
 
 async def load(
-    gateway_port: int, fake_port: int, faults: dict[str, dict[str, Any]], concurrency: int,
-    duration: float, remove_at: float | None,
+    gateway_port: int,
+    fake_port: int,
+    faults: dict[str, dict[str, Any]],
+    concurrency: int,
+    duration: float,
+    remove_at: float | None,
 ) -> LoadRun:
     for model, fault in faults.items():
         response = await async_call(fake_port, "PUT", f"/_fake/behaviors/{model}", orjson.dumps(fault))
@@ -439,7 +438,9 @@ def recovery_times(samples: list[Sample], removed_at: float, end: float) -> dict
         "primary_again_after_s": None if first is None else round(first, 4),
         "primary_95pct_after_s": None if settled is None else round(settled, 4),
         "primary_share_before_removal": ratio(sum(s.route == PRIMARY_ROUTE for s in before), len(before)),
-        "primary_share_after_settled": None if settled is None else ratio(
+        "primary_share_after_settled": None
+        if settled is None
+        else ratio(
             sum(s.route == PRIMARY_ROUTE for s in after if s.finished - removed_at >= settled),
             sum(1 for s in after if s.finished - removed_at >= settled),
         ),
@@ -585,18 +586,23 @@ def run_scenario(env: Env, scenario: Scenario) -> tuple[dict[str, Any], list[str
             raise SetupError(f"{gateway.name}: sanity request got HTTP {status}: {data[:500]!r}")
         control(env.fake_port, "DELETE", "/_fake/attempts")
         remove_at = None if scenario.recover_after is None else scenario.recover_after * args.duration
-        say(f"{scenario.name}: {scenario.description}; gateway pid {gateway.proc.pid} on :{gateway_port}, "
-            f"{args.concurrency} connections for {args.duration:g} s ...")
-        run = run_async(load(gateway_port, env.fake_port, scenario.faults, args.concurrency, args.duration,
-                             remove_at))
+        say(
+            f"{scenario.name}: {scenario.description}; gateway pid {gateway.proc.pid} on :{gateway_port}, "
+            f"{args.concurrency} connections for {args.duration:g} s ..."
+        )
+        run = run_async(
+            load(gateway_port, env.fake_port, scenario.faults, args.concurrency, args.duration, remove_at)
+        )
         if gateway.proc.poll() is not None:
             raise SetupError(f"{gateway.name} exited during the run:\n{gateway.log_tail()}")
         grouped = fetch_attempts(env.fake_port)
         attempts = {model: grouped.pop(model) for model in UPSTREAMS}
         logged = sum(len(r) for r in attempts.values()) + sum(len(r) for r in grouped.values())
         if logged >= FAKE_LOG_SIZE:
-            warnings.append(f"{scenario.name}: the fake's attempt log is full ({logged:,} records); "
-                            "attempt figures are too low")
+            warnings.append(
+                f"{scenario.name}: the fake's attempt log is full ({logged:,} records); "
+                "attempt figures are too low"
+            )
         for model, records in grouped.items():
             warnings.append(f"{scenario.name}: {len(records)} upstream attempts for model {model!r}")
         pids = gateway_python_pids(gateway.proc.pid)
@@ -661,30 +667,45 @@ def render_table(results: dict[str, dict[str, Any]]) -> str:
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(row) for row in body)])
 
 
-def print_report(results: dict[str, dict[str, Any]], facts: dict[str, Any], args: argparse.Namespace,
-                 warnings: list[str], fake_rss_mib: float) -> None:
+def print_report(
+    results: dict[str, dict[str, Any]],
+    facts: dict[str, Any],
+    args: argparse.Namespace,
+    warnings: list[str],
+    fake_rss_mib: float,
+) -> None:
     print()
     print("Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items() if k != "python_executable"))
-    print(f"Load: {args.concurrency} keep-alive connections of non-streaming chat completions, "
-          f"{args.duration:g} s per scenario, a fresh gateway for each; resilience settings: defaults; "
-          f"fake upstream peak RSS {fake_rss_mib:.1f} MiB")
+    print(
+        f"Load: {args.concurrency} keep-alive connections of non-streaming chat completions, "
+        f"{args.duration:g} s per scenario, a fresh gateway for each; resilience settings: defaults; "
+        f"fake upstream peak RSS {fake_rss_mib:.1f} MiB"
+    )
     print()
     print(render_table(results))
     print()
     for name, f in results.items():
         statuses = ", ".join(f"{k}: {v:,}" for k, v in f["status_counts"].items())
-        outcomes = "; ".join(f"{m} {', '.join(f'{k} {v:,}' for k, v in o.items()) or 'none'}"
-                             for m, o in f["upstream_outcomes"].items())
-        cpu = ", ".join(f"{k.removesuffix('_pct').replace('_', ' ')} {v:g}%" for k, v in f["cpu"].items()
-                        if "steal" not in k or v)
-        print(f"  {name}: statuses {statuses}; upstream outcomes: {outcomes}; "
-              f"max x-spillgate-attempts {f['gateway_reported_attempts_max']}; {cpu}")
+        outcomes = "; ".join(
+            f"{m} {', '.join(f'{k} {v:,}' for k, v in o.items()) or 'none'}"
+            for m, o in f["upstream_outcomes"].items()
+        )
+        cpu = ", ".join(
+            f"{k.removesuffix('_pct').replace('_', ' ')} {v:g}%"
+            for k, v in f["cpu"].items()
+            if "steal" not in k or v
+        )
+        print(
+            f"  {name}: statuses {statuses}; upstream outcomes: {outcomes}; "
+            f"max x-spillgate-attempts {f['gateway_reported_attempts_max']}; {cpu}"
+        )
         for err in f["errors"][:3]:
             print(f"    {err['count']:,} x {err['example']}")
         if f["distinct_errors"] > 3:
@@ -697,8 +718,10 @@ def print_report(results: dict[str, dict[str, Any]], facts: dict[str, Any], args
         if target is None:
             continue
         result = "PASS" if target["pass"] else "FAIL"
-        print(f"{name}: {target['label']} {fmt(target['value'], 'ratio')} (target <= {target['limit']:g})"
-              f"  {result}")
+        print(
+            f"{name}: {target['label']} {fmt(target['value'], 'ratio')} (target <= {target['limit']:g})"
+            f"  {result}"
+        )
 
 
 def machine_facts(note: str) -> dict[str, Any]:
@@ -719,15 +742,27 @@ def machine_facts(note: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     pin = pinning()
-    note = (f"gateway on core {GATEWAY_CORE}; fake upstream and the load generator on core {LOAD_CORE}"
-            if pin.load else pin.note.replace(", wrk and the streaming client", ""))
+    note = (
+        f"gateway on core {GATEWAY_CORE}; fake upstream and the load generator on core {LOAD_CORE}"
+        if pin.load
+        else pin.note.replace(", wrk and the streaming client", "")
+    )
     facts = machine_facts(note)
     if pin.load:
         os.sched_setaffinity(0, {LOAD_CORE})  # this process runs the load generator
     python = venv_python()
     (fake_port,) = free_ports(1)
-    fake_argv = [*pin.load, python, "-m", "spillgate", "fake-upstream", "--listen", f"{HOST}:{fake_port}",
-                 "--max-attempts", str(FAKE_LOG_SIZE)]
+    fake_argv = [
+        *pin.load,
+        python,
+        "-m",
+        "spillgate",
+        "fake-upstream",
+        "--listen",
+        f"{HOST}:{fake_port}",
+        "--max-attempts",
+        str(FAKE_LOG_SIZE),
+    ]
     children: list[Child] = []
     results: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
@@ -770,11 +805,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench/resilience",
         description="Load-test the gateway's failover with routes at capacity (bounded: it stops by itself).",
     )
-    parser.add_argument("--duration", type=float, default=15.0,
-                        help="seconds of load per scenario (default 15)")
+    parser.add_argument(
+        "--duration", type=float, default=15.0, help="seconds of load per scenario (default 15)"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="client connections (default 16)")
-    parser.add_argument("--scenarios", default=",".join(names),
-                        help=f"comma-separated subset to run (default all: {','.join(names)})")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(names),
+        help=f"comma-separated subset to run (default all: {','.join(names)})",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with configs and logs")
     args = parser.parse_args(argv)

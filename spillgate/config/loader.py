@@ -28,6 +28,7 @@ from spillgate.config.schema import (
     Settings,
     Timeouts,
 )
+from spillgate.typenames import type_name
 
 
 class ConfigError(ValueError):
@@ -384,23 +385,11 @@ def _error_rules(value: object) -> tuple[Any, ...]:
 # -- primitives -------------------------------------------------------------------------
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    return type(value).__name__
-
-
 def _mapping(value: object, path: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{path}: expected a mapping, got {_type_name(value)}")
+        raise ConfigError(f"{path}: expected a mapping, got {type_name(value)}")
     for key in value:
         if not isinstance(key, str):
             raise ConfigError(f"{path}: keys must be strings, got {key!r}")
@@ -411,19 +400,19 @@ def _list(value: object, path: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ConfigError(f"{path}: expected a list, got {_type_name(value)}")
+        raise ConfigError(f"{path}: expected a list, got {type_name(value)}")
     return value
 
 
 def _str(value: object, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{path}: expected a non-empty string, got {_type_name(value)}")
+        raise ConfigError(f"{path}: expected a non-empty string, got {type_name(value)}")
     return value
 
 
 def _scalar_str(value: object, path: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ConfigError(f"{path}: expected a string, got {_type_name(value)}")
+        raise ConfigError(f"{path}: expected a string, got {type_name(value)}")
     return str(value)
 
 
@@ -436,7 +425,7 @@ def _name(value: object, path: str) -> str:
 
 def _int(value: object, path: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{path}: expected an integer, got {_type_name(value)}")
+        raise ConfigError(f"{path}: expected an integer, got {type_name(value)}")
     if value < minimum:
         raise ConfigError(f"{path}: must be at least {minimum}, got {value}")
     return value
@@ -473,7 +462,7 @@ def _ratio(value: object, path: str) -> float:
 
 def _bool(value: object, path: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{path}: expected true or false, got {_type_name(value)}")
+        raise ConfigError(f"{path}: expected true or false, got {type_name(value)}")
     return value
 
 

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport, Verdict
+from spillgate.typenames import type_name
 
 KeywordMode = Literal["any", "all"]
 MatchMode = Literal["all", "any"]
@@ -406,7 +407,7 @@ def parse_rules(raw: object, path: str = "error_rules") -> list[Rule]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise ValueError(f"{path}: expected a list of rules, got {_type_name(raw)}")
+        raise ValueError(f"{path}: expected a list of rules, got {type_name(raw, show_value=True)}")
     rules: list[Rule] = []
     names: set[str] = set()
     for index, item in enumerate(raw):
@@ -423,7 +424,7 @@ def parse_rules(raw: object, path: str = "error_rules") -> list[Rule]:
 
 def _parse_rule(item: object, path: str) -> Rule:
     if not isinstance(item, dict):
-        raise ValueError(f"{path}: expected a mapping, got {_type_name(item)}")
+        raise ValueError(f"{path}: expected a mapping, got {type_name(item, show_value=True)}")
     m: dict[Any, Any] = item
     for key in m:
         if key not in _KEYS:
@@ -433,7 +434,7 @@ def _parse_rule(item: object, path: str) -> Rule:
             raise ValueError(f"{path}.{key}: required key is missing")
     name = m["name"]
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{path}.name: expected a non-empty string, got {_type_name(name)}")
+        raise ValueError(f"{path}.name: expected a non-empty string, got {type_name(name, show_value=True)}")
     return Rule(
         name=name,
         error_class=_enum(ErrorClass, m["class"], f"{path}.class", "error class"),
@@ -495,7 +496,7 @@ def _strings(value: object, path: str, *, numbers: bool) -> list[str]:
         elif numbers and isinstance(item, int) and not isinstance(item, bool):
             strings.append(str(item))
         else:
-            raise ValueError(f"{path}: expected a non-empty string, got {_type_name(item)}")
+            raise ValueError(f"{path}: expected a non-empty string, got {type_name(item, show_value=True)}")
     return strings
 
 
@@ -509,7 +510,7 @@ def _mode(value: object, path: str) -> Literal["any", "all"]:
 
 def _bool(value: object, path: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{path}: expected true or false, got {_type_name(value)}")
+        raise ValueError(f"{path}: expected true or false, got {type_name(value, show_value=True)}")
     return value
 
 
@@ -519,7 +520,7 @@ def _optional_bool(value: object, path: str) -> bool | None:
 
 def _int(value: object, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{path}: expected an integer, got {_type_name(value)}")
+        raise ValueError(f"{path}: expected an integer, got {type_name(value, show_value=True)}")
     return value
 
 
@@ -527,17 +528,5 @@ def _message(value: object, path: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{path}: expected a non-empty string, got {_type_name(value)}")
+        raise ValueError(f"{path}: expected a non-empty string, got {type_name(value, show_value=True)}")
     return value
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"a string {value!r}" if len(value) <= 40 else "a string"
-    return f"{type(value).__name__} {value!r}"
