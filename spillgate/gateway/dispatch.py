@@ -12,7 +12,6 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spillgate.config.schema import ModelAlias, Route, Settings
@@ -231,6 +230,15 @@ class Dispatcher:
         for key in candidate.probes:
             if key != marked:
                 self.health.release_probe(key)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "attempt failed on %s: %s (%s, rule %s, marks %s)",
+                attempt.describe(),
+                verdict.error_class.value,
+                outcome.signal.message[:200],
+                verdict.rule,
+                marked or "nothing",
+            )
         return verdict
 
     def _emit_attempt(self, ex: Exchange, outcome: Outcome, kind: str) -> None:
@@ -374,5 +382,4 @@ class Dispatcher:
         )
 
 
-Clock = Callable[[], float]
 __all__ = ["Attempt", "Dispatcher", "Exchange"]
