@@ -6,12 +6,12 @@ from spillgate.fake.behavior import (
     HEALTHY,
     Fault,
     FaultConfigError,
-    JsonValue,
     load_behaviors,
     parse_behaviors,
 )
 from spillgate.fake.content import DEFAULT_CHUNKS, DEFAULT_TEXT, MALFORMED_FRAME
-from spillgate.fake.protocol import ApiProtocol
+from spillgate.fake.conversation import Conversation, ConversationError
+from spillgate.fake.protocol import ApiProtocol, JsonValue
 from spillgate.fake.server import WILDCARD, FakeUpstream, serve
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "WILDCARD",
     "ApiProtocol",
     "AttemptRecord",
+    "Conversation",
+    "ConversationError",
     "FakeUpstream",
     "Fault",
     "FaultConfigError",

@@ -6,8 +6,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from spillgate.fake.behavior import JsonValue
-from spillgate.fake.protocol import ApiProtocol
+from spillgate.fake.protocol import ApiProtocol, JsonValue
 
 
 @dataclass(frozen=True, slots=True)

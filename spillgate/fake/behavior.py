@@ -21,9 +21,9 @@ from spillgate.fake.content import (
     stream_error_defaults,
     stream_error_json,
 )
-from spillgate.fake.protocol import ANTHROPIC, CHAT, ApiProtocol, error_json
+from spillgate.fake.conversation import Conversation, ConversationError
+from spillgate.fake.protocol import ANTHROPIC, CHAT, ApiProtocol, JsonValue, error_json
 
-JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 FaultBody: TypeAlias = "bytes | str | dict[str, JsonValue] | list[JsonValue] | None"
 
 
@@ -71,6 +71,9 @@ class Fault:
     for_seconds: float | None = None
     text: str = DEFAULT_TEXT
     chunks: int = DEFAULT_CHUNKS
+    conversation: Conversation | None = None
+    """Answer OpenAI Responses requests with this scripted coding turn (a shell tool call, then a
+    final message) instead of ``text``; faults still apply on top of it."""
 
     # Derived in __post_init__ so the request path does no extra work.
     deltas: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -136,6 +139,8 @@ class Fault:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if self.conversation is not None and not isinstance(self.conversation, Conversation):
+            raise ValueError(f"conversation must be a Conversation, got {self.conversation!r}")
         if not (0.0 <= self.rate <= 1.0):
             raise ValueError(f"rate must be between 0 and 1, got {self.rate!r}")
         if self.chunks < 1:
@@ -203,6 +208,11 @@ class Fault:
     def hang(cls, *, rate: float = 1.0, times: int | None = None, for_seconds: float | None = None) -> Fault:
         """Read the request and never answer."""
         return cls(never_answer=True, rate=rate, times=times, for_seconds=for_seconds)
+
+    def with_conversation(self, conversation: Conversation | None = None) -> Fault:
+        """This fault answering Responses requests with a scripted coding turn (default: one
+        ``echo spillgate-e2e`` through the shell tool, then ``SPILLGATE-E2E-DONE``)."""
+        return dataclasses.replace(self, conversation=conversation or Conversation())
 
     # -- use -----------------------------------------------------------------------------
     def applies(self, index: int, elapsed: float) -> bool:
@@ -307,6 +317,8 @@ class Fault:
                 value = value.decode("utf-8", "replace")
             elif f.name == "headers":
                 value = dict(value)
+            elif isinstance(value, Conversation):
+                value = value.to_dict()
             out[f.name] = value
         return out
 
@@ -384,6 +396,15 @@ def _body(where: str, value: object) -> object:
     raise FaultConfigError(f"{where}: expected a string or a JSON object/array, got {value!r}")
 
 
+def _conversation(where: str, value: object) -> Conversation | None:
+    if value is None or value is False:
+        return None
+    try:
+        return Conversation.from_dict(value, where=where)
+    except ConversationError as exc:
+        raise FaultConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+
+
 def _headers(where: str, value: object) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
@@ -421,6 +442,7 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "for_seconds": _opt_seconds,
     "text": _str,
     "chunks": _chunks,
+    "conversation": _conversation,
 }
 
 

@@ -15,6 +15,7 @@ from typing import Final
 
 import orjson
 
+from spillgate.fake.conversation import Reply, ToolCall, encrypted_reasoning
 from spillgate.fake.protocol import ANTHROPIC, CHAT, RESPONSES, ApiProtocol, error_json
 
 DEFAULT_TEXT: Final = "Hello from the fake upstream."
@@ -373,3 +374,126 @@ def stream_error_json(protocol: ApiProtocol, code: str, message: str) -> tuple[i
         status = 529 if code == "overloaded_error" else 500
         return status, error_json(protocol, status, message=message, error_type=code)
     return 500, error_json(protocol, 500, message=message, code=code)
+
+
+# -- OpenAI Responses: scripted coding turns ---------------------------------------------------
+
+
+def _reasoning_item(item_id: str, summary: str, done: bool) -> dict[str, object]:
+    return {
+        "type": "reasoning",
+        "id": item_id,
+        "summary": [{"type": "summary_text", "text": summary}] if done else [],
+        "encrypted_content": encrypted_reasoning(item_id, summary),
+    }
+
+
+def _function_call_item(item_id: str, call: ToolCall, arguments: str, status: str) -> dict[str, object]:
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": call.call_id,
+        "name": call.name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def _reply_items(reply: Reply, chunks: int) -> list[tuple[str, dict[str, object], tuple[str, ...]]]:
+    """(kind, completed item, deltas) for each output item of ``reply``."""
+    items: list[tuple[str, dict[str, object], tuple[str, ...]]] = []
+    if reply.reasoning:
+        rid = new_id("rs_")
+        items.append(("reasoning", _reasoning_item(rid, reply.reasoning, True), (reply.reasoning,)))
+    if reply.call is not None:
+        fid = new_id("fc_")
+        call = reply.call
+        deltas = split_text(call.arguments, chunks)
+        items.append(("function_call", _function_call_item(fid, call, call.arguments, "completed"), deltas))
+    if reply.text is not None:
+        deltas = split_text(reply.text, chunks)
+        items.append(
+            ("message", _message_item(new_id("msg_"), "completed", [_output_text(reply.text)]), deltas)
+        )
+    return items
+
+
+def responses_reply_stream(
+    model: str, reply: Reply, chunks: int, input_tokens: int, created: int
+) -> StreamEvents:
+    """The streamed Responses answer of a scripted turn: its reasoning item (summary and
+    ``encrypted_content``), then its function call or its message, then ``response.completed``.
+    ``first_content`` is the first delta of any kind."""
+    rid = new_id("resp_")
+    seq = itertools.count()
+    frames: list[bytes] = []
+    first = -1
+
+    def emit(event: str, **fields: object) -> None:
+        frames.append(_sse(event, {"type": event, "sequence_number": next(seq), **fields}))
+
+    def emit_delta(event: str, **fields: object) -> None:
+        nonlocal first
+        if first < 0:
+            first = len(frames)
+        emit(event, **fields)
+
+    pending = _response_object(rid, created, model, "in_progress", [], None)
+    emit("response.created", response=pending)
+    emit("response.in_progress", response=pending)
+    done_items: list[object] = []
+    output_tokens = 0
+    for index, (kind, item, deltas) in enumerate(_reply_items(reply, chunks)):
+        item_id = item["id"]
+        output_tokens += len(deltas)
+        if kind == "reasoning":
+            summary = str(reply.reasoning)
+            emit("response.output_item.added", output_index=index, item={**item, "summary": []})
+            where: dict[str, object] = {"item_id": item_id, "output_index": index, "summary_index": 0}
+            emit("response.reasoning_summary_part.added", **where, part={"type": "summary_text", "text": ""})
+            for delta in deltas:
+                emit_delta("response.reasoning_summary_text.delta", **where, delta=delta)
+            emit("response.reasoning_summary_text.done", **where, text=summary)
+            emit(
+                "response.reasoning_summary_part.done",
+                **where,
+                part={"type": "summary_text", "text": summary},
+            )
+        elif kind == "function_call":
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "arguments": "", "status": "in_progress"},
+            )
+            where = {"item_id": item_id, "output_index": index}
+            for delta in deltas:
+                emit_delta("response.function_call_arguments.delta", **where, delta=delta)
+            emit("response.function_call_arguments.done", **where, arguments=item["arguments"])
+        else:
+            text = "".join(deltas)
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item=_message_item(str(item_id), "in_progress", []),
+            )
+            where = {"item_id": item_id, "output_index": index, "content_index": 0}
+            emit("response.content_part.added", **where, part=_output_text(""))
+            for delta in deltas:
+                emit_delta("response.output_text.delta", **where, delta=delta, logprobs=[])
+            emit("response.output_text.done", **where, text=text, logprobs=[])
+            emit("response.content_part.done", **where, part=_output_text(text))
+        emit("response.output_item.done", output_index=index, item=item)
+        done_items.append(item)
+    usage = _responses_usage(input_tokens, output_tokens)
+    emit("response.completed", response=_response_object(rid, created, model, "completed", done_items, usage))
+    if first < 0:
+        first = len(frames) - 1
+    return StreamEvents(RESPONSES, tuple(frames), first, rid, model, created)
+
+
+def responses_reply_object(model: str, reply: Reply, chunks: int, input_tokens: int, created: int) -> bytes:
+    """The non-streamed Responses answer of a scripted turn (the same output items)."""
+    items = _reply_items(reply, chunks)
+    usage = _responses_usage(input_tokens, sum(len(deltas) for _, _, deltas in items))
+    output: list[object] = [item for _, item, _ in items]
+    return orjson.dumps(_response_object(new_id("resp_"), created, model, "completed", output, usage))

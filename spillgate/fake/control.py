@@ -1,7 +1,9 @@
 """The fake upstream's runtime control API, served under ``/_fake/`` on the same port.
 
 * ``GET    /_fake/behaviors``            -> ``{"models": {name: fault fields}}``
-* ``PUT    /_fake/behaviors/{model}``    body: a fault as JSON (``{"preset": "capacity"}`` too)
+* ``PUT    /_fake/behaviors/{model}``    body: a fault as JSON (``{"preset": "capacity"}`` too;
+  ``{"conversation": true}`` or ``{"conversation": {"commands": [...], "answer": "..."}}`` answers
+  Responses requests with a scripted coding turn)
 * ``DELETE /_fake/behaviors/{model}``    make one model healthy; ``DELETE /_fake/behaviors``: all
 * ``GET    /_fake/attempts[?model=M][&body=1]`` -> a JSON list of attempts (bodies only with ``body=1``)
 * ``DELETE /_fake/attempts``             forget the attempt log

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, TypeAlias
 
 import orjson
 
 ApiProtocol = Literal["openai-chat", "openai-responses", "anthropic-messages"]
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 
 CHAT: Final = "openai-chat"
 RESPONSES: Final = "openai-responses"

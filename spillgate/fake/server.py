@@ -14,13 +14,23 @@ import orjson
 from spillgate.fake.attempts import AttemptLog, AttemptRecord
 from spillgate.fake.behavior import HEALTHY, Fault
 from spillgate.fake.content import (
+    StreamEvents,
     input_tokens_for,
     new_id,
+    responses_reply_object,
+    responses_reply_stream,
     stream_events,
     success_body,
 )
 from spillgate.fake.control import CONTROL_PREFIX, handle_control
-from spillgate.fake.protocol import ANTHROPIC, PROTOCOL_BY_PATH, ApiProtocol, error_json, protocol_for_path
+from spillgate.fake.protocol import (
+    ANTHROPIC,
+    PROTOCOL_BY_PATH,
+    RESPONSES,
+    ApiProtocol,
+    error_json,
+    protocol_for_path,
+)
 from spillgate.fake.script import StreamScript, script_stream
 from spillgate.http.server import ClientDisconnected, Headers, HttpServer, Request, ResponseWriter
 
@@ -75,6 +85,10 @@ class FakeUpstream:
     ``stall_after_events`` never answers, ``stream_error_after_events`` answers with the error
     as an HTTP 500 (529 for Anthropic ``overloaded_error``), ``malformed_at_event`` sends a
     200 with a broken JSON body; ``first_content_delay`` waits before the body.
+
+    A fault with a ``conversation`` answers Responses requests with that scripted coding turn
+    (see :mod:`spillgate.fake.conversation`) wherever it would send the plain answer, so the
+    fault's status and stream faults still apply to it.
     """
 
     def __init__(
@@ -237,15 +251,13 @@ class FakeUpstream:
         if not applied:
             self._record(request, now, protocol, model, stream, "ok", False, request_id)
             if stream:
-                events = stream_events(
-                    protocol, model, fault.deltas, input_tokens, created, _include_usage(payload)
-                )
+                events = _stream_answer(protocol, model, fault, payload, input_tokens, created)
                 writer.start(200, _stream_headers(protocol, request_id))
                 for frame in events.frames:
                     await writer.write(frame)
                 await writer.end()
             else:
-                answer = success_body(protocol, model, fault.text, len(fault.deltas), input_tokens, created)
+                answer = _whole_answer(protocol, model, fault, payload, input_tokens, created)
                 await writer.send(200, _json_headers(protocol, request_id), answer)
             return
 
@@ -257,15 +269,15 @@ class FakeUpstream:
         elif fault.status is not None:
             outcome = f"status:{fault.status}"
         elif stream:
-            events = stream_events(
-                protocol, model, fault.deltas, input_tokens, created, _include_usage(payload)
-            )
+            events = _stream_answer(protocol, model, fault, payload, input_tokens, created)
             script = script_stream(events, fault)
             outcome = script.outcome
         else:
             outcome = _plain_outcome(fault)
         self._record(request, now, protocol, model, stream, outcome, True, request_id)
-        await self._faulted(writer, protocol, model, fault, script, request_id, input_tokens, created)
+        await self._faulted(
+            writer, protocol, model, fault, script, request_id, payload, input_tokens, created
+        )
 
     def _record(
         self,
@@ -301,6 +313,7 @@ class FakeUpstream:
         fault: Fault,
         script: StreamScript | None,
         request_id: str,
+        payload: dict[str, object],
         input_tokens: int,
         created: int,
     ) -> None:
@@ -335,7 +348,7 @@ class FakeUpstream:
         elif fault.malformed_at_event is not None:
             await writer.send(200, headers, _MALFORMED_BODY)
         else:
-            answer = success_body(protocol, model, fault.text, len(fault.deltas), input_tokens, created)
+            answer = _whole_answer(protocol, model, fault, payload, input_tokens, created)
             await writer.send(200, headers, answer)
 
     async def _stream(
@@ -417,6 +430,37 @@ class FakeUpstream:
                 ],
             }
         )
+
+
+def _stream_answer(
+    protocol: ApiProtocol,
+    model: str,
+    fault: Fault,
+    payload: dict[str, object],
+    input_tokens: int,
+    created: int,
+) -> StreamEvents:
+    """The healthy streamed answer (faults are applied to it afterwards)."""
+    conversation = fault.conversation
+    if conversation is not None and protocol == RESPONSES:
+        reply = conversation.reply(payload)
+        return responses_reply_stream(model, reply, fault.chunks, input_tokens, created)
+    return stream_events(protocol, model, fault.deltas, input_tokens, created, _include_usage(payload))
+
+
+def _whole_answer(
+    protocol: ApiProtocol,
+    model: str,
+    fault: Fault,
+    payload: dict[str, object],
+    input_tokens: int,
+    created: int,
+) -> bytes:
+    """The healthy non-streamed answer."""
+    conversation = fault.conversation
+    if conversation is not None and protocol == RESPONSES:
+        return responses_reply_object(model, conversation.reply(payload), fault.chunks, input_tokens, created)
+    return success_body(protocol, model, fault.text, len(fault.deltas), input_tokens, created)
 
 
 def _include_usage(payload: dict[str, object]) -> bool:

@@ -62,6 +62,10 @@ class Outcome:
     """Set by the dispatcher when the attempt failed."""
     on_close: Callable[[], None] | None = None
     """Called once when a committed stream's upstream response is done with."""
+    probes: tuple[str, ...] = ()
+    """Half-open probes a committed stream holds until it ends (success or failure)."""
+    settled: bool = False
+    """Its outcome was reported to the health board."""
 
     def close(self) -> None:
         """Done with the upstream response (kept alive if it ended); run ``on_close`` once."""

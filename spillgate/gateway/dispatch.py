@@ -207,8 +207,12 @@ class Dispatcher:
                     self.inflight.release(account.id)
         self.malformed_events += outcome.malformed
         if outcome.ok:
-            for key in attempt.health_keys():
-                self.health.record_success(key)
+            if outcome.response is None:
+                self.settle_success(outcome)
+            else:
+                # A stream is healthy when it ends well, not when it starts: until then it
+                # keeps its probes, and a break after the commit point still counts.
+                outcome.probes = candidate.probes
             if candidate.rebind and candidate.session and account is not None:
                 self.affinity.bind(candidate.session, account.id)
         else:
@@ -217,16 +221,30 @@ class Dispatcher:
         self._emit_attempt(ex, outcome, kind)
         return outcome
 
-    def judge(self, outcome: Outcome, candidate: Candidate) -> Verdict:
+    def settle_success(self, outcome: Outcome) -> None:
+        for key in outcome.attempt.health_keys():
+            self.health.record_success(key)
+        outcome.settled = True
+
+    def settle_abandoned(self, outcome: Outcome) -> None:
+        """The client went away mid-stream: no verdict on the upstream; free its probes."""
+        if not outcome.settled:
+            for key in outcome.probes:
+                self.health.release_probe(key)
+            outcome.settled = True
+
+    def judge(self, outcome: Outcome, candidate: Candidate, trip: bool = False) -> Verdict:
         """Classify a failed outcome and mark the scope it says is unhealthy."""
         assert outcome.signal is not None
         verdict = self.classifier.classify(outcome.signal)
         attempt = candidate.attempt
         marked = ""
+        outcome.settled = True
         if verdict.count and verdict.scope is not Scope.REQUEST:
             marked = attempt.key(verdict.scope)
             retry_at = None if outcome.retry_in is None else time.monotonic() + outcome.retry_in
-            self.health.record_failure(marked, verdict.error_class, retry_at, outcome.signal.message[:200])
+            reason = outcome.signal.message[:200]
+            self.health.record_failure(marked, verdict.error_class, retry_at, reason, trip=trip)
         for key in candidate.probes:
             if key != marked:
                 self.health.release_probe(key)
@@ -312,13 +330,15 @@ class Dispatcher:
         classes = [v.error_class for v, _ in ex.failures]
         error_class = most_informative(classes) if classes else ErrorClass.UPSTREAM_ERROR
         verdict, outcome = next((v, o) for v, o in ex.failures if v.error_class is error_class)
-        detail = outcome.signal_message()
-        if budget_refused:
-            detail = (
-                detail + "; " if detail else ""
-            ) + "the gateway's retry budget is spent, not retrying further"
+        note = "the gateway's retry budget is spent, not retrying further" if budget_refused else ""
         error = final_error(
-            ex.parsed.api, error_class, ex.parsed.model, ex.tried, plan.reopens_in(time.monotonic()), detail
+            ex.parsed.api,
+            error_class,
+            ex.parsed.model,
+            ex.tried,
+            plan.reopens_in(time.monotonic()),
+            outcome.signal_message(),
+            note,
         )
         if verdict.client_status is not None or verdict.client_message is not None:
             error = GatewayError(

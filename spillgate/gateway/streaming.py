@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("spillgate.streaming")
 
+_MESSAGE_EVENTS = ("response.output_text.", "response.content_part.")
+"""Responses events about the answer message, whose item id the client already knows."""
+
 FINISH_GRACE = 0.5
 """Seconds to wait for the terminator once the answer is complete before writing it ourselves."""
 
@@ -96,6 +99,7 @@ class StreamSession:
         self.first = outcome
         self.client = outcome.tracker
         """What the client has been sent (the first upstream's tracker, then kept up to date)."""
+        self._sources: list[Outcome] = [outcome]
         self._unsent: bytes | None = b"".join(outcome.pending)
         """The committed first events, written with the headers at the first write."""
 
@@ -104,6 +108,8 @@ class StreamSession:
             await self._run()
         finally:
             self.first.close()  # the client may have left before the first upstream was pumped
+            for outcome in self._sources:
+                self.d.settle_abandoned(outcome)
 
     async def _run(self) -> None:
         ex, first = self.ex, self.first
@@ -116,7 +122,9 @@ class StreamSession:
         failed = first
         while isinstance(result, Signal):
             failed.signal = result
-            verdict = self.d.judge(failed, Candidate(failed.attempt))
+            # A break after the commit point opens the route at once: the client's own retry
+            # (Codex replays the turn) must land elsewhere.
+            verdict = self.d.judge(failed, Candidate(failed.attempt, failed.probes), trip=True)
             ex.failures.append((verdict, failed))
             error_class = verdict.error_class
             log.warning(
@@ -150,6 +158,7 @@ class StreamSession:
                 for raw in events:
                     verdict = self._event(src, raw, out)
                     if verdict is _End.DONE:
+                        self.d.settle_success(src.outcome)
                         await self._end(b"".join(out))
                         return verdict
                     if verdict is not None:
@@ -161,11 +170,11 @@ class StreamSession:
                     chunk = await src.response.next_chunk(wait)
                 except UpstreamFailure as failure:
                     if self.client.finished and failure.kind is FailureKind.IDLE_TIMEOUT:
-                        return await self._finish_for_upstream()
+                        return await self._finish_for_upstream(src)
                     return transport_signal(failure, Phase.AFTER_CONTENT)
                 if chunk is None:
                     if self.client.finished:
-                        return await self._finish_for_upstream()
+                        return await self._finish_for_upstream(src)
                     return Signal(
                         phase=Phase.AFTER_CONTENT,
                         transport=Transport.RESET,
@@ -176,8 +185,9 @@ class StreamSession:
         finally:
             src.outcome.close()
 
-    async def _finish_for_upstream(self) -> _End:
+    async def _finish_for_upstream(self, src: _Source) -> _End:
         """The answer is complete but the terminator never came: write it ourselves."""
+        self.d.settle_success(src.outcome)
         last = b""
         if not self.client.terminal_seen:
             last = stream_end(self.client)
@@ -274,7 +284,8 @@ class StreamSession:
             response = payload.get("response")
             if isinstance(response, dict) and self.client.response_id:
                 payload = {**payload, "response": {**response, "id": self.client.response_id}}
-            if "item_id" in payload and self.client.item_id:
+            kind = str(payload.get("type", ""))
+            if "item_id" in payload and self.client.item_id and kind.startswith(_MESSAGE_EVENTS):
                 payload = {**payload, "item_id": self.client.item_id}
             item = payload.get("item")
             if isinstance(item, dict) and item.get("type") == "message" and self.client.item_id:
@@ -314,6 +325,7 @@ class StreamSession:
                         continue
                     self.plan.tried.add(attempt.identity)
                     break
+                self._sources.append(outcome)
                 if outcome.response is None or outcome.splitter is None:
                     # Answered, but not as a stream: nothing to stitch onto the client's stream.
                     self.plan.tried.add(attempt.identity)

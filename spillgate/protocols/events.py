@@ -78,7 +78,8 @@ class StreamTracker:
     text: list[str] = field(default_factory=list)
     """Output text in order (what a continuation or a replay must reproduce)."""
     non_text_output: bool = False
-    """Tool calls or other non-text output were emitted (continuation cannot rebuild those)."""
+    """Output other than answer text was emitted (tool calls, reasoning): a continuation or a
+    replay cannot reproduce it exactly, so such a stream is not recovered mid-way."""
     finished: bool = False
     """The answer is complete (finish_reason / stop_reason seen) even if the terminator is missing."""
     usage_seen: bool = False
@@ -143,6 +144,7 @@ class StreamTracker:
                     self.non_text_output = True
                     kind = Kind.CONTENT
                 if delta.get("reasoning_content") or delta.get("reasoning") or delta.get("refusal"):
+                    self.non_text_output = True
                     kind = Kind.CONTENT
             if choice.get("finish_reason"):
                 self.finished = True
@@ -187,12 +189,11 @@ class StreamTracker:
             self.item_id = payload.get("item_id", self.item_id)
             return Kind.CONTENT
         if kind_name.endswith(".delta"):
-            if "function_call" in kind_name or "custom_tool_call" in kind_name:
-                self.non_text_output = True
+            self.non_text_output = True  # reasoning, tool call arguments, audio...
             return Kind.CONTENT
         if kind_name == "response.output_item.done":
             item = payload.get("item") or {}
-            if isinstance(item, dict) and item.get("type") not in (None, "message", "reasoning"):
+            if isinstance(item, dict) and item.get("type") not in (None, "message"):
                 self.non_text_output = True
             return Kind.CONTENT
         if kind_name in ("response.completed", "response.incomplete"):
@@ -229,7 +230,7 @@ class StreamTracker:
             if isinstance(delta, dict):
                 if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
                     self.text.append(delta["text"])
-                elif delta.get("type") == "input_json_delta":
+                else:  # input_json_delta, thinking_delta, signature_delta...
                     self.non_text_output = True
             return Kind.CONTENT
         if kind_name == "message_delta":

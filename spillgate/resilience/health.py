@@ -256,12 +256,19 @@ class HealthBoard:
             del self._entries[key]
 
     def record_failure(
-        self, key: str, error_class: ErrorClass, retry_at: float | None = None, reason: str = ""
+        self,
+        key: str,
+        error_class: ErrorClass,
+        retry_at: float | None = None,
+        reason: str = "",
+        trip: bool = False,
     ) -> None:
         """A request on ``key`` failed with ``error_class``.
 
         ``retry_at`` is the clock time the upstream said to come back (Retry-After, reset
-        headers), already converted to this board's clock.
+        headers), already converted to this board's clock. ``trip`` opens the breaker at once,
+        whatever the class (a stream that broke after it started: the client's retry must not
+        land on the same route).
         """
         if error_class in _REQUEST_SCOPED:
             return
@@ -289,7 +296,7 @@ class HealthBoard:
         if entry.mode is _Mode.OPEN:  # half-open: the probe (or a straggler) failed
             self._open(entry, error_class, now, retry_at, why)
             return
-        if error_class in _OWN_COOLDOWN:
+        if error_class in _OWN_COOLDOWN or trip:
             self._open(entry, error_class, now, retry_at, why)
             return
         if entry.consecutive >= self.config.failure_threshold:

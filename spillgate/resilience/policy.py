@@ -75,6 +75,7 @@ def final_error(
     tried: Sequence[str],
     retry_after: float | None,
     detail: str = "",
+    note: str = "",
 ) -> GatewayError:
     """The client-aware answer when every attempt failed.
 
@@ -83,7 +84,7 @@ def final_error(
     """
     what = ", ".join(tried) if tried else "no route could be tried"
     after = None if retry_after is None or math.isinf(retry_after) else max(1, math.ceil(retry_after))
-    suffix = f": {detail}" if detail else ""
+    suffix = (f"; upstream said: {detail}" if detail else "") + (f"; {note}" if note else "")
     if error_class in (ErrorClass.CAPACITY, ErrorClass.OVERLOADED):
         anthropic = api is Api.ANTHROPIC_MESSAGES
         return GatewayError(
