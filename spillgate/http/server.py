@@ -72,12 +72,14 @@ def _header_block(status: int, headers: Headers, extra: bytes) -> bytes:
 class ResponseWriter:
     """Writes exactly one response on a connection."""
 
-    __slots__ = ("_chunked", "_conn", "_http10", "_keep_alive", "finished", "started", "status")
+    __slots__ = ("_chunked", "_conn", "_head", "_http10", "_keep_alive", "finished", "started", "status")
 
-    def __init__(self, conn: _Connection, keep_alive: bool, http10: bool = False) -> None:
+    def __init__(self, conn: _Connection, keep_alive: bool, http10: bool = False, head: bool = False) -> None:
         self._conn = conn
         self._keep_alive = keep_alive
         self._http10 = http10
+        self._head = head
+        """A response to HEAD: headers only, never a body."""
         self.started = False
         self.finished = False
         self.status = 0
@@ -103,8 +105,12 @@ class ResponseWriter:
         conn = self._conn
         if conn.closed:
             raise ClientDisconnected("client disconnected")
-        conn.transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
+        if self._head:
+            conn.transport.write(head)
+        elif len(body) < 65536:
+            conn.transport.write(head + body)
+        else:
+            conn.transport.write(head)
             conn.transport.write(body)
         await conn.drain()
 
@@ -119,7 +125,11 @@ class ResponseWriter:
         conn = self._conn
         if conn.closed:
             raise ClientDisconnected("client disconnected")
-        if self._http10:
+        if self._head:
+            self._chunked = False
+            self.finished = final
+            conn.transport.write(_header_block(status, headers, self._connection_header()))
+        elif self._http10:
             # HTTP/1.0 has no chunked encoding: the end of the body is the end of the connection.
             self._chunked = False
             self._keep_alive = False
@@ -139,7 +149,7 @@ class ResponseWriter:
 
     async def write(self, data: bytes) -> None:
         """Send one piece of a streamed body as soon as possible."""
-        if not data:
+        if not data or self._head:
             return
         conn = self._conn
         if conn.closed:
@@ -157,7 +167,7 @@ class ResponseWriter:
             return
         self.finished = True
         conn = self._conn
-        if conn.closed:
+        if conn.closed or self._head:
             return
         if self._chunked:
             conn.transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(last), last) if last else b"0\r\n\r\n")
@@ -312,7 +322,8 @@ class _Connection(asyncio.Protocol):
 
     async def _serve_one(self, request: Request) -> bool:
         """Run the handler for one request; whether the connection can serve another."""
-        writer = ResponseWriter(self, request.keep_alive, request.http10)
+        head = request.method == "HEAD"
+        writer = ResponseWriter(self, request.keep_alive, request.http10, head)
         try:
             try:
                 await self.server.handler(request, writer)
@@ -325,7 +336,7 @@ class _Connection(asyncio.Protocol):
                     self.abort(False)
                     return False
                 headers, body = self.server.error_responder(500, "internal gateway error", request.path)
-                writer = ResponseWriter(self, False, request.http10)
+                writer = ResponseWriter(self, False, request.http10, head)
                 await writer.send(500, headers, body)
             if self.closed:
                 return False

@@ -140,3 +140,17 @@ async def test_client_disconnect_cancels_the_handler(server: HttpServer) -> None
         await asyncio.sleep(0.02)
     assert cancelled == ["/slow"]
     assert not server.connections
+
+
+async def test_head_responses_have_no_body(server: HttpServer) -> None:
+    raw = (
+        b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    data = await exchange(server, raw)
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200") and b"content-length: 5" in first  # "HEAD " would be the body
+    second, _, third = rest.partition(b"\r\n\r\n")
+    assert second.startswith(b"HTTP/1.1 200") and b"text/event-stream" in second
+    assert third.startswith(b"HTTP/1.1 200") and third.endswith(b"GET ")
