@@ -101,8 +101,9 @@ def details(name: str, runs: list[ClaudeRun], arm: Arm) -> str:
 @pytest.mark.parametrize(
     "nonessential",
     [
+        # Only with nonessential traffic off: with it on, Claude Code also calls hosts other
+        # than its base URL (telemetry), and tests reach nothing but loopback.
         pytest.param(False, id="nonessential-traffic-off"),
-        pytest.param(True, id="nonessential-traffic-on"),
     ],
 )
 async def test_claude_code_requests(
@@ -110,8 +111,7 @@ async def test_claude_code_requests(
 ) -> None:
     """What Claude Code asks for in print mode, every path included (a recording proxy in front of
     Spillgate, one fresh connection per request): with nonessential traffic off (as in every
-    other test here) one streamed ``POST /v1/messages`` for ``--model`` and nothing else; with it
-    on, also a ``HEAD /api/hello`` connectivity check, which should get a well-formed 404."""
+    other test here) one streamed ``POST /v1/messages`` for ``--model`` and nothing else."""
     healthy = Fault(text=CLAUDE_TEXT)
     async with spillgate_arm(healthy, healthy) as arm:
         proxy = RecordingProxy(arm.base_url)
