@@ -60,6 +60,11 @@ def write_config(home: Path, *, base_url: str, model: str) -> Path:
     config.write_text(
         f'model = "{model}"\n'
         f'model_provider = "{PROVIDER}"\n'
+        # Nothing but the provider on loopback: no update check, no analytics.
+        "check_for_update_on_startup = false\n"
+        "\n"
+        "[analytics]\n"
+        "enabled = false\n"
         "\n"
         f"[model_providers.{PROVIDER}]\n"
         f'name = "{PROVIDER}"\n'
