@@ -63,7 +63,17 @@ def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: st
     _only(
         root,
         "config",
-        {"listen", "client_keys", "providers", "accounts", "models", "limits", "resilience", "error_rules"},
+        {
+            "listen",
+            "client_keys",
+            "providers",
+            "accounts",
+            "models",
+            "limits",
+            "resilience",
+            "error_rules",
+            "admin_token",
+        },
     )
     host, port = _listen(root.get("listen", "127.0.0.1:8080"), env)
     providers = _providers(root.get("providers", {}), env)
@@ -80,6 +90,7 @@ def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: st
         limits=_limits(root.get("limits", {})),
         resilience=_resilience(root.get("resilience", {})),
         error_rules=_error_rules(root.get("error_rules", [])),
+        admin_token=_secret(root["admin_token"], "admin_token", env) if "admin_token" in root else None,
         source=source,
     )
 

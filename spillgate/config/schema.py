@@ -170,6 +170,8 @@ class Settings:
     """Deprecated public name → the alias that replaces it."""
     limits: Limits = field(default_factory=Limits)
     resilience: Resilience = field(default_factory=Resilience)
+    admin_token: Secret | None = None
+    """Guards /metrics (and the admin API); ``None`` leaves them open (keep the gateway on loopback)."""
     error_rules: tuple[Any, ...] = ()
     """Operator classification rules (``spillgate.resilience.classify.Rule``), first match wins."""
     source: str = "config"

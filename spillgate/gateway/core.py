@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import random
 
@@ -11,6 +13,8 @@ from spillgate.config.schema import WILDCARD, Route, Settings
 from spillgate.http.client import HttpClient
 from spillgate.http.server import Request, ResponseWriter
 from spillgate.observe.events import EventBus
+from spillgate.observe.loops import LoopDetector, LoopReport
+from spillgate.observe.metrics import Metrics
 from spillgate.protocols.apis import ROUTES, Api, family_for_path
 from spillgate.protocols.errors import ErrorKind, GatewayError, error_for_status, render_error
 from spillgate.protocols.request import parse_request
@@ -20,7 +24,7 @@ from spillgate.resilience.health import HealthBoard, HealthConfig
 from spillgate.routing.plan import compatible_routes
 from spillgate.state.memory import InflightCounter, SessionAffinity
 
-from .auth import ClientAuth
+from .auth import ClientAuth, presented_key
 from .dispatch import Dispatcher, Exchange
 
 log = logging.getLogger("spillgate.gateway")
@@ -61,6 +65,14 @@ class Gateway:
             for alias in settings.models.values()
             for api in Api
         }
+        self.metrics = Metrics()
+        self.loops = LoopDetector()
+        self.events.subscribe(self.metrics)
+        self.events.subscribe(self.loops)
+        self._register_gauges()
+        self._admin_digest = (
+            hashlib.sha256(settings.admin_token.reveal().encode()).digest() if settings.admin_token else None
+        )
         self._models_openai = orjson.dumps(self._model_list_openai())
         self._models_anthropic = orjson.dumps(self._model_list_anthropic())
 
@@ -78,6 +90,11 @@ class Gateway:
                 self.auth.authenticate(request.headers)
                 anthropic = "anthropic-version" in request.headers
                 await writer.send(200, _JSON, self._models_anthropic if anthropic else self._models_openai)
+            elif request.path == "/metrics":
+                if request.method not in ("GET", "HEAD"):
+                    raise _method_not_allowed(request, "GET")
+                self._check_admin(request.headers)
+                await writer.send(200, [("content-type", _PROMETHEUS)], self.metrics.render())
             elif request.path == "/healthz":
                 if request.method not in ("GET", "HEAD"):
                     raise _method_not_allowed(request, "GET")
@@ -97,6 +114,76 @@ class Gateway:
                 return
             headers, body = render_error(family_for_path(request.path), error)
             await writer.send(error.status, headers, body)
+
+    def _check_admin(self, headers: dict[str, str]) -> None:
+        if self._admin_digest is None:
+            return
+        token = presented_key(headers)
+        if token is None or not hmac.compare_digest(
+            hashlib.sha256(token.encode()).digest(), self._admin_digest
+        ):
+            raise GatewayError(
+                401,
+                ErrorKind.AUTHENTICATION,
+                "this endpoint needs the gateway's admin token: 'Authorization: Bearer <admin_token>'",
+                code="invalid_api_key",
+                should_retry=False,
+            )
+
+    def _register_gauges(self) -> None:
+        m, health, budget, classifier = self.metrics, self.health, self.budget, self.classifier
+        m.gauge(
+            "spillgate_scope_open",
+            "Health scopes that are not closed (1 per scope): state open, half_open or disabled.",
+            ("scope", "state", "error_class"),
+            lambda: [
+                ((s.key, s.state, s.last_error.value if s.last_error else ""), 1.0)
+                for s in health.snapshot()
+                if s.state != "closed"
+            ],
+        )
+        m.gauge(
+            "spillgate_scope_cooldown_seconds",
+            "Seconds until an open scope may be tried again (+Inf: disabled until an operator acts).",
+            ("scope",),
+            lambda: [((s.key,), float(s.until)) for s in health.snapshot() if s.until is not None],
+        )
+        m.gauge(
+            "spillgate_inflight_requests",
+            "Requests in flight per account.",
+            ("account",),
+            lambda: [((a,), float(n)) for a, n in self.inflight.counts.items()],
+        )
+        m.gauge(
+            "spillgate_retry_budget_limit",
+            "Extra attempts the retry budget allows in its current window.",
+            (),
+            lambda: [((), budget.snapshot().limit)],
+        )
+        m.gauge(
+            "spillgate_loop_sessions",
+            "Sessions whose requests keep failing or repeating the same body in the last minute.",
+            ("reason",),
+            lambda: _count_by_reason(self.loops.looping()),
+        )
+        m.counter_from(
+            "spillgate_retry_budget_rejections_total",
+            "Extra attempts refused because the retry budget was spent.",
+            (),
+            lambda: [((), float(budget.rejected_total))],
+        )
+        m.counter_from(
+            "spillgate_error_rule_hits_total",
+            "Failures matched by each classification rule (built-in and operator rules, rewrites included).",
+            ("rule",),
+            lambda: [((name,), float(n)) for name, n in classifier.hits.items() if n],
+        )
+        m.counter_from(
+            "spillgate_malformed_events_total",
+            "Malformed stream events dropped.",
+            (),
+            lambda: [((), float(self.dispatcher.malformed_events))],
+        )
 
     def error_responder(self, status: int, message: str, path: str) -> tuple[list[tuple[str, str]], bytes]:
         """Errors the HTTP layer answers on its own (oversized or malformed requests)."""
@@ -175,6 +262,16 @@ class Gateway:
     async def close(self) -> None:
         for client in self.clients.values():
             await client.close()
+
+
+_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _count_by_reason(reports: list[LoopReport]) -> list[tuple[tuple[str, ...], float]]:
+    counts = {"failing": 0.0, "repeating": 0.0}
+    for report in reports:
+        counts[report.reason] += 1
+    return [((reason,), n) for reason, n in counts.items()]
 
 
 def health_config(settings: Settings) -> HealthConfig:

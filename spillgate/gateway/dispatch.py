@@ -12,6 +12,7 @@ import itertools
 import logging
 import random
 import time
+import zlib
 from dataclasses import dataclass, field
 
 from spillgate.config.schema import ModelAlias, Route, Settings
@@ -398,6 +399,9 @@ class Dispatcher:
                 latency=time.monotonic() - ex.started,
                 first_token=first_token,
                 recovered=recovered,
+                session=ex.parsed.session_key,
+                client_app=ex.client_headers.get("originator") or ex.client_headers.get("user-agent"),
+                fingerprint=zlib.crc32(ex.parsed.body),
             )
         )
 

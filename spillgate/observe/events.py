@@ -55,6 +55,11 @@ class RequestFinished:
     """After a mid-stream failure: ``continuation``, ``replay`` or ``in_band_error``."""
     input_tokens: int | None = None
     output_tokens: int | None = None
+    session: str | None = None
+    client_app: str | None = None
+    """The client's user agent, or Codex's ``originator``."""
+    fingerprint: int | None = None
+    """A checksum of the request body: the same body again (a client replaying a turn) has the same one."""
 
 
 Event = AttemptFinished | RequestFinished

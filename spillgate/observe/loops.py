@@ -1,0 +1,80 @@
+"""The "loop" signal: sessions whose requests keep failing, or keep repeating the same body."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spillgate.observe.events import Event, RequestFinished
+
+
+@dataclass(frozen=True, slots=True)
+class LoopReport:
+    session: str
+    reason: str
+    """``failing`` (most requests in the window failed) or ``repeating`` (the same body again and again)."""
+    count: int
+
+
+class LoopDetector:
+    """Watches each session's last ``window`` seconds; bounded to ``max_sessions`` (LRU)."""
+
+    def __init__(
+        self,
+        window: float = 60.0,
+        threshold: int = 5,
+        max_sessions: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = window
+        self.threshold = threshold
+        self.max_sessions = max_sessions
+        self._clock = clock
+        self._sessions: OrderedDict[str, deque[tuple[float, int, bool]]] = OrderedDict()
+        self.detections = 0
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, RequestFinished) or not event.session:
+            return
+        now = self._clock()
+        history = self._sessions.get(event.session)
+        if history is None:
+            history = self._sessions[event.session] = deque(maxlen=64)
+            if len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(event.session)
+        before = self._verdict(event.session, history, now)
+        history.append((now, event.fingerprint or 0, event.ok))
+        if before is None and self._verdict(event.session, history, now) is not None:
+            self.detections += 1
+
+    def _verdict(
+        self, session: str, history: deque[tuple[float, int, bool]], now: float
+    ) -> LoopReport | None:
+        while history and history[0][0] < now - self.window:
+            history.popleft()
+        failures = sum(1 for _, _, ok in history if not ok)
+        if failures >= self.threshold:
+            return LoopReport(session, "failing", failures)
+        counts: dict[int, int] = {}
+        for _, fingerprint, _ in history:
+            if fingerprint:
+                counts[fingerprint] = counts.get(fingerprint, 0) + 1
+        repeated = max(counts.values(), default=0)
+        if repeated >= self.threshold:
+            return LoopReport(session, "repeating", repeated)
+        return None
+
+    def looping(self) -> list[LoopReport]:
+        now = self._clock()
+        out = []
+        for session, history in list(self._sessions.items()):
+            report = self._verdict(session, history, now)
+            if report is not None:
+                out.append(report)
+            elif not history:
+                del self._sessions[session]
+        return out

@@ -1,0 +1,183 @@
+"""Prometheus metrics: counters and histograms fed by events, gauges read from state at scrape.
+
+A small registry of our own (the text exposition format is simple) keeps the per-event cost
+to a dict update. Labels carry names only — models, routes, accounts, classes — never a key.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from spillgate.observe.events import AttemptFinished, Event, RequestFinished
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: Sequence[str], values: Sequence[str]) -> str:
+    if not names:
+        return ""
+    return "{" + ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)) + "}"
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+@dataclass
+class Counter:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    values: dict[tuple[str, ...], float] = field(default_factory=dict)
+
+    def inc(self, *label_values: str, by: float = 1.0) -> None:
+        self.values[label_values] = self.values.get(label_values, 0.0) + by
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} counter"
+        for values, count in sorted(self.values.items()):
+            yield f"{self.name}{_labels(self.labels, values)} {_number(count)}"
+
+
+@dataclass
+class Histogram:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    series: dict[tuple[str, ...], list[float]] = field(default_factory=dict)
+    """Per label set: bucket counts (len(buckets) + 1 for +Inf), then sum, then count."""
+
+    def observe(self, value: float, *label_values: str) -> None:
+        row = self.series.get(label_values)
+        if row is None:
+            row = self.series[label_values] = [0.0] * (len(self.buckets) + 3)
+        row[bisect.bisect_left(self.buckets, value)] += 1
+        row[-2] += value
+        row[-1] += 1
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} histogram"
+        names = (*self.labels, "le")
+        for values, row in sorted(self.series.items()):
+            running = 0.0
+            for bound, count in zip((*self.buckets, math.inf), row, strict=False):
+                running += count
+                yield f"{self.name}_bucket{_labels(names, (*values, _number(bound)))} {_number(running)}"
+            yield f"{self.name}_sum{_labels(self.labels, values)} {_number(row[-2])}"
+            yield f"{self.name}_count{_labels(self.labels, values)} {_number(row[-1])}"
+
+
+@dataclass(frozen=True)
+class Gauge:
+    """Read at scrape time from the gateway's state."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    read: Callable[[], Iterable[tuple[tuple[str, ...], float]]]
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} gauge"
+        for values, value in sorted(self.read()):
+            yield f"{self.name}{_labels(self.labels, values)} {_number(value)}"
+
+
+class Metrics:
+    """The event observer and the ``/metrics`` renderer."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "spillgate_requests_total",
+            "Client requests by public model, API, outcome and the error class that ended them.",
+            ("model", "api", "route", "outcome", "error_class", "recovered"),
+        )
+        self.attempts = Counter(
+            "spillgate_attempts_total",
+            "Upstream attempts by route and account; kind is attempt, retry, failover, probe, "
+            "continuation or replay.",
+            ("model", "route", "account", "kind", "outcome", "error_class", "scope"),
+        )
+        self.latency = Histogram(
+            "spillgate_request_duration_seconds", "Client request duration.", ("model", "api", "stream")
+        )
+        self.first_token = Histogram(
+            "spillgate_first_token_seconds", "Time to the first content event of a stream.", ("model",)
+        )
+        self.attempt_latency = Histogram(
+            "spillgate_attempt_duration_seconds", "Upstream attempt duration until its outcome.", ("route",)
+        )
+        self.gauges: list[Gauge] = []
+        self.extra_counters: list[Gauge] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, AttemptFinished):
+            outcome = "ok" if event.ok else "error"
+            self.attempts.inc(
+                event.public_model,
+                event.route,
+                event.account or "",
+                event.kind,
+                outcome,
+                event.error_class or "",
+                event.scope or "",
+            )
+            self.attempt_latency.observe(event.latency, event.route)
+        elif isinstance(event, RequestFinished):
+            outcome = "ok" if event.ok else "error"
+            self.requests.inc(
+                event.public_model,
+                event.api,
+                event.route or "",
+                outcome,
+                event.error_class or "",
+                event.recovered or "",
+            )
+            self.latency.observe(
+                event.latency, event.public_model, event.api, "true" if event.stream else "false"
+            )
+            if event.first_token is not None:
+                self.first_token.observe(event.first_token, event.public_model)
+
+    def gauge(
+        self,
+        name: str,
+        help: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
+    ) -> None:
+        self.gauges.append(Gauge(name, help, labels, read))
+
+    def counter_from(
+        self,
+        name: str,
+        help: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
+    ) -> None:
+        """A counter whose value lives elsewhere (rule hits, budget rejections), read at scrape."""
+        self.extra_counters.append(Gauge(name, help, labels, read))
+
+    def render(self) -> bytes:
+        lines: list[str] = []
+        for metric in (self.requests, self.attempts, self.latency, self.first_token, self.attempt_latency):
+            lines.extend(metric.render())
+        for gauge in self.gauges:
+            lines.extend(gauge.render())
+        for counter in self.extra_counters:
+            rendered = list(counter.render())
+            rendered[1] = rendered[1].replace(" gauge", " counter")
+            lines.extend(rendered)
+        return ("\n".join(lines) + "\n").encode()
