@@ -18,6 +18,8 @@ from spillgate.config.loader import load_settings
 from spillgate.config.schema import Settings
 from spillgate.gateway.core import Gateway
 from spillgate.http.server import HttpServer
+from spillgate.observe.usage import UsageObserver
+from spillgate.store import UsageRecorder, UsageStore, open_store
 
 if TYPE_CHECKING:
     from spillgate.fake import FakeUpstream
@@ -35,8 +37,16 @@ class App:
             error_responder=self.gateway.error_responder,
         )
         self._demo_upstream = demo_upstream
+        self.usage: UsageRecorder | None = None
+        self._store: UsageStore | None = None
 
     async def start(self) -> None:
+        if self.settings.usage_dsn is not None:
+            # Opening may touch the disk or the network: off the event loop.
+            self._store = await asyncio.to_thread(open_store, self.settings.usage_dsn)
+            self.usage = UsageRecorder(self._store)
+            self.usage.start()
+            self.gateway.events.subscribe(UsageObserver(self.usage))
         await self.server.start(self.settings.host, self.settings.port)
 
     @property
@@ -47,6 +57,10 @@ class App:
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.close(grace)
         await self.gateway.close()
+        if self.usage is not None:
+            await self.usage.close()
+        if self._store is not None:
+            await self._store.close()
         if self._demo_upstream is not None:
             await self._demo_upstream.close()
 

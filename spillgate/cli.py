@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file and print what it declares")
     check.add_argument("--config", help="YAML config file (default: $SPILLGATE_CONFIG)")
 
+    migrate = sub.add_parser("migrate", help="apply the usage store's schema migrations")
+    migrate.add_argument("--dsn", help="sqlite:PATH or postgresql://... (default: the config's usage.dsn)")
+    migrate.add_argument("--config", help="YAML config file (default: $SPILLGATE_CONFIG)")
+
     keys = sub.add_parser("keys", help="client API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     hash_cmd = keys_sub.add_parser("hash", help="print the config hash of a key (reads stdin without KEY)")
@@ -58,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "keys":
             return _keys(args)
+        if args.command == "migrate":
+            return _migrate(args)
         if args.command == "fake-upstream":
             return _fake(args)
     except ConfigError as exc:
@@ -103,6 +109,28 @@ def _check(args: argparse.Namespace) -> int:
             print(f"  model {m.name} route {r.label}: {via} -> {r.model}")
     for old, new in s.deprecated.items():
         print(f"  model {old}: deprecated alias of {new}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import os
+
+    from spillgate.config.loader import load_settings
+    from spillgate.store import StoreError, migrate
+
+    dsn = args.dsn
+    if dsn is None:
+        path = args.config or os.environ.get("SPILLGATE_CONFIG")
+        dsn = load_settings(path).usage_dsn if path else None
+    if not dsn:
+        print("spillgate: migrate needs --dsn or a config with usage.dsn", file=sys.stderr)
+        return 2
+    try:
+        applied = migrate(dsn)
+    except (StoreError, ValueError) as exc:
+        print(f"spillgate: migrate failed: {exc}", file=sys.stderr)
+        return 1
+    print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from spillgate.config.loader import parse_settings
+from spillgate.config.loader import DEFAULT_USAGE_DSN, parse_settings
 from spillgate.config.schema import Settings
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -39,7 +39,12 @@ def credential_defaults(env: Mapping[str, str]) -> Settings | None:
         routes.append({"provider": "anthropic", "model": "*"})
     if not providers:
         return None
-    raw = {"listen": "127.0.0.1:8080", "providers": providers, "models": {"*": {"routes": routes}}}
+    raw = {
+        "listen": "127.0.0.1:8080",
+        "providers": providers,
+        "models": {"*": {"routes": routes}},
+        "usage": {"dsn": DEFAULT_USAGE_DSN},
+    }
     return parse_settings(raw, env=env, source="defaults")
 
 
@@ -47,6 +52,7 @@ def demo_settings(openai_base_url: str, anthropic_base_url: str) -> Settings:
     """Model ``demo`` over the built-in fake upstream: the first route is at capacity."""
     raw = {
         "listen": "127.0.0.1:8080",
+        "usage": {"dsn": DEFAULT_USAGE_DSN},
         "providers": {
             "demo-openai": {"protocol": "openai", "base_url": openai_base_url},
             "demo-anthropic": {"protocol": "anthropic", "base_url": anthropic_base_url},

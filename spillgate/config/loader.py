@@ -73,6 +73,7 @@ def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: st
             "resilience",
             "error_rules",
             "admin_token",
+            "usage",
         },
     )
     host, port = _listen(root.get("listen", "127.0.0.1:8080"), env)
@@ -91,6 +92,7 @@ def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: st
         resilience=_resilience(root.get("resilience", {})),
         error_rules=_error_rules(root.get("error_rules", [])),
         admin_token=_secret(root["admin_token"], "admin_token", env) if "admin_token" in root else None,
+        usage_dsn=_usage(root["usage"], env) if "usage" in root else None,
         source=source,
     )
 
@@ -331,6 +333,27 @@ def _limits(value: object) -> Limits:
         max_body_bytes=_size(max_body, "limits.max_body_bytes"),
         session_bindings=_int(m.get("session_bindings", base.session_bindings), "limits.session_bindings", 1),
     )
+
+
+DEFAULT_USAGE_DSN = "sqlite:spillgate-usage.db"
+
+
+def _usage(value: object, env: Mapping[str, str]) -> str | None:
+    """``usage: {dsn: ...}``; ``usage: off`` (or ``dsn: off``) records nothing."""
+    if value is False or value == "off":
+        return None
+    m = _mapping(value, "usage")
+    _only(m, "usage", {"dsn"}, required={"dsn"})
+    if m["dsn"] is False or m["dsn"] == "off":
+        return None
+    dsn = _expand(_str(m["dsn"], "usage.dsn"), "usage.dsn", env)
+    from spillgate.store import parse_dsn
+
+    try:
+        parse_dsn(dsn)
+    except ValueError as exc:
+        raise ConfigError(f"usage.dsn: {exc}") from None
+    return dsn
 
 
 def _resilience(value: object) -> Resilience:

@@ -170,6 +170,9 @@ class Settings:
     """Deprecated public name → the alias that replaces it."""
     limits: Limits = field(default_factory=Limits)
     resilience: Resilience = field(default_factory=Resilience)
+    usage_dsn: str | None = None
+    """Where requests and attempts are recorded: ``sqlite:path`` or ``postgresql://...``;
+    ``None`` records nothing. The embedded defaults (no config file) use ``sqlite:spillgate-usage.db``."""
     admin_token: Secret | None = None
     """Guards /metrics (and the admin API); ``None`` leaves them open (keep the gateway on loopback)."""
     error_rules: tuple[Any, ...] = ()

@@ -1,0 +1,306 @@
+"""The store interface, and the machinery both backends share: one DB-API connection, used only from
+one dedicated worker thread, so that no database call ever runs on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar, get_args
+
+from spillgate.store.migrations import LATEST, MIGRATIONS, Migration
+from spillgate.store.records import (
+    ATTEMPT_COLUMNS,
+    REQUEST_COLUMNS,
+    AttemptRecord,
+    MinuteRow,
+    RequestRecord,
+    UsageRow,
+)
+
+T = TypeVar("T")
+
+GroupBy = Literal["client_key", "client_app", "public_model", "route"]
+GROUP_BY: tuple[str, ...] = get_args(GroupBy)
+
+FAILED_REQUEST = "(error_class IS NOT NULL OR status >= 400)"
+"""Matches the partial index ``requests_failed_time``; keep the two identical."""
+
+
+class StoreError(Exception):
+    """The usage store cannot be used as configured (the message says what to do)."""
+
+
+class UsageStore(ABC):
+    """Where usage records go. Every method runs its database work off the event loop."""
+
+    writes: int
+    """Transactions committed by :meth:`write`."""
+
+    @abstractmethod
+    async def write(self, requests: Sequence[RequestRecord], attempts: Sequence[AttemptRecord]) -> None:
+        """Write both lists in one transaction (all or nothing)."""
+
+    @abstractmethod
+    async def requests_for(self, request_id: str) -> list[RequestRecord]: ...
+
+    @abstractmethod
+    async def attempts_for(self, request_id: str) -> list[AttemptRecord]:
+        """The attempts of one request, in attempt order."""
+
+    @abstractmethod
+    async def usage(self, group_by: GroupBy, since: float, until: float) -> list[UsageRow]:
+        """Totals per ``group_by`` value over requests with ``since <= time < until``, busiest first."""
+
+    @abstractmethod
+    async def recent_failures(self, limit: int = 50, since: float | None = None) -> list[RequestRecord]:
+        """Failed requests (an error class, or status >= 400), newest first."""
+
+    @abstractmethod
+    async def recent_failed_attempts(
+        self, limit: int = 50, since: float | None = None
+    ) -> list[AttemptRecord]:
+        """Failed upstream attempts (including those a failover recovered from), newest first."""
+
+    @abstractmethod
+    async def requests_per_minute(
+        self, since: float, until: float, *, public_model: str | None = None, bucket_s: int = 60
+    ) -> list[MinuteRow]:
+        """Requests and errors per model per ``bucket_s`` seconds, oldest first; empty buckets absent."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+_REQUEST_SELECT = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests"
+_ATTEMPT_SELECT = f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts"
+_REQUEST_INSERT = (
+    f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
+)
+_ATTEMPT_INSERT = (
+    f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
+)
+
+
+def _request(row: Sequence[Any]) -> RequestRecord:
+    values = dict(zip(REQUEST_COLUMNS, row, strict=True))
+    values["stream"] = bool(values["stream"])
+    return RequestRecord(**values)
+
+
+def _attempt(row: Sequence[Any]) -> AttemptRecord:
+    values = dict(zip(ATTEMPT_COLUMNS, row, strict=True))
+    values["ok"] = bool(values["ok"])
+    return AttemptRecord(**values)
+
+
+def pending_migrations(applied: set[int]) -> list[Migration]:
+    return [m for m in MIGRATIONS if m.version not in applied]
+
+
+def check_version(current: int | None, where: str) -> None:
+    """Raise :class:`StoreError` unless the schema at ``where`` is exactly the latest one."""
+    if current is None:
+        raise StoreError(f"usage store {where} has no schema: run `spillgate migrate --dsn {where}` first")
+    if current < LATEST:
+        raise StoreError(
+            f"usage store {where} is at schema version {current}, this Spillgate needs {LATEST}: "
+            f"run `spillgate migrate --dsn {where}`"
+        )
+    if current > LATEST:
+        raise StoreError(
+            f"usage store {where} is at schema version {current}, newer than this Spillgate knows "
+            f"({LATEST}): upgrade Spillgate"
+        )
+
+
+class ThreadedStore(UsageStore):
+    """A store over one blocking DB-API connection, driven from one dedicated thread.
+
+    Subclasses say how to connect, how to run a write transaction and how a few expressions are
+    spelled; the SQL is written with ``?`` placeholders and translated by :meth:`_sql`.
+    """
+
+    backend: str
+    placeholder = "?"
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        """How to name this store in messages (never contains a password)."""
+        self.writes = 0
+        self._conn: Any = None
+        self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spillgate-{self.backend}")
+
+    # -- what a backend provides ------------------------------------------------------------------
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new connection, in autocommit mode, its schema checked or migrated."""
+
+    @abstractmethod
+    def _write_sync(
+        self, conn: Any, requests: list[tuple[Any, ...]], attempts: list[tuple[Any, ...]]
+    ) -> None: ...
+
+    @abstractmethod
+    def _p50_sql(self, column: str) -> str:
+        """``SELECT key, p50`` over requests in ``[?, ?)`` grouped by ``column``."""
+
+    @abstractmethod
+    def _bucket_sql(self) -> str:
+        """An expression for the start of a ``?``-second bucket of ``time``, as an integer."""
+
+    def _is_broken(self, conn: Any, exc: BaseException) -> bool:
+        return False
+
+    # -- the worker thread ------------------------------------------------------------------------
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _on_thread(self, fn: Callable[[Any], T]) -> T:
+        if self._conn is None:
+            self._conn = self._connect()
+        conn = self._conn
+        try:
+            return fn(conn)
+        except BaseException as exc:
+            if self._is_broken(conn, exc):
+                self._conn = None
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+            raise
+
+    async def _run(self, fn: Callable[[Any], T]) -> T:
+        if self._closed:
+            raise StoreError(f"usage store {self.where} is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(self._on_thread, fn))
+
+    def _fetch(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = conn.cursor()
+        try:
+            cur.execute(self._sql(sql), tuple(params))
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._run(lambda conn: self._fetch(conn, sql, params))
+
+    # -- the interface ----------------------------------------------------------------------------
+
+    async def write(self, requests: Sequence[RequestRecord], attempts: Sequence[AttemptRecord]) -> None:
+        if not requests and not attempts:
+            return
+        req_rows = [tuple(getattr(r, c) for c in REQUEST_COLUMNS) for r in requests]
+        att_rows = [tuple(getattr(a, c) for c in ATTEMPT_COLUMNS) for a in attempts]
+
+        def work(conn: Any) -> None:
+            self._write_sync(conn, req_rows, att_rows)
+            self.writes += 1
+
+        await self._run(work)
+
+    def _insert_sql(self) -> tuple[str, str]:
+        return self._sql(_REQUEST_INSERT), self._sql(_ATTEMPT_INSERT)
+
+    async def requests_for(self, request_id: str) -> list[RequestRecord]:
+        rows = await self._query(f"{_REQUEST_SELECT} WHERE request_id = ? ORDER BY id", (request_id,))
+        return [_request(r) for r in rows]
+
+    async def attempts_for(self, request_id: str) -> list[AttemptRecord]:
+        sql = f"{_ATTEMPT_SELECT} WHERE request_id = ? ORDER BY attempt, id"
+        rows = await self._query(sql, (request_id,))
+        return [_attempt(r) for r in rows]
+
+    async def usage(self, group_by: GroupBy, since: float, until: float) -> list[UsageRow]:
+        if group_by not in GROUP_BY:
+            raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+        totals_sql = (
+            f"SELECT {group_by}, COUNT(*), SUM(CASE WHEN {FAILED_REQUEST} THEN 1 ELSE 0 END), "
+            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+            "COALESCE(SUM(cached_tokens), 0), AVG(latency_ms) "
+            f"FROM requests WHERE time >= ? AND time < ? GROUP BY {group_by}"
+        )
+        p50_sql = self._p50_sql(group_by)
+
+        def work(conn: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            return self._fetch(conn, totals_sql, (since, until)), self._fetch(conn, p50_sql, (since, until))
+
+        totals, p50s = await self._run(work)
+        median = {key: float(p50) for key, p50 in p50s}
+        rows = [
+            UsageRow(
+                key=key,
+                requests=int(n),
+                errors=int(errors),
+                input_tokens=int(inp),
+                output_tokens=int(out),
+                cached_tokens=int(cached),
+                avg_latency_ms=float(avg),
+                p50_latency_ms=median.get(key, float(avg)),
+            )
+            for key, n, errors, inp, out, cached, avg in totals
+        ]
+        rows.sort(key=lambda r: (-r.requests, r.key is None, r.key or ""))
+        return rows
+
+    async def recent_failures(self, limit: int = 50, since: float | None = None) -> list[RequestRecord]:
+        where = FAILED_REQUEST + ("" if since is None else " AND time >= ?")
+        params: list[Any] = [] if since is None else [since]
+        rows = await self._query(
+            f"{_REQUEST_SELECT} WHERE {where} ORDER BY time DESC, id DESC LIMIT ?", [*params, int(limit)]
+        )
+        return [_request(r) for r in rows]
+
+    async def recent_failed_attempts(
+        self, limit: int = 50, since: float | None = None
+    ) -> list[AttemptRecord]:
+        where = "NOT ok" + ("" if since is None else " AND time >= ?")
+        params: list[Any] = [] if since is None else [since]
+        rows = await self._query(
+            f"{_ATTEMPT_SELECT} WHERE {where} ORDER BY time DESC, id DESC LIMIT ?", [*params, int(limit)]
+        )
+        return [_attempt(r) for r in rows]
+
+    async def requests_per_minute(
+        self, since: float, until: float, *, public_model: str | None = None, bucket_s: int = 60
+    ) -> list[MinuteRow]:
+        bucket_s = int(bucket_s)
+        if bucket_s <= 0:
+            raise ValueError("bucket_s must be positive")
+        bucket = self._bucket_sql()
+        model = "" if public_model is None else " AND public_model = ?"
+        params: list[Any] = [bucket_s, bucket_s, since, until]
+        if public_model is not None:
+            params.append(public_model)
+        rows = await self._query(
+            f"SELECT {bucket} AS b, public_model, COUNT(*), "
+            f"SUM(CASE WHEN {FAILED_REQUEST} THEN 1 ELSE 0 END) "
+            f"FROM requests WHERE time >= ? AND time < ?{model} "
+            "GROUP BY b, public_model ORDER BY b, public_model",
+            params,
+        )
+        return [MinuteRow(int(b), m, int(n), int(e)) for b, m, n, e in rows]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+
+        def work() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        try:
+            await loop.run_in_executor(self._executor, work)
+        finally:
+            self._closed = True
+            self._executor.shutdown(wait=False)

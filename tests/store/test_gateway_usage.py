@@ -1,0 +1,128 @@
+"""The gateway records every request and attempt in the usage store; a crash loses at most ~1 s."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from spillgate.fake import FakeUpstream, Fault
+from spillgate.store import open_store
+
+from ..scenarios.conftest import PRIMARY, scenario_config, start_scenario
+
+
+async def test_requests_and_attempts_are_recorded(fake: FakeUpstream, tmp_path: Path) -> None:
+    db = tmp_path / "usage.db"
+    config = scenario_config(fake)
+    config["usage"] = {"dsn": f"sqlite:{db}"}
+    config["client_keys"] = [{"name": "team-a", "hash": "sha256:" + "0" * 64}]
+    config["client_keys"][0]["hash"] = __import__("spillgate.gateway.auth", fromlist=["x"]).hash_key(
+        "sk-sg-rec"
+    )
+    sc = await start_scenario(fake, config)
+    try:
+        fake.set(PRIMARY, Fault.capacity())
+        sc.http.headers.update({"authorization": "Bearer sk-sg-rec", "user-agent": "codex_cli_rs/0.169.0"})
+        for _ in range(3):
+            assert (await sc.ask("responses", True, prompt_cache_key="thread-9")).status == 200
+    finally:
+        await sc.http.close()
+        await sc.app.stop(grace=1)  # flushes the recorder
+    store = open_store(f"sqlite:{db}")
+    try:
+        rows = await store.recent_failed_attempts(limit=10)
+        assert [(a.route, a.error_class, a.scope, a.kind) for a in rows] == [
+            ("coder[0]", "capacity", "account_model", "attempt")
+        ]
+        usage = await store.usage("client_key", since=0, until=time.time() + 1)
+        assert [(u.key, u.requests, u.errors) for u in usage] == [("team-a", 3, 0)]
+        apps = await store.usage("client_app", since=0, until=time.time() + 1)
+        assert [u.key for u in apps] == ["codex_cli_rs/0.169.0"]
+    finally:
+        await store.close()
+    raw = db.read_bytes()
+    assert b"sk-sg-rec" not in raw and b"sk-oa-p" not in raw  # names only, never a key
+
+
+def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
+    """SIGKILL the gateway under load: the usage rows cover every request answered before the last second."""
+    fake_port, gw_port = _free_port(), _free_port()
+    db = tmp_path / "usage.db"
+    cfg = tmp_path / "spillgate.yaml"
+    cfg.write_text(
+        f"listen: 127.0.0.1:{gw_port}\n"
+        f"usage: {{dsn: 'sqlite:{db}'}}\n"
+        f"providers: {{fake: {{protocol: openai, base_url: 'http://127.0.0.1:{fake_port}/v1'}}}}\n"
+        "models: {m: {routes: [{provider: fake, model: up}]}}\n"
+    )
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "spillgate", "fake-upstream", "--listen", f"127.0.0.1:{fake_port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "spillgate", "serve", "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        answered = asyncio.run(_load(gw_port, seconds=2.5))
+        killed_at = time.monotonic()
+        os.kill(gateway.pid, signal.SIGKILL)
+        gateway.wait(10)
+        times = answered
+        assert len(times) > 200, len(times)
+        last_second = sum(1 for t in times if t > killed_at - 1.0)
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("select count(*) from requests").fetchone()[0]
+        assert len(times) - last_second <= rows <= len(times), (rows, len(times), last_second)
+    finally:
+        for proc in (gateway, fake):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+async def _load(port: int, seconds: float) -> list[float]:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    answered: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):  # wait for the gateway (bounded)
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        deadline = time.monotonic() + seconds
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                async with http.post(url, data=body, headers={"content-type": "application/json"}) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        answered.append(time.monotonic())
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+    return answered
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
