@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from spillgate.fake import FakeUpstream, Fault
+from spillgate.gateway.auth import hash_key
 from spillgate.store import open_store
 
 from ..scenarios.conftest import PRIMARY, scenario_config, start_scenario
@@ -24,10 +25,7 @@ async def test_requests_and_attempts_are_recorded(fake: FakeUpstream, tmp_path: 
     db = tmp_path / "usage.db"
     config = scenario_config(fake)
     config["usage"] = {"dsn": f"sqlite:{db}"}
-    config["client_keys"] = [{"name": "team-a", "hash": "sha256:" + "0" * 64}]
-    config["client_keys"][0]["hash"] = __import__("spillgate.gateway.auth", fromlist=["x"]).hash_key(
-        "sk-sg-rec"
-    )
+    config["client_keys"] = [{"name": "team-a", "hash": hash_key("sk-sg-rec")}]
     sc = await start_scenario(fake, config)
     try:
         fake.set(PRIMARY, Fault.capacity())
