@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -75,13 +76,14 @@ def test_check_good_and_bad_config(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def demo_server() -> Iterator[tuple[subprocess.Popen[str], str]]:
+def demo_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     proc = subprocess.Popen(
         [*SPILLGATE, "serve", "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=clean_env(),
+        cwd=tmp_path,  # the embedded defaults record usage to ./spillgate-usage.db
     )
     try:
         assert proc.stdout is not None
@@ -119,7 +121,7 @@ def post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
         return err.code, json.loads(err.read())
 
 
-def test_serve_demo_mode_then_stop(demo_server: tuple[subprocess.Popen[str], str]) -> None:
+def test_serve_demo_mode_then_stop(demo_server: tuple[subprocess.Popen[str], str], tmp_path: Path) -> None:
     proc, url = demo_server
     status, body = post(
         url + "/v1/chat/completions", {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
@@ -131,9 +133,13 @@ def test_serve_demo_mode_then_stop(demo_server: tuple[subprocess.Popen[str], str
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "Spillgate stopping" in out
+    # The embedded defaults recorded the request and its two attempts in SQLite.
+    with sqlite3.connect(tmp_path / "spillgate-usage.db") as conn:
+        assert conn.execute("select count(*) from requests").fetchone()[0] == 1
+        assert conn.execute("select count(*) from attempts").fetchone()[0] == 2
 
 
-def test_serve_defaults_from_credentials() -> None:
+def test_serve_defaults_from_credentials(tmp_path: Path) -> None:
     env = clean_env(OPENAI_API_KEY="sk-openai-secret-value", ANTHROPIC_API_KEY="sk-ant-secret-value")
     proc = subprocess.Popen(
         [*SPILLGATE, "serve", "--listen", "127.0.0.1:0"],
@@ -141,6 +147,7 @@ def test_serve_defaults_from_credentials() -> None:
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        cwd=tmp_path,
     )
     try:
         deadline = time.monotonic() + 20
