@@ -21,6 +21,7 @@ from spillgate.http.server import ResponseWriter
 from spillgate.observe.events import AttemptFinished, EventBus, RequestFinished
 from spillgate.protocols.errors import ErrorKind, GatewayError, render_error
 from spillgate.protocols.request import ParsedRequest, rewrite_model
+from spillgate.protocols.usage import Usage, from_body
 from spillgate.resilience.backoff import backoff_delay
 from spillgate.resilience.budget import RetryBudget
 from spillgate.resilience.classify import Classifier
@@ -301,7 +302,8 @@ class Dispatcher:
         if outcome.response is None:
             assert outcome.status is not None
             await ex.writer.send(outcome.status, self.response_headers(ex, outcome), outcome.body)
-            self._emit_request(ex, outcome.status, outcome, None)
+            usage = from_body(ex.parsed.api, outcome.body) if self.events.active else None
+            self._emit_request(ex, outcome.status, outcome, None, usage=usage)
             return
         from .streaming import StreamSession
 
@@ -378,6 +380,7 @@ class Dispatcher:
         error_class: ErrorClass | None,
         first_token: float | None = None,
         recovered: str | None = None,
+        usage: Usage | None = None,
     ) -> None:
         if not self.events.active:
             return
@@ -400,6 +403,9 @@ class Dispatcher:
                 first_token=first_token,
                 recovered=recovered,
                 session=ex.parsed.session_key,
+                input_tokens=usage.input_tokens if usage else None,
+                output_tokens=usage.output_tokens if usage else None,
+                cached_tokens=usage.cached_tokens if usage else None,
                 client_app=ex.client_headers.get("originator") or ex.client_headers.get("user-agent"),
                 fingerprint=zlib.crc32(ex.parsed.body),
             )

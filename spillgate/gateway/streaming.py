@@ -144,8 +144,15 @@ class StreamSession:
             mode, failed, result = recovery
             recovered = mode.value
         ok = recovered != "in_band_error"
+        usage = self.client.usage
         self.d._emit_request(
-            ex, 200, failed, None if ok else error_class, first_token=first_token, recovered=recovered
+            ex,
+            200,
+            failed,
+            None if ok else error_class,
+            first_token=first_token,
+            recovered=recovered,
+            usage=usage,
         )
 
     # -- relaying -----------------------------------------------------------------------
@@ -247,6 +254,8 @@ class StreamSession:
         out.append(self._rewrite(event.payload, event.name, raw))
         self.client.finished = self.client.finished or src.tracker.finished
         self.client.usage_seen = self.client.usage_seen or src.tracker.usage_seen
+        if src.tracker.usage is not None:
+            self.client.usage = src.tracker.usage  # the route that finished the answer reports it
         if kind is Kind.TERMINAL:
             self.client.terminal_seen = True
             return _End.DONE

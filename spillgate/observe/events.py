@@ -55,6 +55,7 @@ class RequestFinished:
     """After a mid-stream failure: ``continuation``, ``replay`` or ``in_band_error``."""
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_tokens: int | None = None
     session: str | None = None
     client_app: str | None = None
     """The client's user agent, or Codex's ``originator``."""

@@ -18,7 +18,13 @@ class UsageObserver:
         now = time.time()
         if isinstance(event, RequestFinished):
             self.recorder.submit(
-                RequestRecord.from_event(event, time=now, client_app=event.client_app, session=event.session)
+                RequestRecord.from_event(
+                    event,
+                    time=now,
+                    client_app=event.client_app,
+                    session=event.session,
+                    cached_tokens=event.cached_tokens,
+                )
             )
         elif isinstance(event, AttemptFinished):
             self.recorder.submit(AttemptRecord.from_event(event, time=now))

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from spillgate.protocols.apis import Api
+from spillgate.protocols.usage import Usage, from_usage_object
 
 
 class Kind(Enum):
@@ -83,6 +84,8 @@ class StreamTracker:
     finished: bool = False
     """The answer is complete (finish_reason / stop_reason seen) even if the terminator is missing."""
     usage_seen: bool = False
+    usage: Usage | None = None
+    """Token usage as the stream reported it (the usage chunk, response.completed, message_start/delta)."""
     terminal_seen: bool = False
     error: dict[str, Any] | None = None
     malformed: int = 0
@@ -126,6 +129,7 @@ class StreamTracker:
         self.created = payload.get("created", self.created)
         if payload.get("usage"):
             self.usage_seen = True
+            self.usage = from_usage_object(Api.OPENAI_CHAT, payload["usage"])
         choices = payload.get("choices")
         if not isinstance(choices, list):
             self.malformed += 1
@@ -198,6 +202,9 @@ class StreamTracker:
             return Kind.CONTENT
         if kind_name in ("response.completed", "response.incomplete"):
             self.terminal_seen = self.finished = self.usage_seen = True
+            response = payload.get("response")
+            if isinstance(response, dict):
+                self.usage = from_usage_object(Api.OPENAI_RESPONSES, response.get("usage"))
             return Kind.TERMINAL
         if kind_name in ("response.failed", "error"):
             self.error = payload
@@ -216,6 +223,7 @@ class StreamTracker:
             if isinstance(message, dict):
                 self.response_id = message.get("id", self.response_id)
                 self.model = message.get("model", self.model)
+                self.usage = from_usage_object(Api.ANTHROPIC_MESSAGES, message.get("usage"))
             return Kind.PREAMBLE
         if kind_name == "content_block_start":
             self.block_index = payload.get("index", self.block_index)
@@ -238,6 +246,9 @@ class StreamTracker:
             if isinstance(delta, dict) and delta.get("stop_reason"):
                 self.finished = True
             self.usage_seen = True
+            later = from_usage_object(Api.ANTHROPIC_MESSAGES, payload.get("usage"))
+            if later is not None:
+                self.usage = later if self.usage is None else self.usage.merge(later)
             return Kind.CONTENT if self.finished else Kind.META
         if kind_name == "message_stop":
             self.terminal_seen = True

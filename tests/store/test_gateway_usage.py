@@ -124,3 +124,22 @@ def _free_port() -> int:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "messages"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_token_usage_is_recorded(fake: FakeUpstream, tmp_path: Path, api: str, stream: bool) -> None:
+    db = tmp_path / "usage.db"
+    config = scenario_config(fake)
+    config["usage"] = {"dsn": f"sqlite:{db}"}
+    sc = await start_scenario(fake, config)
+    try:
+        extra = {"stream_options": {"include_usage": True}} if api == "chat" and stream else {}
+        result = await sc.ask(api, stream, **extra)
+        assert result.status == 200
+    finally:
+        await sc.http.close()
+        await sc.app.stop(grace=1)
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("select input_tokens, output_tokens from requests").fetchone()
+    assert row[0] is not None and row[0] > 0 and row[1] is not None and row[1] > 0, row

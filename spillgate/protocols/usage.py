@@ -1,0 +1,59 @@
+"""Token usage as each API reports it, read from a response body or a stream's usage events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from spillgate.protocols.apis import Api
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+
+    def merge(self, other: Usage) -> Usage:
+        """Fields of ``other`` where it has them (Anthropic streams report input and output apart)."""
+        return Usage(
+            other.input_tokens if other.input_tokens is not None else self.input_tokens,
+            other.output_tokens if other.output_tokens is not None else self.output_tokens,
+            other.cached_tokens if other.cached_tokens is not None else self.cached_tokens,
+        )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def from_usage_object(api: Api, usage: Any) -> Usage | None:
+    """A ``usage`` object of ``api``: chat counts prompt/completion tokens, the others input/output."""
+    if not isinstance(usage, dict):
+        return None
+    if api is Api.OPENAI_CHAT:
+        details = usage.get("prompt_tokens_details")
+        cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+        return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), cached)
+    if api is Api.OPENAI_RESPONSES:
+        details = usage.get("input_tokens_details")
+        cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")), cached)
+    return Usage(
+        _int(usage.get("input_tokens")),
+        _int(usage.get("output_tokens")),
+        _int(usage.get("cache_read_input_tokens")),
+    )
+
+
+def from_body(api: Api, body: bytes) -> Usage | None:
+    """The usage of a complete (non-streamed) response body, if it carries one."""
+    if b'"usage"' not in body:
+        return None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return from_usage_object(api, payload.get("usage")) if isinstance(payload, dict) else None
