@@ -97,11 +97,11 @@ def chat_body(model: str, stream: bool) -> bytes:
     return orjson.dumps(body)
 
 
-def gateway_config(gateway_port: int, fake_port: int) -> str:
+def gateway_config(gateway_port: int, fake_port: int, usage_dsn: str | None = None) -> str:
     key_hash = "sha256:" + hashlib.sha256(CLIENT_KEY.encode()).hexdigest()
+    usage = f"usage: {{dsn: '{usage_dsn}'}}\n" if usage_dsn else ""
     return (
-        f"listen: {HOST}:{gateway_port}\n"
-        f'client_keys: [{{name: bench, hash: "{key_hash}"}}]\n'
+        f"listen: {HOST}:{gateway_port}\n" + usage + f'client_keys: [{{name: bench, hash: "{key_hash}"}}]\n'
         "providers:\n"
         f'  fake: {{protocol: openai, base_url: "http://{HOST}:{fake_port}/v1"}}\n'
         f'  fake-anthropic: {{protocol: anthropic, base_url: "http://{HOST}:{fake_port}"}}\n'
@@ -922,7 +922,8 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     python = venv_python()
     fake_port, gateway_port = free_ports(2)
     config = work_dir / "gateway.yaml"
-    config.write_text(gateway_config(gateway_port, fake_port))
+    usage_dsn = f"sqlite:{work_dir / 'usage.db'}" if args.usage else None
+    config.write_text(gateway_config(gateway_port, fake_port, usage_dsn))
     direct = Target("direct", fake_port, UPSTREAM_MODEL, ())
     gateway = Target("gateway", gateway_port, GATEWAY_MODEL, (("Authorization", f"Bearer {CLIENT_KEY}"),))
 
@@ -1057,6 +1058,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with configs and logs")
+    parser.add_argument(
+        "--usage",
+        action="store_true",
+        help="record every request and attempt in a SQLite usage store (metrics are always on)",
+    )
     args = parser.parse_args(argv)
     if not (args.duration > 0 and args.warmup >= 0):
         parser.error("--duration must be > 0 and --warmup >= 0")
