@@ -79,18 +79,22 @@ class Histogram:
             yield f"{self.name}_count{_labels(self.labels, values)} {_number(row[-1])}"
 
 
+Reader = Callable[[], Iterable[tuple[tuple[str, ...], float]]]
+
+
 @dataclass(frozen=True)
-class Gauge:
-    """Read at scrape time from the gateway's state."""
+class Scraped:
+    """A gauge, or a counter kept elsewhere (rule hits, budget rejections), read at scrape time."""
 
     name: str
     help: str
     labels: tuple[str, ...]
-    read: Callable[[], Iterable[tuple[tuple[str, ...], float]]]
+    read: Reader
+    kind: str = "gauge"
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} gauge"
+        yield f"# TYPE {self.name} {self.kind}"
         for values, value in sorted(self.read()):
             yield f"{self.name}{_labels(self.labels, values)} {_number(value)}"
 
@@ -119,8 +123,7 @@ class Metrics:
         self.attempt_latency = Histogram(
             "spillgate_attempt_duration_seconds", "Upstream attempt duration until its outcome.", ("route",)
         )
-        self.gauges: list[Gauge] = []
-        self.extra_counters: list[Gauge] = []
+        self.scraped: list[Scraped] = []
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, AttemptFinished):
@@ -151,33 +154,17 @@ class Metrics:
             if event.first_token is not None:
                 self.first_token.observe(event.first_token, event.public_model)
 
-    def gauge(
-        self,
-        name: str,
-        help: str,
-        labels: tuple[str, ...],
-        read: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
-    ) -> None:
-        self.gauges.append(Gauge(name, help, labels, read))
+    def gauge(self, name: str, help: str, labels: tuple[str, ...], read: Reader) -> None:
+        self.scraped.append(Scraped(name, help, labels, read))
 
-    def counter_from(
-        self,
-        name: str,
-        help: str,
-        labels: tuple[str, ...],
-        read: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
-    ) -> None:
-        """A counter whose value lives elsewhere (rule hits, budget rejections), read at scrape."""
-        self.extra_counters.append(Gauge(name, help, labels, read))
+    def counter_from(self, name: str, help: str, labels: tuple[str, ...], read: Reader) -> None:
+        """A counter whose value lives elsewhere, read at scrape time."""
+        self.scraped.append(Scraped(name, help, labels, read, kind="counter"))
 
     def render(self) -> bytes:
         lines: list[str] = []
         for metric in (self.requests, self.attempts, self.latency, self.first_token, self.attempt_latency):
             lines.extend(metric.render())
-        for gauge in self.gauges:
-            lines.extend(gauge.render())
-        for counter in self.extra_counters:
-            rendered = list(counter.render())
-            rendered[1] = rendered[1].replace(" gauge", " counter")
-            lines.extend(rendered)
+        for scraped in self.scraped:
+            lines.extend(scraped.render())
         return ("\n".join(lines) + "\n").encode()
