@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from spillgate.resilience.health import HealthConfig
+
 ProviderProtocol = Literal["openai", "anthropic"]
 
 WILDCARD = "*"
@@ -119,26 +121,30 @@ class Limits:
     """How many session → account bindings are remembered (least recently used go first)."""
 
 
+_HEALTH = HealthConfig()
+"""The health board's own defaults: the config keys below default to them (one source)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Cooldowns:
-    capacity: float = 2.0
-    capacity_max: float = 30.0
-    overloaded: float = 5.0
-    overloaded_max: float = 60.0
-    rate_limited: float = 10.0
-    quota_exhausted: float = 600.0
-    not_found: float = 300.0
+    capacity: float = _HEALTH.capacity_cooldown
+    capacity_max: float = _HEALTH.capacity_cooldown_max
+    overloaded: float = _HEALTH.overloaded_cooldown
+    overloaded_max: float = _HEALTH.overloaded_cooldown_max
+    rate_limited: float = _HEALTH.rate_limit_cooldown
+    quota_exhausted: float = _HEALTH.quota_cooldown
+    not_found: float = _HEALTH.not_found_cooldown
 
 
 @dataclass(frozen=True, slots=True)
 class Breaker:
-    failures: int = 3
-    error_rate: float = 0.5
-    window: float = 30.0
-    min_requests: int = 10
-    cooldown: float = 5.0
-    cooldown_max: float = 60.0
-    probe_ttl: float = 120.0
+    failures: int = _HEALTH.failure_threshold
+    error_rate: float = _HEALTH.error_rate_threshold
+    window: float = _HEALTH.error_rate_window
+    min_requests: int = _HEALTH.error_rate_min_requests
+    cooldown: float = _HEALTH.breaker_cooldown
+    cooldown_max: float = _HEALTH.breaker_cooldown_max
+    probe_ttl: float = _HEALTH.probe_ttl
 
 
 @dataclass(frozen=True, slots=True)
