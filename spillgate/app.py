@@ -18,8 +18,10 @@ from spillgate.config.loader import load_settings
 from spillgate.config.schema import Settings
 from spillgate.gateway.core import Gateway
 from spillgate.http.server import HttpServer
+from spillgate.limits.sync import KeySync
 from spillgate.observe.usage import UsageObserver
 from spillgate.store import UsageRecorder, UsageStore, open_store
+from spillgate.store.keys import KeyRegistry
 
 if TYPE_CHECKING:
     from spillgate.fake import FakeUpstream
@@ -38,15 +40,22 @@ class App:
         )
         self._demo_upstream = demo_upstream
         self.usage: UsageRecorder | None = None
-        self._store: UsageStore | None = None
+        self.store: UsageStore | None = None
+        self.key_sync: KeySync | None = None
 
     async def start(self) -> None:
         if self.settings.usage_dsn is not None:
             # Opening may touch the disk or the network: off the event loop.
-            self._store = await asyncio.to_thread(open_store, self.settings.usage_dsn)
-            self.usage = UsageRecorder(self._store)
+            self.store = await asyncio.to_thread(open_store, self.settings.usage_dsn)
+            self.usage = UsageRecorder(self.store)
             self.usage.start()
             self.gateway.events.subscribe(UsageObserver(self.usage))
+            self.key_sync = KeySync(
+                KeyRegistry(self.store), lambda: self.gateway, self.settings.limits.key_refresh
+            )
+            # Stored keys are in force before the first request is accepted.
+            await self.key_sync.refresh()
+            self.key_sync.start()
         await self.server.start(self.settings.host, self.settings.port)
 
     @property
@@ -57,10 +66,12 @@ class App:
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.close(grace)
         await self.gateway.close()
+        if self.key_sync is not None:
+            await self.key_sync.close()
         if self.usage is not None:
             await self.usage.close()
-        if self._store is not None:
-            await self._store.close()
+        if self.store is not None:
+            await self.store.close()
         if self._demo_upstream is not None:
             await self._demo_upstream.close()
 

@@ -1,4 +1,4 @@
-"""Command line: ``spillgate serve | check | keys | fake-upstream``."""
+"""Command line: ``spillgate serve | check | migrate | keys | fake-upstream | doctor``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from spillgate import __version__
+from spillgate.cli_keys import add_store_commands, run_store_command
 from spillgate.config.loader import ConfigError
 
 
@@ -44,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     hash_cmd = keys_sub.add_parser("hash", help="print the config hash of a key (reads stdin without KEY)")
     hash_cmd.add_argument("key", nargs="?")
-    keys_sub.add_parser("new", help="make a new random key and print it with its hash")
+    keys_sub.add_parser("new", help="make a new random key and print it with its hash (for the config)")
+    add_store_commands(keys_sub)
 
     fake = sub.add_parser("fake-upstream", help="run the fault-injecting fake upstream (for demos and tests)")
     fake.add_argument("--listen", type=_listen, default=("127.0.0.1", 9090))
@@ -136,6 +138,9 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> int:
     from spillgate.gateway.auth import hash_key, new_key
+
+    if args.keys_command in ("create", "list", "revoke"):
+        return run_store_command(args)
 
     if args.keys_command == "new":
         key = new_key()

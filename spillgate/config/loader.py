@@ -18,6 +18,7 @@ from spillgate.config.schema import (
     Breaker,
     ClientKey,
     Cooldowns,
+    KeyLimits,
     Limits,
     ModelAlias,
     Provider,
@@ -114,7 +115,7 @@ def _client_keys(value: object, env: Mapping[str, str]) -> tuple[ClientKey, ...]
     for i, item in enumerate(_list(value, "client_keys")):
         path = f"client_keys[{i}]"
         m = _mapping(item, path)
-        _only(m, path, {"name", "hash"}, required={"name", "hash"})
+        _only(m, path, {"name", "hash", *_LIMIT_KEYS}, required={"name", "hash"})
         name = _name(m["name"], f"{path}.name")
         if name in names:
             raise ConfigError(f"{path}.name: duplicate client key name {name!r}")
@@ -126,8 +127,30 @@ def _client_keys(value: object, env: Mapping[str, str]) -> tuple[ClientKey, ...]
                 f"{path}.hash: expected 'sha256:' followed by 64 hex digits "
                 "(run `spillgate keys hash` to make one)"
             )
-        keys.append(ClientKey(name=name, sha256=match.group(1)))
+        keys.append(ClientKey(name=name, sha256=match.group(1), limits=_key_limits(m, path)))
     return tuple(keys)
+
+
+_LIMIT_KEYS = {"models", "rpm", "tpm", "max_concurrent", "token_budget", "budget_period"}
+
+
+def _key_limits(m: Mapping[str, object], path: str) -> KeyLimits:
+    models = m.get("models")
+    period = m.get("budget_period", "month")
+    if period not in ("day", "month", "total"):
+        raise ConfigError(f"{path}.budget_period: expected day, month or total, got {period!r}")
+    if "budget_period" in m and m.get("token_budget") is None:
+        raise ConfigError(f"{path}.budget_period: only meaningful with token_budget")
+    return KeyLimits(
+        models=None
+        if models is None
+        else frozenset(_str(v, f"{path}.models[{i}]") for i, v in enumerate(_list(models, f"{path}.models"))),
+        rpm=_optional_int(m.get("rpm"), f"{path}.rpm"),
+        tpm=_optional_int(m.get("tpm"), f"{path}.tpm"),
+        max_concurrent=_optional_int(m.get("max_concurrent"), f"{path}.max_concurrent"),
+        token_budget=_optional_int(m.get("token_budget"), f"{path}.token_budget"),
+        budget_period=period,
+    )
 
 
 def _providers(value: object, env: Mapping[str, str]) -> dict[str, Provider]:
@@ -326,12 +349,13 @@ def _timeouts(value: object, path: str, base: Timeouts) -> Timeouts:
 
 def _limits(value: object) -> Limits:
     m = _mapping(value, "limits")
-    _only(m, "limits", {"max_body_bytes", "session_bindings"})
+    _only(m, "limits", {"max_body_bytes", "session_bindings", "key_refresh"})
     base = Limits()
     max_body = m.get("max_body_bytes", base.max_body_bytes)
     return Limits(
         max_body_bytes=_size(max_body, "limits.max_body_bytes"),
         session_bindings=_int(m.get("session_bindings", base.session_bindings), "limits.session_bindings", 1),
+        key_refresh=_dur(m, "key_refresh", "limits", base.key_refresh),
     )
 
 

@@ -107,11 +107,46 @@ class ModelAlias:
     deprecated_names: tuple[str, ...] = ()
 
 
+BudgetPeriod = Literal["day", "month", "total"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """What one client key may do. ``None`` leaves a dimension unlimited."""
+
+    models: frozenset[str] | None = None
+    """Public model names (or alias names) the key may call."""
+    rpm: int | None = None
+    """Requests per minute."""
+    tpm: int | None = None
+    """Tokens (input + output) per minute."""
+    max_concurrent: int | None = None
+    """Requests in flight at once."""
+    token_budget: int | None = None
+    """Tokens (input + output) per ``budget_period``."""
+    budget_period: BudgetPeriod = "month"
+    """``day`` and ``month`` are UTC calendar periods; ``total`` never resets."""
+
+    @property
+    def unlimited(self) -> bool:
+        return (
+            self.models is None
+            and self.rpm is None
+            and self.tpm is None
+            and self.max_concurrent is None
+            and self.token_budget is None
+        )
+
+
+UNLIMITED = KeyLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class ClientKey:
     name: str
     sha256: str
     """Lower-case hex digest of the key."""
+    limits: KeyLimits = UNLIMITED
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +154,9 @@ class Limits:
     max_body_bytes: int = 32 * 1024 * 1024
     session_bindings: int = 100_000
     """How many session → account bindings are remembered (least recently used go first)."""
+    key_refresh: float = 5.0
+    """Seconds between re-reads of the stored client keys (``spillgate keys create``/``revoke``) and
+    of their budgets' token counts from the usage store."""
 
 
 _HEALTH = HealthConfig()

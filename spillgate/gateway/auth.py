@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from spillgate.config.schema import ClientKey
+from spillgate.limits import Refusal
 from spillgate.protocols.errors import ErrorKind, GatewayError
 
 
@@ -32,9 +33,29 @@ def presented_key(headers: dict[str, str]) -> str | None:
 class ClientAuth:
     """Maps a presented key to its :class:`ClientKey`; open when no keys are configured."""
 
-    def __init__(self, keys: tuple[ClientKey, ...]) -> None:
-        self._by_digest = {k.sha256: k for k in keys}
-        self.enabled = bool(keys)
+    def __init__(self, keys: tuple[ClientKey, ...], stored: tuple[ClientKey, ...] = ()) -> None:
+        self.configured = keys
+        self.stored: tuple[ClientKey, ...] = ()
+        self._by_digest: dict[str, ClientKey] = {}
+        self.enabled = False
+        self.set_stored(stored)
+
+    def set_stored(self, stored: tuple[ClientKey, ...], *, any_made: bool = False) -> None:
+        """The active keys made with ``spillgate keys create`` (re-read from the store while running).
+
+        ``any_made``: the store holds keys, revoked ones included. Auth stays on then even with no
+        active key: revoking the last key must not open the gateway. A key in both places is the
+        config's (its limits are the ones written down there).
+        """
+        by_digest = {k.sha256: k for k in stored}
+        by_digest.update({k.sha256: k for k in self.configured})
+        self.stored = stored
+        self._by_digest = by_digest
+        self.enabled = bool(by_digest) or any_made
+
+    @property
+    def keys(self) -> tuple[ClientKey, ...]:
+        return tuple(self._by_digest.values())
 
     def authenticate(self, headers: dict[str, str]) -> ClientKey | None:
         """The caller's key, ``None`` when auth is off; raises a 401 GatewayError otherwise."""
@@ -60,3 +81,34 @@ class ClientAuth:
                 should_retry=False,
             )
         return found
+
+
+def refusal_error(refusal: Refusal) -> GatewayError:
+    """A client-limit refusal in the client's protocol: 403 for a model, 429 + Retry-After otherwise."""
+    if refusal.limit == "model":
+        return GatewayError(
+            403,
+            ErrorKind.PERMISSION,
+            refusal.message,
+            code="model_not_allowed",
+            param="model",
+            should_retry=False,
+        )
+    if refusal.limit == "budget":
+        # insufficient_quota: OpenAI clients (Codex) stop instead of retrying into a spent budget.
+        return GatewayError(
+            429,
+            ErrorKind.QUOTA,
+            refusal.message,
+            code="insufficient_quota",
+            retry_after=refusal.retry_after,
+            should_retry=False,
+        )
+    return GatewayError(
+        429,
+        ErrorKind.RATE_LIMITED,
+        refusal.message,
+        code="rate_limit_exceeded",
+        retry_after=refusal.retry_after,
+        should_retry=True,
+    )

@@ -12,6 +12,7 @@ import orjson
 from spillgate.config.schema import WILDCARD, Route, Settings
 from spillgate.http.client import HttpClient
 from spillgate.http.server import Request, ResponseWriter
+from spillgate.limits import KeyLimiter
 from spillgate.observe.events import EventBus
 from spillgate.observe.loops import LoopDetector, LoopReport
 from spillgate.observe.metrics import Metrics
@@ -24,7 +25,7 @@ from spillgate.resilience.health import HealthBoard, HealthConfig
 from spillgate.routing.plan import compatible_routes
 from spillgate.state.memory import InflightCounter, SessionAffinity
 
-from .auth import ClientAuth, presented_key
+from .auth import ClientAuth, presented_key, refusal_error
 from .dispatch import Dispatcher, Exchange
 
 log = logging.getLogger("spillgate.gateway")
@@ -69,6 +70,8 @@ class Gateway:
         self.loops = LoopDetector()
         self.events.subscribe(self.metrics)
         self.events.subscribe(self.loops)
+        self.limiter = KeyLimiter()
+        self.events.subscribe(self.limiter)
         self._register_gauges()
         self._admin_digest = (
             hashlib.sha256(settings.admin_token.reveal().encode()).digest() if settings.admin_token else None
@@ -220,7 +223,16 @@ class Gateway:
             extra_headers=extra,
             client_key=client_key.name if client_key else None,
         )
-        await self.dispatcher.serve(exchange)
+        if client_key is None:
+            await self.dispatcher.serve(exchange)
+            return
+        refusal = self.limiter.admit(client_key, parsed.model, alias.name)
+        if refusal is not None:
+            raise refusal_error(refusal)
+        try:
+            await self.dispatcher.serve(exchange)
+        finally:
+            self.limiter.release(client_key)
 
     def _unknown_model(self, model: str) -> GatewayError:
         names = sorted(n for n in [*self.settings.models, *self.settings.deprecated] if n != WILDCARD)

@@ -13,6 +13,7 @@ from spillgate.config.schema import ProviderProtocol
 class ErrorKind(Enum):
     INVALID_REQUEST = "invalid_request"
     AUTHENTICATION = "authentication"
+    PERMISSION = "permission"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     TOO_LARGE = "too_large"
@@ -28,6 +29,7 @@ class ErrorKind(Enum):
 _TYPES: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.INVALID_REQUEST: ("invalid_request_error", "invalid_request_error"),
     ErrorKind.AUTHENTICATION: ("invalid_request_error", "authentication_error"),
+    ErrorKind.PERMISSION: ("invalid_request_error", "permission_error"),
     ErrorKind.NOT_FOUND: ("invalid_request_error", "not_found_error"),
     ErrorKind.METHOD_NOT_ALLOWED: ("invalid_request_error", "invalid_request_error"),
     ErrorKind.TOO_LARGE: ("invalid_request_error", "request_too_large"),

@@ -76,6 +76,14 @@ class UsageStore(ABC):
         """Requests and errors per model per ``bucket_s`` seconds, oldest first; empty buckets absent."""
 
     @abstractmethod
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one statement written with ``?`` placeholders."""
+
+    @abstractmethod
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement written with ``?`` placeholders; the number of rows it changed."""
+
+    @abstractmethod
     async def close(self) -> None: ...
 
 
@@ -197,6 +205,19 @@ class ThreadedStore(UsageStore):
 
     async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return await self._run(lambda conn: self._fetch(conn, sql, params))
+
+    query = _query
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        def work(conn: Any) -> int:
+            cur = conn.cursor()
+            try:
+                cur.execute(self._sql(sql), tuple(params))
+                return int(cur.rowcount)
+            finally:
+                cur.close()
+
+        return await self._run(work)
 
     # -- the interface ----------------------------------------------------------------------------
 

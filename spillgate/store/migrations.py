@@ -129,6 +129,27 @@ CREATE TABLE attempts (
     + _INDEXES
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "usage", _0001_SQLITE, _0001_POSTGRES),)
+_0002 = """
+CREATE TABLE client_keys (
+    name TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    revoked_at {real},
+    models TEXT,
+    rpm INTEGER,
+    tpm BIGINT,
+    max_concurrent INTEGER,
+    token_budget BIGINT,
+    budget_period TEXT NOT NULL
+)
+"""
+"""Client keys made by `spillgate keys create`: the SHA-256 of the key, never the key. ``models`` is a
+JSON list (NULL: any model). A revoked key keeps its row (its name stays taken: usage rows name it)."""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "usage", _0001_SQLITE, _0001_POSTGRES),
+    Migration(2, "client_keys", _0002.format(real="REAL"), _0002.format(real="DOUBLE PRECISION")),
+)
 
 LATEST = MIGRATIONS[-1].version

@@ -1,0 +1,218 @@
+"""Decides whether a client key may start one more request, and keeps what that takes.
+
+Per key: the models it may call, a requests-per-minute and a tokens-per-minute bucket, a count of
+requests in flight and the tokens used in the current budget period. Tokens are taken when a
+request ends (only then are they known); the buckets may go into debt, which refuses the next
+request until the refill has paid it back. State is per process (documented: with several
+instances each enforces its own share, and budgets are re-read from the shared usage store).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from spillgate.config.schema import ClientKey, KeyLimits
+from spillgate.limits.bucket import TokenBucket
+from spillgate.limits.periods import period_bounds
+from spillgate.observe.events import Event, RequestFinished
+
+LimitName = Literal["model", "budget", "concurrency", "rpm", "tpm"]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    limit: LimitName
+    message: str
+    retry_after: int | None
+    """Whole seconds until the request could be admitted; ``None`` when waiting will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    """One key's live state, for the admin API."""
+
+    name: str
+    in_flight: int
+    requests_available: float | None
+    tokens_available: float | None
+    budget_used: int
+    budget_period_start: float | None
+
+
+class _State:
+    __slots__ = ("budget_start", "budget_used", "inflight", "limits", "rpm", "tpm")
+
+    def __init__(self, limits: KeyLimits, now: float) -> None:
+        self.limits = limits
+        self.inflight = 0
+        self.budget_used = 0
+        self.budget_start: float | None = None
+        self.rpm = TokenBucket(limits.rpm, now) if limits.rpm else None
+        self.tpm = TokenBucket(limits.tpm, now) if limits.tpm else None
+
+    def update(self, limits: KeyLimits, now: float) -> None:
+        if limits.rpm != self.limits.rpm:
+            self.rpm = TokenBucket(limits.rpm, now) if limits.rpm else None
+        if limits.tpm != self.limits.tpm:
+            self.tpm = TokenBucket(limits.tpm, now) if limits.tpm else None
+        if limits.budget_period != self.limits.budget_period:
+            self.budget_start = None
+        self.limits = limits
+
+
+def _seconds(wait: float) -> int:
+    return max(1, math.ceil(wait))
+
+
+class KeyLimiter:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self._wall = wall
+        self._keys: dict[str, _State] = {}
+
+    def _state(self, key: ClientKey) -> _State:
+        state = self._keys.get(key.name)
+        if state is None:
+            state = self._keys[key.name] = _State(key.limits, self._clock())
+        elif state.limits is not key.limits and state.limits != key.limits:
+            state.update(key.limits, self._clock())
+        return state
+
+    def admit(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
+        """``None`` and the request counts as started (call :meth:`release` when it ends), or why not."""
+        limits = key.limits
+        if limits.unlimited:
+            return None
+        if limits.models is not None and not (
+            requested in limits.models or alias in limits.models or "*" in limits.models
+        ):
+            allowed = ", ".join(sorted(limits.models)) or "none"
+            return Refusal(
+                "model", f"this API key may not use model {requested!r} (allowed: {allowed})", None
+            )
+        state = self._state(key)
+        now = self._clock()
+        if limits.token_budget is not None:
+            refusal = self._check_budget(key.name, state, limits.token_budget)
+            if refusal is not None:
+                return refusal
+        if limits.max_concurrent is not None and state.inflight >= limits.max_concurrent:
+            return Refusal(
+                "concurrency",
+                f"this API key already has {state.inflight} requests in flight "
+                f"(limit {limits.max_concurrent}); retry when one has finished",
+                1,
+            )
+        if state.rpm is not None:
+            wait = state.rpm.wait_for(1.0, now)
+            if wait > 0:
+                return Refusal(
+                    "rpm",
+                    f"this API key is limited to {limits.rpm} requests per minute; "
+                    f"retry in {_seconds(wait)} s",
+                    _seconds(wait),
+                )
+        if state.tpm is not None:
+            # Tokens are taken when a request ends: admit while the bucket is not in debt.
+            wait = state.tpm.wait_for(0.0, now)
+            if wait > 0:
+                return Refusal(
+                    "tpm",
+                    f"this API key is limited to {limits.tpm} tokens per minute; retry in {_seconds(wait)} s",
+                    _seconds(wait),
+                )
+        if state.rpm is not None:
+            state.rpm.take(1.0, now)
+        state.inflight += 1
+        return None
+
+    def _check_budget(self, name: str, state: _State, budget: int) -> Refusal | None:
+        start, end = period_bounds(state.limits.budget_period, self._wall())
+        if state.budget_start != start:
+            state.budget_start, state.budget_used = start, 0
+        if state.budget_used < budget:
+            return None
+        period = state.limits.budget_period
+        if end is None:
+            return Refusal(
+                "budget", f"this API key has used its token budget ({budget} tokens in total)", None
+            )
+        wait = end - self._wall()
+        return Refusal(
+            "budget",
+            f"this API key has used its token budget ({budget} tokens per {period}); "
+            f"it resets in {_seconds(wait)} s",
+            _seconds(wait),
+        )
+
+    def release(self, key: ClientKey) -> None:
+        if key.limits.unlimited:
+            return
+        state = self._keys.get(key.name)
+        if state is not None and state.inflight > 0:
+            state.inflight -= 1
+
+    def spend(self, name: str, tokens: int) -> None:
+        """Take ``tokens`` from the key's per-minute bucket and its budget."""
+        state = self._keys.get(name)
+        if state is None or tokens <= 0:
+            return
+        if state.tpm is not None:
+            state.tpm.take(float(tokens), self._clock())
+        if state.limits.token_budget is not None:
+            start, _ = period_bounds(state.limits.budget_period, self._wall())
+            if state.budget_start != start:
+                state.budget_start, state.budget_used = start, 0
+            state.budget_used += tokens
+
+    def __call__(self, event: Event) -> None:
+        """Event observer: a finished request's tokens count against its key."""
+        if isinstance(event, RequestFinished) and event.client_key is not None:
+            tokens = (event.input_tokens or 0) + (event.output_tokens or 0)
+            if tokens:
+                self.spend(event.client_key, tokens)
+
+    # -- budgets shared through the usage store --------------------------------------------------
+
+    def budget_periods(self, keys: tuple[ClientKey, ...]) -> list[tuple[str, float]]:
+        """``(key name, period start)`` of every key with a token budget: what to sum in the store."""
+        wall = self._wall()
+        return [
+            (k.name, period_bounds(k.limits.budget_period, wall)[0])
+            for k in keys
+            if k.limits.token_budget is not None
+        ]
+
+    def set_budget_used(self, key: ClientKey, start: float, used: int) -> None:
+        """The store's count of the key's tokens since ``start`` (every instance's requests).
+
+        The larger of it and this process's own count is kept: the store lags by the records not
+        yet flushed, this process does not see the other instances.
+        """
+        state = self._state(key)
+        if state.budget_start != start:
+            state.budget_start, state.budget_used = start, used
+        else:
+            state.budget_used = max(state.budget_used, used)
+
+    def usage(self) -> list[KeyUsage]:
+        now = self._clock()
+        return [
+            KeyUsage(
+                name=name,
+                in_flight=s.inflight,
+                requests_available=None if s.rpm is None else round(s.rpm.level(now), 2),
+                tokens_available=None if s.tpm is None else round(s.tpm.level(now), 1),
+                budget_used=s.budget_used,
+                budget_period_start=s.budget_start,
+            )
+            for name, s in sorted(self._keys.items())
+        ]
