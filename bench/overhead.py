@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import functools
 import hashlib
 import http.client
 import json
@@ -31,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,9 +99,12 @@ def chat_body(model: str, stream: bool) -> bytes:
     return orjson.dumps(body)
 
 
-def gateway_config(gateway_port: int, fake_port: int, usage_dsn: str | None = None) -> str:
+def gateway_config(
+    gateway_port: int, fake_port: int, usage_dsn: str | None = None, metrics: bool = True
+) -> str:
     key_hash = "sha256:" + hashlib.sha256(CLIENT_KEY.encode()).hexdigest()
     usage = f"usage: {{dsn: '{usage_dsn}'}}\n" if usage_dsn else ""
+    usage += "" if metrics else "metrics: off\n"
     return (
         f"listen: {HOST}:{gateway_port}\n" + usage + f'client_keys: [{{name: bench, hash: "{key_hash}"}}]\n'
         "providers:\n"
@@ -823,6 +828,107 @@ def noise_warnings(results: dict[str, dict[str, LoadResult]], pin: Pinning) -> l
     return warnings
 
 
+OBSERVABILITY_TOLERANCE = 0.20
+"""Metrics + usage recording may add at most this share to the bare gateway's added latency."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """One figure's added latency without and with observability, the median over rounds."""
+
+    key: str
+    label: str
+    bare_added: float
+    observed_added: float
+    per_round: list[tuple[float, float]]
+    checked: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.observed_added / self.bare_added if self.bare_added > 0 else math.inf
+
+    @property
+    def passed(self) -> bool | None:
+        if not self.checked:
+            return None
+        return self.observed_added <= self.bare_added * (1 + OBSERVABILITY_TOLERANCE)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.key,
+            "bare_added_ms": round(self.bare_added, 4),
+            "observed_added_ms": round(self.observed_added, 4),
+            "ratio": round(self.ratio, 3),
+            "per_round": [[round(b, 4), round(o, 4)] for b, o in self.per_round],
+            "pass": self.passed,
+        }
+
+
+def observability_cost(rounds: list[dict[str, dict[str, LoadResult]]]) -> list[Cost]:
+    figures = (
+        ("latency_c1", "p50_ms", "latency p50, c=1", True),
+        ("latency_c1", "p99_ms", "latency p99, c=1", True),
+        ("stream_ttft_c32", "p50_ms", "stream first token p50, c=32", False),
+        ("stream_ttft_c32", "p99_ms", "stream first token p99, c=32", True),
+    )
+    costs = []
+    for metric, attr, label, checked in figures:
+        per_round = []
+        for results in rounds:
+            direct = getattr(results[metric]["direct"], attr)
+            per_round.append(
+                (
+                    getattr(results[metric]["gateway"], attr) - direct,
+                    getattr(results[metric]["observed"], attr) - direct,
+                )
+            )
+        bare = statistics.median(b for b, _ in per_round)
+        observed = statistics.median(o for _, o in per_round)
+        costs.append(Cost(f"{metric}_{attr}", label, bare, observed, per_round, checked))
+    rps = [(r["throughput_c64"]["gateway"].rps, r["throughput_c64"]["observed"].rps) for r in rounds]
+    costs.append(
+        Cost(
+            "throughput_c64_rps",
+            "throughput, c=64 (req/s, not added ms)",
+            statistics.median(b for b, _ in rps),
+            statistics.median(o for _, o in rps),
+            rps,
+            False,
+        )
+    )
+    return costs
+
+
+def render_comparison(costs: list[Cost], rounds: int) -> str:
+    header = [
+        "observability cost",
+        "bare gateway added",
+        "metrics + usage added",
+        "ratio",
+        "target",
+        "result",
+    ]
+    body = []
+    for c in costs:
+        body.append(
+            [
+                c.label,
+                f"{c.bare_added:+,.3f}" if "req/s" not in c.label else f"{c.bare_added:,.0f}",
+                f"{c.observed_added:+,.3f}" if "req/s" not in c.label else f"{c.observed_added:,.0f}",
+                f"{c.ratio:.2f}",
+                f"<= {1 + OBSERVABILITY_TOLERANCE:.2f}" if c.checked else "-",
+                "-" if c.passed is None else ("PASS" if c.passed else "FAIL"),
+            ]
+        )
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *body]
+    ]
+    note = f"median of {rounds} rounds" if rounds > 1 else "one round (use --rounds 3 for medians)"
+    return "\n".join([*lines, f"  ({note}; added = the side's figure minus direct's in the same round)"])
+
+
 def rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
@@ -920,12 +1026,22 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     if pin.load:
         os.sched_setaffinity(0, {LOAD_CORE})  # this process runs the streaming client
     python = venv_python()
-    fake_port, gateway_port = free_ports(2)
+    fake_port, gateway_port, observed_port = free_ports(3)
     config = work_dir / "gateway.yaml"
-    usage_dsn = f"sqlite:{work_dir / 'usage.db'}" if args.usage else None
-    config.write_text(gateway_config(gateway_port, fake_port, usage_dsn))
+    if args.observability:
+        # "gateway": metrics off, no usage store; "observed": metrics on, SQLite usage recording on.
+        config.write_text(gateway_config(gateway_port, fake_port, metrics=False))
+        (work_dir / "observed.yaml").write_text(
+            gateway_config(observed_port, fake_port, f"sqlite:{work_dir / 'usage.db'}")
+        )
+    else:
+        usage_dsn = f"sqlite:{work_dir / 'usage.db'}" if args.usage else None
+        config.write_text(gateway_config(gateway_port, fake_port, usage_dsn))
+    auth = (("Authorization", f"Bearer {CLIENT_KEY}"),)
     direct = Target("direct", fake_port, UPSTREAM_MODEL, ())
-    gateway = Target("gateway", gateway_port, GATEWAY_MODEL, (("Authorization", f"Bearer {CLIENT_KEY}"),))
+    gateway = Target("gateway", gateway_port, GATEWAY_MODEL, auth)
+    observed = Target("observed", observed_port, GATEWAY_MODEL, auth)
+    sides = [direct, gateway, observed] if args.observability else [direct, gateway]
 
     children: list[Child] = []
     with running(children):
@@ -934,42 +1050,68 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         gw_argv = [*pin.gateway, python, "-m", "spillgate", "serve", "--config", str(config)]
         children.append(start_child("gateway", gw_argv, work_dir / "gateway.log"))
         fake_child, gw_child = children
+        if args.observability:
+            obs_argv = [
+                *pin.gateway,
+                python,
+                "-m",
+                "spillgate",
+                "serve",
+                "--config",
+                str(work_dir / "observed.yaml"),
+            ]
+            children.append(start_child("observed gateway", obs_argv, work_dir / "observed.log"))
 
         def fake_ready() -> bool:
             return http_call(fake_port, "POST", CHAT_PATH, direct.body(False))[0] == 200
 
-        def gateway_ready() -> bool:
-            return http_call(gateway_port, "GET", "/healthz")[0] == 200
-
         wait_ready(fake_child, fake_ready)
-        wait_ready(gw_child, gateway_ready)
-        check_answers(direct)
-        check_answers(gateway)
+        for child, side in zip(children[1:], sides[1:], strict=True):
+            wait_ready(
+                child, functools.partial(lambda port: http_call(port, "GET", "/healthz")[0] == 200, side.port)
+            )
+        for side in sides:
+            check_answers(side)
         say(
             f"fake upstream pid {fake_child.proc.pid} on :{fake_port}; "
-            f"gateway pid {gw_child.proc.pid} on :{gateway_port}; {pin.note}"
+            + "; ".join(
+                f"{s.name} pid {c.proc.pid} on :{s.port}"
+                for c, s in zip(children[1:], sides[1:], strict=True)
+            )
+            + f"; {pin.note}"
         )
 
-        results: dict[str, dict[str, LoadResult]] = {
-            "latency_c1": {},
-            "throughput_c64": {},
-            "stream_ttft_c32": {},
-        }
-        for t in (direct, gateway):
-            say(f"latency, concurrency 1, {t.name} ...")
-            results["latency_c1"][t.name] = measure_wrk(
-                pin, t, 1, args.duration, args.warmup, work_dir, f"latency-{t.name}"
-            )
-        for t in (direct, gateway):
-            say(f"throughput, concurrency {THROUGHPUT_CONCURRENCY}, {t.name} ...")
-            results["throughput_c64"][t.name] = measure_wrk(
-                pin, t, THROUGHPUT_CONCURRENCY, args.duration, args.warmup, work_dir, f"throughput-{t.name}"
-            )
-        for t in (direct, gateway):
-            say(f"streaming first token, concurrency {STREAM_CONCURRENCY}, {t.name} ...")
-            results["stream_ttft_c32"][t.name] = measure_stream(
-                t, STREAM_CONCURRENCY, args.duration, args.warmup
-            )
+        rounds: list[dict[str, dict[str, LoadResult]]] = []
+        for n in range(args.rounds):
+            tag = f" (round {n + 1}/{args.rounds})" if args.rounds > 1 else ""
+            results: dict[str, dict[str, LoadResult]] = {
+                "latency_c1": {},
+                "throughput_c64": {},
+                "stream_ttft_c32": {},
+            }
+            for t in sides:
+                say(f"latency, concurrency 1, {t.name}{tag} ...")
+                results["latency_c1"][t.name] = measure_wrk(
+                    pin, t, 1, args.duration, args.warmup, work_dir, f"latency-{t.name}"
+                )
+            for t in sides:
+                say(f"throughput, concurrency {THROUGHPUT_CONCURRENCY}, {t.name}{tag} ...")
+                results["throughput_c64"][t.name] = measure_wrk(
+                    pin,
+                    t,
+                    THROUGHPUT_CONCURRENCY,
+                    args.duration,
+                    args.warmup,
+                    work_dir,
+                    f"throughput-{t.name}",
+                )
+            for t in sides:
+                say(f"streaming first token, concurrency {STREAM_CONCURRENCY}, {t.name}{tag} ...")
+                results["stream_ttft_c32"][t.name] = measure_stream(
+                    t, STREAM_CONCURRENCY, args.duration, args.warmup
+                )
+            rounds.append(results)
+        results = rounds[0]
 
         gw_pids = gateway_python_pids(gw_child.proc.pid)
         hwm = [status_field_kib(pid, "VmHWM") for pid in gw_pids]
@@ -980,13 +1122,15 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
                 raise SetupError(f"{child.name} exited during the run:\n{child.log_tail()}")
 
     rows = build_rows(results, rss_mib)
-    warnings = noise_warnings(results, pin)
+    warnings = [w for results_n in rounds for w in noise_warnings(results_n, pin)]
     failures = [
         f"{metric} {side}: {r.error_count} request errors ({'; '.join(r.error_examples)})"
-        for metric, sides in results.items()
-        for side, r in sides.items()
+        for results_n in rounds
+        for metric, by_side in results_n.items()
+        for side, r in by_side.items()
         if r.error_count
     ]
+    comparison = observability_cost(rounds) if args.observability else []
     print()
     print("Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items() if k != "python_executable"))
     warm = f"a {wrk_seconds(args.warmup)} s / {args.warmup:g} s warm-up" if args.warmup > 0 else "no warm-up"
@@ -995,10 +1139,15 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         f"each after {warm}; gateway pid(s) {gw_pids}, fake upstream peak RSS {fake_hwm:.1f} MiB"
     )
     print()
+    if args.observability:
+        print("'through gateway' below: metrics off, no usage store (the bare hop).")
     print(render_table(rows))
+    if comparison:
+        print()
+        print(render_comparison(comparison, args.rounds))
     print()
-    for metric, sides in results.items():
-        for side, r in sides.items():
+    for metric, by_side in results.items():
+        for side, r in by_side.items():
             cpu = ", ".join(
                 f"{k.removesuffix('_pct').replace('_', ' ')} {v:g}%"
                 for k, v in r.details.get("cpu", {}).items()
@@ -1013,7 +1162,7 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         print("\nFLAGGED - measurements with request errors (figures above are not trustworthy):")
         for failure in failures:
             print(f"  {failure}")
-    targets = [r for r in rows if r.passed is not None]
+    targets = [r for r in rows if r.passed is not None] + [c for c in comparison if c.passed is not None]
     print(f"\nTargets met: {sum(bool(r.passed) for r in targets)}/{len(targets)}")
 
     if args.json:
@@ -1032,11 +1181,17 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
                 }
                 for r in rows
             },
-            "runs": {m: {side: r.as_json() for side, r in sides.items()} for m, sides in results.items()},
+            "runs": {m: {side: r.as_json() for side, r in by_side.items()} for m, by_side in results.items()},
+            "observability_cost": [c.as_json() for c in comparison],
             "gateway_pids": gw_pids,
             "fake_upstream_peak_rss_mib": round(fake_hwm, 1),
             "warnings": warnings,
-            "request_errors": sum(r.error_count for sides in results.values() for r in sides.values()),
+            "request_errors": sum(
+                r.error_count
+                for results_n in rounds
+                for by_side in results_n.values()
+                for r in by_side.values()
+            ),
             "targets_met": all(bool(r.passed) for r in targets),
         }
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -1061,11 +1216,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--usage",
         action="store_true",
-        help="record every request and attempt in a SQLite usage store (metrics are always on)",
+        help="the gateway also records every request and attempt in a SQLite usage store",
+    )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="compare, in the same run, a bare gateway (metrics off, no usage store) with one that has "
+        "metrics and SQLite usage recording on; target: added latency within "
+        f"{OBSERVABILITY_TOLERANCE:.0%} of the bare gateway's",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every side this many times, alternating; the comparison uses the median (default 1)",
     )
     args = parser.parse_args(argv)
-    if not (args.duration > 0 and args.warmup >= 0):
-        parser.error("--duration must be > 0 and --warmup >= 0")
+    if not (args.duration > 0 and args.warmup >= 0 and args.rounds >= 1):
+        parser.error("--duration must be > 0, --warmup >= 0 and --rounds >= 1")
+    if args.usage and args.observability:
+        parser.error("--observability already measures a gateway with usage recording; drop --usage")
     return args
 
 

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+from spillgate.admin.api import AdminApi
 from spillgate.config.defaults import (
     DEMO_AT_CAPACITY,
     DEMO_MODEL,
     credential_defaults,
     demo_settings,
 )
-from spillgate.config.loader import load_settings
+from spillgate.config.loader import ConfigError, load_settings
+from spillgate.config.reloading import ReloadResult, keep_restart_only, restart_only_changes
 from spillgate.config.schema import Settings
 from spillgate.gateway.core import Gateway
-from spillgate.http.server import HttpServer
+from spillgate.http.server import HttpServer, Request, ResponseWriter
 from spillgate.limits.sync import KeySync
+from spillgate.observe.recent import RecentFailures
+from spillgate.observe.timeline import Timeline
 from spillgate.observe.usage import UsageObserver
 from spillgate.store import UsageRecorder, UsageStore, open_store
 from spillgate.store.keys import KeyRegistry
@@ -26,18 +31,34 @@ from spillgate.store.keys import KeyRegistry
 if TYPE_CHECKING:
     from spillgate.fake import FakeUpstream
 
+log = logging.getLogger("spillgate")
+
 
 class App:
     """A running gateway: the HTTP server, the gateway state and (in demo mode) the fake upstream."""
 
-    def __init__(self, settings: Settings, demo_upstream: FakeUpstream | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        demo_upstream: FakeUpstream | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
+        self._env = env
+        """The environment ``${VAR}`` in the config file is expanded from (a reload uses it again)."""
         self.gateway = Gateway(settings)
+        # Dashboard data: observers on the event bus, which a reload carries to the new gateway.
+        self.timeline = Timeline()
+        self.recent = RecentFailures()
+        self.gateway.events.subscribe(self.timeline)
+        self.gateway.events.subscribe(self.recent)
+        self.admin = AdminApi(self, self.timeline, self.recent)
         self.server = HttpServer(
-            self.gateway.handle,
+            self.handle,
             max_body_bytes=settings.limits.max_body_bytes,
-            error_responder=self.gateway.error_responder,
+            error_responder=lambda status, message, path: self.gateway.error_responder(status, message, path),
         )
+        self._retiring: set[asyncio.Task[None]] = set()
         self._demo_upstream = demo_upstream
         self.usage: UsageRecorder | None = None
         self.store: UsageStore | None = None
@@ -58,6 +79,48 @@ class App:
             self.key_sync.start()
         await self.server.start(self.settings.host, self.settings.port)
 
+    async def handle(self, request: Request, writer: ResponseWriter) -> None:
+        if request.path.startswith(("/admin/", "/dashboard")) or request.path == "/admin":
+            await self.admin.handle(request, writer)
+            return
+        # The gateway is looked up per request: a reload replaces it.
+        await self.gateway.handle(request, writer)
+
+    async def reload(self) -> ReloadResult:
+        """Re-read the config file and serve new requests with it; requests (streams) already running
+        finish on the configuration they started with. Health, budgets, metrics, limits and stored
+        keys carry over. Raises :class:`ConfigError` (nothing changes) when the file is not valid."""
+        source = self.settings.source
+        if source in ("config", "defaults", "demo", "test"):
+            raise ConfigError(f"nothing to reload: this gateway runs on {source!r}, not a config file")
+        loaded = await asyncio.to_thread(load_settings, source, self._env)
+        restart = restart_only_changes(self.settings, loaded)
+        settings = keep_restart_only(self.settings, loaded)
+        old = self.gateway
+        new = Gateway(settings, previous=old)
+        self.settings, self.gateway = settings, new
+        retire = asyncio.create_task(old.retire(new), name="spillgate-retire-gateway")
+        self._retiring.add(retire)
+        retire.add_done_callback(self._retiring.discard)
+        kept = tuple(sorted(name for name, c in new.clients.items() if c in old.clients.values()))
+        log.info(
+            "config reloaded from %s: models %s (%d requests finish on the previous config)",
+            source,
+            ", ".join(settings.models),
+            old.active,
+        )
+        if restart:
+            log.warning("config reload: a restart is needed to apply %s", ", ".join(restart))
+        return ReloadResult(
+            source=source,
+            models=tuple(settings.models),
+            providers=tuple(settings.providers),
+            client_keys=len(new.auth.keys),
+            pools_kept=kept,
+            restart_needed=restart,
+            retiring_requests=old.active,
+        )
+
     @property
     def url(self) -> str:
         host = self.server.host
@@ -65,6 +128,9 @@ class App:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.close(grace)
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         await self.gateway.close()
         if self.key_sync is not None:
             await self.key_sync.close()
@@ -96,7 +162,7 @@ async def build_app(
             settings = found
     if listen is not None:
         settings = dataclasses.replace(settings, host=listen[0], port=listen[1])
-    return App(settings, demo_upstream=demo)
+    return App(settings, demo_upstream=demo, env=env)
 
 
 async def _start_demo_upstream() -> FakeUpstream:
@@ -141,7 +207,8 @@ def describe(app: App) -> str:
 def serve_until_signalled(
     config_path: str | None, listen: tuple[str, int] | None, env: Mapping[str, str] | None = None
 ) -> None:
-    """Build the app, serve until SIGINT / SIGTERM, then drain in-flight requests."""
+    """Build the app, serve until SIGINT / SIGTERM (SIGHUP reloads the config file), then drain
+    in-flight requests."""
     import signal
 
     async def main() -> None:
@@ -156,12 +223,27 @@ def serve_until_signalled(
             await app.stop(0)
             where = f"{app.settings.host}:{app.settings.port}"
             raise SystemExit(f"spillgate: cannot listen on {where}: {exc.strerror or exc}") from None
+        reloads: set[asyncio.Task[None]] = set()
+
+        def reload_on_hangup() -> None:
+            task = asyncio.create_task(_reload_logged(app))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload_on_hangup)
         print(describe(app), flush=True)
         await stop.wait()
         print("Spillgate stopping: finishing in-flight requests", flush=True)
         await app.stop()
 
     run(main())
+
+
+async def _reload_logged(app: App) -> None:
+    try:
+        await app.reload()
+    except ConfigError as exc:
+        log.error("config reload refused, the running config stays: %s", exc)
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:

@@ -164,3 +164,57 @@ def test_serve_defaults_from_credentials(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def _config(models: list[str]) -> str:
+    routes = "".join(f"  {m}:\n    routes: [{{provider: up, model: x}}]\n" for m in models)
+    return (
+        "usage: off\nproviders:\n  up: {protocol: openai, base_url: 'http://127.0.0.1:9'}\nmodels:\n" + routes
+    )
+
+
+def _models(url: str) -> list[str]:
+    with urllib.request.urlopen(url + "/v1/models", timeout=10) as resp:
+        return [m["id"] for m in json.loads(resp.read())["data"]]
+
+
+def test_serve_reloads_the_config_on_sighup(tmp_path: Path) -> None:
+    config = tmp_path / "spillgate.yaml"
+    config.write_text(_config(["first"]))
+    proc = subprocess.Popen(
+        [*SPILLGATE, "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        url = None
+        for _ in range(50):
+            m = re.search(r"listening on (http://\S+)", proc.stdout.readline())
+            if m:
+                url = m.group(1)
+                break
+        assert url
+        assert _models(url) == ["first"]
+        config.write_text(_config(["first", "second"]))
+        proc.send_signal(signal.SIGHUP)
+        line = ""
+        for _ in range(50):
+            line = proc.stdout.readline()
+            if "reloaded" in line or not line:
+                break
+        assert "reloaded" in line and "second" in line
+        assert _models(url) == ["first", "second"]
+        config.write_text("models: [broken\n")
+        proc.send_signal(signal.SIGHUP)
+        for _ in range(50):
+            line = proc.stdout.readline()
+            if "reload refused" in line or not line:
+                break
+        assert "not valid YAML" in line
+        assert _models(url) == ["first", "second"] and proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)

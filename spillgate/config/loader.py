@@ -75,6 +75,7 @@ def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: st
             "error_rules",
             "admin_token",
             "usage",
+            "metrics",
         },
     )
     host, port = _listen(root.get("listen", "127.0.0.1:8080"), env)
@@ -94,6 +95,7 @@ def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: st
         error_rules=_error_rules(root.get("error_rules", [])),
         admin_token=_secret(root["admin_token"], "admin_token", env) if "admin_token" in root else None,
         usage_dsn=_usage(root["usage"], env) if "usage" in root else None,
+        metrics=_on_off(root.get("metrics", True), "metrics"),
         source=source,
     )
 
@@ -360,6 +362,14 @@ def _limits(value: object) -> Limits:
 
 
 DEFAULT_USAGE_DSN = "sqlite:spillgate-usage.db"
+
+
+def _on_off(value: object, path: str) -> bool:
+    if value in (True, "on"):
+        return True
+    if value in (False, "off"):
+        return False
+    raise ConfigError(f"{path}: expected on or off, got {value!r}")
 
 
 def _usage(value: object, env: Mapping[str, str]) -> str | None:

@@ -217,6 +217,8 @@ class Settings:
     usage_dsn: str | None = None
     """Where requests and attempts are recorded: ``sqlite:path`` or ``postgresql://...``;
     ``None`` records nothing. The embedded defaults (no config file) use ``sqlite:spillgate-usage.db``."""
+    metrics: bool = True
+    """Prometheus ``/metrics`` and the loop signal; ``metrics: off`` spares their (small) cost."""
     admin_token: Secret | None = None
     """Guards /metrics (and the admin API); ``None`` leaves them open (keep the gateway on loopback)."""
     error_rules: tuple[Any, ...] = ()

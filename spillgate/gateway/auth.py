@@ -36,6 +36,7 @@ class ClientAuth:
     def __init__(self, keys: tuple[ClientKey, ...], stored: tuple[ClientKey, ...] = ()) -> None:
         self.configured = keys
         self.stored: tuple[ClientKey, ...] = ()
+        self.any_made = False
         self._by_digest: dict[str, ClientKey] = {}
         self.enabled = False
         self.set_stored(stored)
@@ -50,6 +51,7 @@ class ClientAuth:
         by_digest = {k.sha256: k for k in stored}
         by_digest.update({k.sha256: k for k in self.configured})
         self.stored = stored
+        self.any_made = any_made
         self._by_digest = by_digest
         self.enabled = bool(by_digest) or any_made
 

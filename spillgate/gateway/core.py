@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import asyncio
 import logging
 import random
 
 import orjson
 
-from spillgate.config.schema import WILDCARD, Route, Settings
+from spillgate.admin.auth import AdminAuth
+from spillgate.config.schema import WILDCARD, ClientKey, Provider, Route, Settings
 from spillgate.http.client import HttpClient
 from spillgate.http.server import Request, ResponseWriter
 from spillgate.limits import KeyLimiter
@@ -25,7 +25,7 @@ from spillgate.resilience.health import HealthBoard, HealthConfig
 from spillgate.routing.plan import compatible_routes
 from spillgate.state.memory import InflightCounter, SessionAffinity
 
-from .auth import ClientAuth, presented_key, refusal_error
+from .auth import ClientAuth, refusal_error
 from .dispatch import Dispatcher, Exchange
 
 log = logging.getLogger("spillgate.gateway")
@@ -36,20 +36,59 @@ _JSON = [("content-type", "application/json")]
 class Gateway:
     """Owns the per-process runtime state; :meth:`handle` is the HTTP server's handler."""
 
-    def __init__(self, settings: Settings, *, rng: random.Random | None = None) -> None:
+    dispatcher: Dispatcher
+
+    def __init__(
+        self, settings: Settings, *, rng: random.Random | None = None, previous: Gateway | None = None
+    ) -> None:
+        """``previous``: the gateway this one replaces on a config reload. Its health, budget,
+        metrics, events, limits, in-flight counts and session bindings carry over, and so do its
+        upstream connection pools where a provider's URL and pool size are unchanged."""
         self.settings = settings
+        self.active = 0
+        """Requests this gateway is handling (a retired gateway closes its pools at 0)."""
         self.auth = ClientAuth(settings.client_keys)
-        self.clients = {
-            name: HttpClient(p.base_url, max_connections=p.max_connections)
-            for name, p in settings.providers.items()
-        }
         res = settings.resilience
-        self.health = HealthBoard(health_config(settings))
-        self.budget = RetryBudget(ratio=res.budget_ratio, floor=res.budget_floor, window=res.budget_window)
+        if previous is None:
+            self.clients = {
+                name: HttpClient(p.base_url, max_connections=p.max_connections)
+                for name, p in settings.providers.items()
+            }
+            self.health = HealthBoard(health_config(settings))
+            self.budget = RetryBudget(
+                ratio=res.budget_ratio, floor=res.budget_floor, window=res.budget_window
+            )
+            self.inflight = InflightCounter()
+            self.affinity = SessionAffinity(settings.limits.session_bindings)
+            self.events = EventBus()
+            self.metrics = Metrics()
+            self.loops = LoopDetector()
+            self.limiter = KeyLimiter()
+            if settings.metrics:
+                self.events.subscribe(self.metrics)
+                self.events.subscribe(self.loops)
+            malformed = 0
+        else:
+            self.clients = {
+                name: _reused_client(previous, p) or HttpClient(p.base_url, max_connections=p.max_connections)
+                for name, p in settings.providers.items()
+            }
+            self.health = previous.health
+            self.health.config = health_config(settings)
+            self.budget = previous.budget  # its window is fixed: a changed one needs a restart
+            self.budget.ratio, self.budget.floor = res.budget_ratio, res.budget_floor
+            self.inflight = previous.inflight
+            self.affinity = previous.affinity
+            self.events = previous.events
+            self.metrics = previous.metrics
+            self.loops = previous.loops
+            self.limiter = previous.limiter
+            self.auth.set_stored(previous.auth.stored, any_made=previous.auth.any_made)
+            malformed = previous.dispatcher.malformed_events
+        self._count_tokens_if_limited()
         self.classifier = Classifier(settings.error_rules)
-        self.inflight = InflightCounter()
-        self.affinity = SessionAffinity(settings.limits.session_bindings)
-        self.events = EventBus()
+        if previous is not None:
+            self.classifier.carry_hits(previous.classifier)
         self.dispatcher = Dispatcher(
             settings,
             self.clients,
@@ -61,26 +100,41 @@ class Gateway:
             self.events,
             rng,
         )
+        self.dispatcher.malformed_events = malformed
         self._routes: dict[tuple[str, Api], tuple[Route, ...]] = {
             (alias.name, api): compatible_routes(alias, api, settings.providers)
             for alias in settings.models.values()
             for api in Api
         }
-        self.metrics = Metrics()
-        self.loops = LoopDetector()
-        self.events.subscribe(self.metrics)
-        self.events.subscribe(self.loops)
-        self.limiter = KeyLimiter()
-        self.events.subscribe(self.limiter)
-        self._register_gauges()
-        self._admin_digest = (
-            hashlib.sha256(settings.admin_token.reveal().encode()).digest() if settings.admin_token else None
-        )
+        if settings.metrics:
+            self._register_gauges()
+        self.admin_auth = AdminAuth(settings.admin_token)
         self._models_openai = orjson.dumps(self._model_list_openai())
         self._models_anthropic = orjson.dumps(self._model_list_anthropic())
 
+    def set_stored_keys(self, keys: tuple[ClientKey, ...], *, any_made: bool) -> None:
+        """The active keys of the usage store (``spillgate keys create``), re-read while running."""
+        self.auth.set_stored(keys, any_made=any_made)
+        self._count_tokens_if_limited()
+
+    def _count_tokens_if_limited(self) -> None:
+        """The limiter follows finished requests' tokens only while some key has a token limit
+        (with no observer at all, request events are not even built)."""
+        needed = any(k.limits.tpm is not None or k.limits.token_budget is not None for k in self.auth.keys)
+        if needed:
+            self.events.subscribe(self.limiter)
+        else:
+            self.events.unsubscribe(self.limiter)
+
     # -- HTTP entry point ---------------------------------------------------------------
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
+        self.active += 1
+        try:
+            await self._handle(request, writer)
+        finally:
+            self.active -= 1
+
+    async def _handle(self, request: Request, writer: ResponseWriter) -> None:
         try:
             api = ROUTES.get(request.path)
             if api is not None:
@@ -96,7 +150,15 @@ class Gateway:
             elif request.path == "/metrics":
                 if request.method not in ("GET", "HEAD"):
                     raise _method_not_allowed(request, "GET")
-                self._check_admin(request.headers)
+                self._check_admin(request)
+                if not self.settings.metrics:
+                    raise GatewayError(
+                        404,
+                        ErrorKind.NOT_FOUND,
+                        "metrics are off in this gateway's config (metrics: off)",
+                        code="unknown_url",
+                        should_retry=False,
+                    )
                 await writer.send(200, [("content-type", _PROMETHEUS)], self.metrics.render())
             elif request.path == "/healthz":
                 if request.method not in ("GET", "HEAD"):
@@ -118,18 +180,15 @@ class Gateway:
             headers, body = render_error(family_for_path(request.path), error)
             await writer.send(error.status, headers, body)
 
-    def _check_admin(self, headers: dict[str, str]) -> None:
-        if self._admin_digest is None:
-            return
-        token = presented_key(headers)
-        if token is None or not hmac.compare_digest(
-            hashlib.sha256(token.encode()).digest(), self._admin_digest
-        ):
+    def _check_admin(self, request: Request) -> None:
+        """The admin API's rule (``spillgate.admin.auth``): the admin token, else loopback only."""
+        denied = self.admin_auth.decide(request.headers, request.remote)
+        if denied is not None:
             raise GatewayError(
-                401,
-                ErrorKind.AUTHENTICATION,
-                "this endpoint needs the gateway's admin token: 'Authorization: Bearer <admin_token>'",
-                code="invalid_api_key",
+                denied.status,
+                ErrorKind.AUTHENTICATION if denied.status == 401 else ErrorKind.PERMISSION,
+                denied.message,
+                code=denied.code,
                 should_retry=False,
             )
 
@@ -275,6 +334,18 @@ class Gateway:
         for client in self.clients.values():
             await client.close()
 
+    async def retire(self, successor: Gateway, *, poll: float = 0.1, limit: float = 3600.0) -> None:
+        """After a reload: once this gateway's last request (a long stream, say) has ended, close
+        the connection pools ``successor`` did not take over."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while self.active > 0 and loop.time() < deadline:
+            await asyncio.sleep(poll)
+        kept = {id(c) for c in successor.clients.values()}
+        for client in self.clients.values():
+            if id(client) not in kept:
+                await client.close()
+
 
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -284,6 +355,17 @@ def _count_by_reason(reports: list[LoopReport]) -> list[tuple[tuple[str, ...], f
     for report in reports:
         counts[report.reason] += 1
     return [((reason,), n) for reason, n in counts.items()]
+
+
+def _reused_client(previous: Gateway, provider: Provider) -> HttpClient | None:
+    """The previous gateway's pool for ``provider`` if it still points at the same place."""
+    old = previous.settings.providers.get(provider.name)
+    client = previous.clients.get(provider.name)
+    if old is None or client is None:
+        return None
+    if old.base_url != provider.base_url or old.max_connections != provider.max_connections:
+        return None
+    return client
 
 
 def health_config(settings: Settings) -> HealthConfig:

@@ -8,6 +8,7 @@ ends the stream with an in-band error.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import random
@@ -35,6 +36,7 @@ from .attempt import Attempt
 from .call import Outcome, call
 from .forward import client_headers, upstream_headers
 from .planner import Candidate, RequestPlan
+from .redact import Redactor
 
 log = logging.getLogger("spillgate.dispatch")
 
@@ -88,6 +90,7 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self._rotation = itertools.count()
         self.malformed_events = 0
+        self.redact = Redactor.for_settings(settings)
         self.active = 0
         """Client requests being served now."""
 
@@ -238,6 +241,11 @@ class Dispatcher:
     def judge(self, outcome: Outcome, candidate: Candidate, trip: bool = False) -> Verdict:
         """Classify a failed outcome and mark the scope it says is unhealthy."""
         assert outcome.signal is not None
+        # Where a failure enters: from here on its text goes to health, logs and the client.
+        message = self.redact.text(outcome.signal.message)
+        if message is not outcome.signal.message:
+            outcome.signal = dataclasses.replace(outcome.signal, message=message)
+        outcome.body = self.redact.body(outcome.body)
         verdict = self.classifier.classify(outcome.signal)
         attempt = candidate.attempt
         marked = ""

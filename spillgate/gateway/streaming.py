@@ -131,7 +131,7 @@ class StreamSession:
                 "stream broke after content on %s: %s (%s)",
                 failed.attempt.describe(),
                 verdict.error_class.value,
-                result.message,
+                self.d.redact.text(result.message),
             )
             self.plan.tried.add(failed.attempt.identity)
             if verdict.scope is not Scope.REQUEST:

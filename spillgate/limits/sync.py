@@ -33,7 +33,7 @@ class KeySync:
     async def refresh(self) -> None:
         gateway = self._gateway()
         stored = await self.registry.active()
-        gateway.auth.set_stored(stored, any_made=bool(stored) or await self.registry.made_any())
+        gateway.set_stored_keys(stored, any_made=bool(stored) or await self.registry.made_any())
         keys = gateway.auth.keys
         periods = gateway.limiter.budget_periods(keys)
         if periods:

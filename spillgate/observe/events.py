@@ -73,7 +73,13 @@ class EventBus:
         self.failures = 0
 
     def subscribe(self, observer: Observer) -> None:
-        self._observers.append(observer)
+        """Add ``observer`` (once: subscribing it again changes nothing)."""
+        if observer not in self._observers:
+            self._observers.append(observer)
+
+    def unsubscribe(self, observer: Observer) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
 
     @property
     def active(self) -> bool:

@@ -155,11 +155,16 @@ class Metrics:
                 self.first_token.observe(event.first_token, event.public_model)
 
     def gauge(self, name: str, help: str, labels: tuple[str, ...], read: Reader) -> None:
-        self.scraped.append(Scraped(name, help, labels, read))
+        """A value read at scrape time; registering a name again replaces the reader (a reload)."""
+        self._scrape(Scraped(name, help, labels, read))
 
     def counter_from(self, name: str, help: str, labels: tuple[str, ...], read: Reader) -> None:
         """A counter whose value lives elsewhere, read at scrape time."""
-        self.scraped.append(Scraped(name, help, labels, read, kind="counter"))
+        self._scrape(Scraped(name, help, labels, read, kind="counter"))
+
+    def _scrape(self, metric: Scraped) -> None:
+        self.scraped = [m for m in self.scraped if m.name != metric.name]
+        self.scraped.append(metric)
 
     def render(self) -> bytes:
         lines: list[str] = []

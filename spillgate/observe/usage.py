@@ -1,30 +1,21 @@
-"""The usage observer: every request and attempt event becomes a record for the usage store."""
+"""The usage observer: hands every request and attempt event to the recorder, stamped with the time."""
 
 from __future__ import annotations
 
 import time
 
-from spillgate.observe.events import AttemptFinished, Event, RequestFinished
-from spillgate.store import AttemptRecord, RequestRecord, UsageRecorder
+from spillgate.observe.events import Event
+from spillgate.store import UsageRecorder
 
 
 class UsageObserver:
-    """Turns events into records; the recorder buffers them and writes in batches off the hot path."""
+    """Runs on the event loop for every event, so it does the least it can: the event (immutable)
+    and the time go into the recorder's buffer; records and rows are made on the store's thread."""
+
+    __slots__ = ("recorder",)
 
     def __init__(self, recorder: UsageRecorder) -> None:
         self.recorder = recorder
 
     def __call__(self, event: Event) -> None:
-        now = time.time()
-        if isinstance(event, RequestFinished):
-            self.recorder.submit(
-                RequestRecord.from_event(
-                    event,
-                    time=now,
-                    client_app=event.client_app,
-                    session=event.session,
-                    cached_tokens=event.cached_tokens,
-                )
-            )
-        elif isinstance(event, AttemptFinished):
-            self.recorder.submit(AttemptRecord.from_event(event, time=now))
+        self.recorder.submit((time.time(), event))

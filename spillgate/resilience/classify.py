@@ -334,6 +334,12 @@ class Classifier:
         self.hits: Mapping[str, int] = MappingProxyType(self._hits)
         """Matches per rule name, for every rule (a read-only live view)."""
 
+    def carry_hits(self, previous: Classifier) -> None:
+        """Continue the counts of a classifier this one replaces (a reload), rule by rule name."""
+        for name, n in previous.hits.items():
+            if name in self._hits:
+                self._hits[name] += n
+
     def classify(self, signal: Signal) -> Verdict:
         """What this failure is, what it marks unhealthy and what the client should be told."""
         error_type = signal.error_type.lower() if signal.error_type else ""

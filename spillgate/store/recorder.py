@@ -8,7 +8,7 @@ import contextlib
 import logging
 
 from spillgate.store.base import UsageStore
-from spillgate.store.records import AttemptRecord, Record, RequestRecord
+from spillgate.store.records import Pending
 
 log = logging.getLogger("spillgate.store")
 
@@ -48,7 +48,7 @@ class UsageRecorder:
         """Failed write attempts (a batch that fails, then succeeds on retry, counts 1)."""
         self.batches = 0
         """Successful writes (transactions)."""
-        self._buffer: list[Record] = []
+        self._buffer: list[Pending] = []
         self._in_flight = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -66,7 +66,7 @@ class UsageRecorder:
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="spillgate-usage-recorder")
 
-    def submit(self, record: Record) -> None:
+    def submit(self, record: Pending) -> None:
         try:
             if self._closing:
                 self.dropped += 1
@@ -113,12 +113,10 @@ class UsageRecorder:
             finally:
                 self._in_flight = 0
 
-    async def _write(self, batch: list[Record]) -> None:
-        requests = [r for r in batch if isinstance(r, RequestRecord)]
-        attempts = [r for r in batch if isinstance(r, AttemptRecord)]
+    async def _write(self, batch: list[Pending]) -> None:
         for attempt in (1, 2):
             try:
-                await self.store.write(requests, attempts)
+                await self.store.write_batch(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -44,21 +44,13 @@ class RequestRecord:
         return self.error_class is not None or self.status >= 400
 
     @classmethod
-    def from_event(
-        cls,
-        event: RequestFinished,
-        *,
-        time: float,
-        client_app: str | None = None,
-        session: str | None = None,
-        cached_tokens: int | None = None,
-    ) -> RequestRecord:
+    def from_event(cls, event: RequestFinished, *, time: float) -> RequestRecord:
         return cls(
             time=time,
             request_id=event.request_id,
             client_key=event.client_key,
-            client_app=client_app,
-            session=session,
+            client_app=event.client_app,
+            session=event.session,
             public_model=event.public_model,
             route=event.route,
             account=event.account,
@@ -72,7 +64,7 @@ class RequestRecord:
             ttft_ms=None if event.first_token is None else event.first_token * 1000.0,
             input_tokens=event.input_tokens,
             output_tokens=event.output_tokens,
-            cached_tokens=cached_tokens,
+            cached_tokens=event.cached_tokens,
             recovered=event.recovered,
         )
 
@@ -123,6 +115,23 @@ class AttemptRecord:
 
 
 Record = RequestRecord | AttemptRecord
+
+StampedEvent = tuple[float, AttemptFinished | RequestFinished]
+"""An event and the unix time it was observed (when the request or attempt ended)."""
+
+Pending = RequestRecord | AttemptRecord | StampedEvent
+"""What the recorder buffers. Events are turned into records on the store's thread, not on the
+event loop: the loop only pairs the event with the time."""
+
+
+def as_record(item: Pending) -> Record:
+    if not isinstance(item, tuple):
+        return item
+    ended, event = item
+    if isinstance(event, RequestFinished):
+        return RequestRecord.from_event(event, time=ended - event.latency)
+    return AttemptRecord.from_event(event, time=ended - event.latency)
+
 
 REQUEST_COLUMNS: tuple[str, ...] = tuple(RequestRecord.__dataclass_fields__)
 ATTEMPT_COLUMNS: tuple[str, ...] = tuple(AttemptRecord.__dataclass_fields__)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from spillgate.store import AttemptRecord, RequestRecord, SqliteStore, UsageRecorder, UsageStore
+from spillgate.store import SqliteStore, UsageRecorder, UsageStore
+from spillgate.store.records import Pending
 
 from .records import attempt, request
 
@@ -77,12 +78,12 @@ class FlakyStore(SqliteStore):
         self.failures = failures
         self.calls = 0
 
-    async def write(self, requests: Sequence[RequestRecord], attempts: Sequence[AttemptRecord]) -> None:
+    async def write_batch(self, batch: Sequence[Pending]) -> None:
         self.calls += 1
         if self.failures:
             self.failures -= 1
             raise RuntimeError("disk on fire")
-        await super().write(requests, attempts)
+        await super().write_batch(batch)
 
 
 async def test_one_failure_is_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -9,6 +9,7 @@ Without a server they fail rather than skip.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -87,6 +88,9 @@ async def test_records_from_events(store: UsageStore) -> None:
         recovered=None,
         input_tokens=10,
         output_tokens=3,
+        cached_tokens=4,
+        session="s",
+        client_app="claude-cli/2.0",
     )
     af = AttemptFinished(
         request_id="e1",
@@ -108,13 +112,20 @@ async def test_records_from_events(store: UsageStore) -> None:
         first_byte=None,
         kind="attempt",
     )
-    req = RequestRecord.from_event(rf, time=T0, client_app="claude-cli/2.0", session="s", cached_tokens=4)
+    req = RequestRecord.from_event(rf, time=T0)
     att = AttemptRecord.from_event(af, time=T0)
     assert req.latency_ms == 1250.0 and req.ttft_ms == 500.0 and req.cached_tokens == 4
+    assert req.client_app == "claude-cli/2.0" and req.session == "s"
     assert att.latency_ms == 200.0 and att.first_byte_ms is None
     await store.write([req], [att])
     assert await store.requests_for("e1") == [req]
     assert await store.attempts_for("e1") == [att]
+    # What the recorder buffers: (time the event was observed, event), made into records on the
+    # store's thread; the record's time is when the request arrived / the attempt was sent.
+    await store.write_batch([(T0 + 1.25, dataclasses.replace(rf, request_id="e2")), (T0 + 0.2, af)])
+    [stamped] = await store.requests_for("e2")
+    assert stamped == dataclasses.replace(req, request_id="e2")
+    assert len(await store.attempts_for("e1")) == 2
 
 
 async def test_one_write_is_one_transaction(store: UsageStore) -> None:

@@ -1,0 +1,304 @@
+"""The admin HTTP handler: ``/admin/*`` (JSON, admin token) and ``/dashboard`` (the page shell).
+
+Every ``/admin/`` request is checked by :class:`~spillgate.admin.auth.AdminAuth` first, so an
+unknown path says nothing to a caller without the token. The gateway is looked up on the host
+per request: a configuration reload replaces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from urllib.parse import unquote
+
+import orjson
+
+from spillgate.admin import scopes
+from spillgate.admin.auth import AdminAuth
+from spillgate.admin.dashboard import DASHBOARD_HEADERS, dashboard_html
+from spillgate.admin.errors import AdminError, render_admin_error
+from spillgate.admin.health_view import health_report
+from spillgate.admin.params import choice, duration, instant, limit, query_params, time_range
+from spillgate.config.loader import ConfigError
+from spillgate.config.schema import Settings
+from spillgate.http.server import Request, ResponseWriter
+from spillgate.observe.recent import RecentFailures
+from spillgate.observe.timeline import Timeline
+from spillgate.store import GROUP_BY, GroupBy, UsageStore
+
+if TYPE_CHECKING:
+    from spillgate.gateway.core import Gateway
+
+log = logging.getLogger("spillgate.admin")
+
+_T = TypeVar("_T")
+
+USAGE_BY = ("client_key", "client_app", "public_model", "route", "account")
+FAILURE_SOURCES = ("store", "memory")
+
+_JSON = [("content-type", "application/json"), ("cache-control", "no-store")]
+
+ENDPOINTS = (
+    "GET /admin/health",
+    "POST /admin/accounts/{id}/drain",
+    "POST /admin/accounts/{id}/enable",
+    "POST /admin/providers/{name}/drain",
+    "POST /admin/providers/{name}/enable",
+    "POST /admin/reload",
+    "GET /admin/usage?by=client_key|client_app|public_model|route|account&since=&until=&limit=",
+    "GET /admin/failures?limit=&since=&source=store|memory",
+    "GET /admin/timeline?window=15m",
+    "GET /dashboard",
+)
+
+
+class AdminHost(Protocol):
+    """What the admin API needs of the application (``spillgate.app.App``)."""
+
+    @property
+    def gateway(self) -> Gateway: ...
+
+    @property
+    def store(self) -> UsageStore | None: ...
+
+
+Endpoint = Callable[[Request], Awaitable[object]]
+
+
+class AdminApi:
+    def __init__(
+        self,
+        host: AdminHost,
+        timeline: Timeline,
+        recent: RecentFailures,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.host = host
+        self.timeline = timeline
+        self.recent = recent
+        self._clock = clock
+        self._auth_for: Settings | None = None
+        self._auth = AdminAuth(None)
+        self._reads: dict[str, Endpoint] = {
+            "/admin": self._index,
+            "/admin/": self._index,
+            "/admin/health": self._health,
+            "/admin/usage": self._usage,
+            "/admin/failures": self._failures,
+            "/admin/timeline": self._timeline,
+        }
+
+    # -- entry point ------------------------------------------------------------------------------
+
+    async def handle(self, request: Request, writer: ResponseWriter) -> None:
+        try:
+            if request.path in ("/dashboard", "/dashboard/"):
+                _allow(request, "GET", "HEAD")
+                await writer.send(200, DASHBOARD_HEADERS, dashboard_html())
+                return
+            if not (request.path == "/admin" or request.path.startswith("/admin/")):
+                raise AdminError(
+                    404, f"no such page: {request.path}; the dashboard is /dashboard", "unknown_url"
+                )
+            self.auth().check(request.headers, request.remote)
+            payload = await self._dispatch(request)
+            await writer.send(
+                200, _JSON, orjson.dumps(payload, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
+            )
+        except AdminError as error:
+            if writer.started:
+                writer.abort()
+                return
+            headers, body = render_admin_error(error)
+            await writer.send(error.status, headers, body)
+
+    def auth(self) -> AdminAuth:
+        """The check for the current configuration's admin token (rebuilt after a reload)."""
+        settings = self.host.gateway.settings
+        if settings is not self._auth_for:
+            self._auth = AdminAuth(settings.admin_token)
+            self._auth_for = settings
+        return self._auth
+
+    async def _dispatch(self, request: Request) -> object:
+        path = request.path
+        read = self._reads.get(path)
+        if read is not None:
+            _allow(request, "GET", "HEAD")
+            return await read(request)
+        if path == "/admin/reload":
+            _allow(request, "POST")
+            return await self._reload()
+        parts = path.split("/")
+        if len(parts) == 5 and parts[2] in ("accounts", "providers") and parts[4] in ("drain", "enable"):
+            _allow(request, "POST")
+            name = unquote(parts[3])
+            if parts[2] == "accounts":
+                return self._account_action(name, parts[4])
+            return self._provider_action(name, parts[4])
+        raise AdminError(
+            404,
+            f"no such admin endpoint: {request.method} {path}; see GET /admin for the list",
+            "unknown_url",
+        )
+
+    # -- endpoints ----------------------------------------------------------------------------------
+
+    async def _index(self, request: Request) -> object:
+        return {"endpoints": list(ENDPOINTS)}
+
+    async def _health(self, request: Request) -> object:
+        gw = self.host.gateway
+        report = health_report(
+            gw.settings, gw.health.snapshot(), gw.inflight.counts, self.recent, self._clock()
+        )
+        return {**_fields(report), "retry_budget": gw.budget.snapshot()}
+
+    def _account_action(self, account_id: str, action: str) -> object:
+        gw = self.host.gateway
+        if account_id not in gw.settings.accounts:
+            known = ", ".join(sorted(gw.settings.accounts)) or "none"
+            raise AdminError(404, f"unknown account {account_id!r} (known: {known})", "unknown_account")
+        key = scopes.account_key(account_id)
+        inflight = gw.inflight.counts.get(account_id, 0)
+        if action == "drain":
+            scopes.drain(gw.health, key, self._clock())
+            return {
+                "account": account_id,
+                "state": "drained",
+                "inflight": inflight,
+                "message": f"no new requests go to account {account_id}; the {inflight} in flight finish",
+            }
+        cleared = scopes.enable(gw.health, key)
+        return {"account": account_id, "state": "closed", "cleared": cleared}
+
+    def _provider_action(self, provider: str, action: str) -> object:
+        gw = self.host.gateway
+        if provider not in gw.settings.providers:
+            known = ", ".join(sorted(gw.settings.providers)) or "none"
+            raise AdminError(404, f"unknown provider {provider!r} (known: {known})", "unknown_provider")
+        key = scopes.provider_key(provider)
+        routes = [
+            r.label
+            for alias in gw.settings.models.values()
+            for r in alias.routes
+            if r.provider == provider and not r.accounts
+        ]
+        if action == "drain":
+            if not routes:
+                raise AdminError(
+                    409,
+                    f"no route uses provider {provider!r} with its own key; drain its accounts instead",
+                    "nothing_to_drain",
+                )
+            scopes.drain(gw.health, key, self._clock())
+            return {"provider": provider, "state": "drained", "routes": routes}
+        cleared = scopes.enable(gw.health, key, provider=provider)
+        return {"provider": provider, "state": "closed", "routes": routes, "cleared": cleared}
+
+    async def _reload(self) -> object:
+        reload: Callable[[], Awaitable[object]] | None = getattr(self.host, "reload", None)
+        if reload is None:
+            raise AdminError(501, "this build cannot reload its configuration in place", "reload_unavailable")
+        try:
+            result = await reload()
+        except ConfigError as exc:
+            raise AdminError(400, f"configuration not reloaded: {exc}", "config_error") from None
+        return {"reloaded": True, "result": result}
+
+    def _store(self) -> UsageStore:
+        store = self.host.store
+        if store is None:
+            raise AdminError(
+                503,
+                "no usage store is configured, so there is no usage to query: set usage.dsn "
+                "(sqlite:PATH or postgresql://...) in the configuration",
+                "usage_store_off",
+            )
+        return store
+
+    async def _usage(self, request: Request) -> object:
+        params = query_params(request.query)
+        by = choice(params.get("by"), "by", USAGE_BY, "public_model")
+        since, until = time_range(params.get("since"), params.get("until"), self._clock())
+        count = limit(params.get("limit"), 50, 1000)
+        store = self._store()
+        if by not in GROUP_BY:
+            raise AdminError(
+                400, f"by: this usage store cannot group by {by}", "invalid_parameter", param="by"
+            )
+        rows = await _query(store.usage(cast(GroupBy, by), since, until))
+        return {
+            "by": by,
+            "since": since,
+            "until": until,
+            "requests": sum(r.requests for r in rows),
+            "errors": sum(r.errors for r in rows),
+            "rows": rows[:count],
+        }
+
+    async def _failures(self, request: Request) -> object:
+        params = query_params(request.query)
+        count = limit(params.get("limit"), 50, 500)
+        since_text = params.get("since")
+        since = instant(since_text, "since", self._clock()) if since_text and since_text.strip() else None
+        store = self.host.store
+        source = choice(
+            params.get("source"), "source", FAILURE_SOURCES, "memory" if store is None else "store"
+        )
+        if source == "memory":
+            return {
+                "source": "memory",
+                "requests": self.recent.failed_requests(count, since),
+                "attempts": self.recent.failed_attempts(count, since),
+            }
+        store = self._store()
+        return {
+            "source": "store",
+            "requests": await _query(store.recent_failures(count, since)),
+            "attempts": await _query(store.recent_failed_attempts(count, since)),
+        }
+
+    async def _timeline(self, request: Request) -> object:
+        params = query_params(request.query)
+        text = params.get("window")
+        window = duration(text, "window") if text and text.strip() else 900.0
+        window = min(window, self.timeline.span)
+        return {"window_seconds": window, **_fields(self.timeline.view(window))}
+
+
+def _allow(request: Request, *methods: str) -> None:
+    if request.method not in methods:
+        raise AdminError(
+            405,
+            f"method {request.method} is not allowed on {request.path}; use {' or '.join(methods)}",
+            "method_not_allowed",
+            headers=(("allow", ", ".join(methods)),),
+        )
+
+
+async def _query(work: Awaitable[_T]) -> _T:
+    """A usage-store query; its failure is a 503 that says what went wrong."""
+    try:
+        return await work
+    except Exception as exc:
+        log.exception("admin usage query failed")
+        raise AdminError(
+            503, f"the usage store failed: {type(exc).__name__}: {exc}", "usage_store_error"
+        ) from None
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict (one level; orjson serialises the values)."""
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+def _jsonable(obj: Any) -> Any:
+    """orjson's fallback: mappings and sequences it does not know, else the object's text."""
+    if hasattr(obj, "items"):
+        return dict(obj.items())
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    return str(obj)

@@ -1,0 +1,61 @@
+"""Operator actions on health scopes: drain and re-enable an account or a provider's own key.
+
+The key names are those of :meth:`spillgate.gateway.attempt.Attempt.key` (a test keeps the two in
+step): ``account:<id>``, ``account:<id>|<upstream model>``, ``provider-key:<provider>``,
+``provider-key:<provider>|<upstream model>``, ``provider_model:<provider>|<model>``,
+``provider:<provider>``.
+
+Draining disables the owner's key on the health board with :data:`DRAIN_REASON`: the planner
+admits nothing new on it, while requests already running on it finish (their outcomes do not
+change a disabled key). Enabling forgets every scope of the owner, so it is closed afresh.
+"""
+
+from __future__ import annotations
+
+import time
+
+from spillgate.resilience.health import HealthBoard, ScopeSnapshot
+
+DRAIN_REASON = "drained by operator"
+
+
+def account_key(account_id: str) -> str:
+    return f"account:{account_id}"
+
+
+def provider_key(provider: str) -> str:
+    """The scope of a provider's own credential (routes without accounts)."""
+    return f"provider-key:{provider}"
+
+
+def provider_model_key(provider: str, model: str) -> str:
+    return f"provider_model:{provider}|{model}"
+
+
+def provider_scope_key(provider: str) -> str:
+    return f"provider:{provider}"
+
+
+def is_drained(scope: ScopeSnapshot) -> bool:
+    return scope.state == "disabled" and scope.reason.startswith(DRAIN_REASON)
+
+
+def drain(board: HealthBoard, owner_key: str, now: float | None = None) -> None:
+    """No new request goes to ``owner_key``; those in flight finish."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now))
+    board.disable(owner_key, f"{DRAIN_REASON} at {stamp}")
+
+
+def enable(board: HealthBoard, owner_key: str, *, provider: str | None = None) -> list[str]:
+    """Close ``owner_key`` and its per-model keys (with ``provider``: that provider's own scopes
+    too); returns the keys that were not closed before, sorted."""
+    starts = [owner_key + "|"]
+    exact = {owner_key}
+    if provider is not None:
+        starts.append(provider_model_key(provider, ""))
+        exact.add(provider_scope_key(provider))
+    prefixes = tuple(starts)
+    found = [s for s in board.snapshot() if s.key in exact or s.key.startswith(prefixes)]
+    for scope in found:
+        board.enable(scope.key)
+    return [s.key for s in found if s.state != "closed"]

@@ -1,0 +1,263 @@
+"""Per-model traffic over time in fixed buckets: the data behind the dashboard's status bars.
+
+An event observer (it runs on the event loop for every attempt and request): each event costs
+a dict lookup, an index into a ring of buckets and a few integer increments. Memory is bounded:
+``buckets`` slots per model, at most ``max_models`` models (later names share ``OTHER``).
+Reading (:meth:`Timeline.view`) does the heavier work: dense lists, totals, percentiles.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from spillgate.observe.events import AttemptFinished, Event, RequestFinished
+
+OTHER = "(other)"
+"""Where the traffic of models past ``max_models`` is counted."""
+
+LATENCY_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000)
+"""Upper bounds (ms) of the latency histogram kept per bucket; one more bin holds the rest."""
+
+_RECOVERY_KINDS = frozenset({"continuation", "replay"})
+
+
+class _Bucket:
+    """Counts of one model in one time slot; ``index`` says which slot it holds now."""
+
+    __slots__ = (
+        "attempt_errors",
+        "attempts",
+        "errors",
+        "failed",
+        "failed_attempts",
+        "failovers",
+        "index",
+        "latency",
+        "ok",
+        "probes",
+        "recoveries",
+        "requests",
+        "retries",
+    )
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.requests = 0
+        self.ok = 0
+        self.failed = 0
+        self.errors: dict[str, int] = {}
+        self.attempts = 0
+        self.failed_attempts = 0
+        self.attempt_errors: dict[str, int] = {}
+        self.retries = 0
+        self.failovers = 0
+        self.probes = 0
+        self.recoveries = 0
+        self.latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketView:
+    """One model (or the total) in one bucket starting at ``start`` (unix seconds)."""
+
+    start: float
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    errors: Mapping[str, int] | None = None
+    """Failed requests by error class (``http_<status>`` when the gateway named none)."""
+    attempts: int = 0
+    """Upstream attempts, first tries included."""
+    failed_attempts: int = 0
+    attempt_errors: Mapping[str, int] | None = None
+    retries: int = 0
+    """Attempts of kind ``retry`` (the same route again)."""
+    failovers: int = 0
+    probes: int = 0
+    recoveries: int = 0
+    """Continuations and replays after a stream broke mid-answer."""
+    p50_ms: float | None = None
+    """Request latency percentiles, as the upper bound of the histogram bin (``None``: no requests;
+    the total over all models carries none)."""
+    p95_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineView:
+    bucket_seconds: float
+    start: float
+    """Start of the oldest bucket (unix seconds)."""
+    now: float
+    models: Mapping[str, list[BucketView]]
+    """Dense, oldest first, the current (partial) bucket last; one list per model seen in the window."""
+    total: list[BucketView]
+
+
+class Timeline:
+    """Counts per public model in ``bucket_seconds`` slots over the last ``buckets`` slots."""
+
+    def __init__(
+        self,
+        bucket_seconds: float = 10.0,
+        buckets: int = 360,
+        max_models: int = 64,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if bucket_seconds <= 0 or buckets < 1 or max_models < 1:
+            raise ValueError("bucket_seconds, buckets and max_models must be positive")
+        self.bucket_seconds = float(bucket_seconds)
+        self.buckets = buckets
+        self.max_models = max_models
+        self._clock = clock
+        self._rings: dict[str, list[_Bucket | None]] = {}
+
+    @property
+    def span(self) -> float:
+        """The longest window kept, in seconds."""
+        return self.bucket_seconds * self.buckets
+
+    # -- writing (once per event) -------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RequestFinished):
+            b = self._bucket(event.public_model)
+            b.requests += 1
+            if event.ok:
+                b.ok += 1
+            else:
+                b.failed += 1
+                cls = event.error_class or f"http_{event.status}"
+                b.errors[cls] = b.errors.get(cls, 0) + 1
+            b.latency[bisect.bisect_left(LATENCY_BOUNDS_MS, event.latency * 1000.0)] += 1
+        elif isinstance(event, AttemptFinished):
+            b = self._bucket(event.public_model)
+            b.attempts += 1
+            if not event.ok:
+                b.failed_attempts += 1
+                cls = event.error_class or f"http_{event.status}"
+                b.attempt_errors[cls] = b.attempt_errors.get(cls, 0) + 1
+            kind = event.kind
+            if kind == "retry":
+                b.retries += 1
+            elif kind == "failover":
+                b.failovers += 1
+            elif kind == "probe":
+                b.probes += 1
+            elif kind in _RECOVERY_KINDS:
+                b.recoveries += 1
+
+    def _bucket(self, model: str) -> _Bucket:
+        ring = self._rings.get(model)
+        if ring is None:
+            if len(self._rings) >= self.max_models and model != OTHER:
+                return self._bucket(OTHER)
+            ring = self._rings[model] = [None] * self.buckets
+        index = int(self._clock() // self.bucket_seconds)
+        slot = index % self.buckets
+        bucket = ring[slot]
+        if bucket is None or bucket.index != index:
+            bucket = ring[slot] = _Bucket(index)
+        return bucket
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def view(self, window: float | None = None) -> TimelineView:
+        """The last ``window`` seconds (all that is kept when ``None`` or longer), whole buckets."""
+        now = self._clock()
+        width = self.bucket_seconds
+        count = self.buckets if window is None else max(1, min(self.buckets, math.ceil(window / width)))
+        last = int(now // width)
+        first = last - count + 1
+        models: dict[str, list[BucketView]] = {}
+        for model, ring in self._rings.items():
+            live = [ring[i % self.buckets] for i in range(first, last + 1)]
+            if not any(b is not None and b.index == first + n for n, b in enumerate(live)):
+                continue
+            models[model] = [
+                _view(b, (first + n) * width)
+                if b is not None and b.index == first + n
+                else BucketView(start=(first + n) * width)
+                for n, b in enumerate(live)
+            ]
+        total = [_sum((first + n) * width, (series[n] for series in models.values())) for n in range(count)]
+        return TimelineView(
+            bucket_seconds=width,
+            start=first * width,
+            now=now,
+            models=dict(sorted(models.items())),
+            total=total,
+        )
+
+
+def _view(b: _Bucket, start: float) -> BucketView:
+    p50, p95 = _percentiles(b.latency, b.requests)
+    return BucketView(
+        start=start,
+        requests=b.requests,
+        ok=b.ok,
+        failed=b.failed,
+        errors=dict(b.errors) if b.errors else None,
+        attempts=b.attempts,
+        failed_attempts=b.failed_attempts,
+        attempt_errors=dict(b.attempt_errors) if b.attempt_errors else None,
+        retries=b.retries,
+        failovers=b.failovers,
+        probes=b.probes,
+        recoveries=b.recoveries,
+        p50_ms=p50,
+        p95_ms=p95,
+    )
+
+
+def _sum(start: float, views: Iterable[BucketView]) -> BucketView:
+    requests = ok = failed = attempts = failed_attempts = retries = failovers = probes = recoveries = 0
+    errors: dict[str, int] = {}
+    attempt_errors: dict[str, int] = {}
+    for v in views:
+        requests += v.requests
+        ok += v.ok
+        failed += v.failed
+        attempts += v.attempts
+        failed_attempts += v.failed_attempts
+        retries += v.retries
+        failovers += v.failovers
+        probes += v.probes
+        recoveries += v.recoveries
+        for src, dst in ((v.errors, errors), (v.attempt_errors, attempt_errors)):
+            for cls, n in (src or {}).items():
+                dst[cls] = dst.get(cls, 0) + n
+    return BucketView(
+        start=start,
+        requests=requests,
+        ok=ok,
+        failed=failed,
+        errors=errors or None,
+        attempts=attempts,
+        failed_attempts=failed_attempts,
+        attempt_errors=attempt_errors or None,
+        retries=retries,
+        failovers=failovers,
+        probes=probes,
+        recoveries=recoveries,
+    )
+
+
+def _percentiles(histogram: list[int], n: int) -> tuple[float | None, float | None]:
+    if n <= 0:
+        return None, None
+    out: list[float | None] = []
+    for q in (0.5, 0.95):
+        rank = math.ceil(q * n)
+        running = 0
+        value: float | None = None
+        for bound, count in zip((*LATENCY_BOUNDS_MS, math.inf), histogram, strict=True):
+            running += count
+            if running >= rank:
+                value = float(min(bound, LATENCY_BOUNDS_MS[-1]))
+                break
+        out.append(value)
+    return out[0], out[1]
