@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--listen", type=_listen, default=("127.0.0.1", 9090))
     fake.add_argument("--behaviors", help="YAML/JSON file: {models: {NAME: {fault fields}}}")
     fake.add_argument("--max-attempts", type=int, default=10_000, help="attempt log size (newest kept)")
+
+    from spillgate.doctor.command import add_parser as add_doctor_parser
+
+    add_doctor_parser(sub)
     return parser
 
 
@@ -68,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _migrate(args)
         if args.command == "fake-upstream":
             return _fake(args)
+        if args.command == "doctor":
+            from spillgate.doctor.command import run as run_doctor
+
+            return run_doctor(args)
     except ConfigError as exc:
         print(f"spillgate: config error: {exc}", file=sys.stderr)
         return 2

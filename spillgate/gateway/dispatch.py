@@ -361,7 +361,11 @@ class Dispatcher:
                 should_retry=error.should_retry,
             )
         headers, body = render_error(ex.parsed.api.family, error)
-        headers += [("x-spillgate-attempts", str(ex.attempts)), *ex.extra_headers]
+        headers += [
+            ("x-spillgate-attempts", str(ex.attempts)),
+            ("x-spillgate-error-class", error_class.value),
+            *ex.extra_headers,
+        ]
         await ex.writer.send(error.status, headers, body)
         self._emit_request(ex, error.status, None, error_class)
 
@@ -377,7 +381,8 @@ class Dispatcher:
             should_retry=True,
         )
         headers, body = render_error(ex.parsed.api.family, error)
-        await ex.writer.send(error.status, headers + ex.extra_headers, body)
+        headers += [("x-spillgate-attempts", "0"), ("x-spillgate-error-class", "no_route"), *ex.extra_headers]
+        await ex.writer.send(error.status, headers, body)
         self._emit_request(ex, 503, None, None)
 
     def _emit_request(

@@ -1,0 +1,71 @@
+"""Building probe results by hand for the table tests."""
+
+from __future__ import annotations
+
+from spillgate.config.schema import Account, Provider, Secret
+from spillgate.doctor.target import Endpoint, UrlTarget
+from spillgate.doctor.types import BodyKind, Probe, ProbeResult, Role
+from spillgate.protocols.apis import Api
+from spillgate.resilience.types import ErrorClass, Transport
+
+KEY = "sk-test-0123456789abcd"
+TARGET = UrlTarget("http://api.test:8000", "gpt-x", (Api.OPENAI_CHAT, Api.ANTHROPIC_MESSAGES), Secret(KEY))
+
+
+def result(
+    role: Role = Role.MODEL,
+    model: str = "gpt-x",
+    *,
+    status: int | None = 200,
+    cls: ErrorClass | None = None,
+    stream: bool = False,
+    api: Api = Api.OPENAI_CHAT,
+    body: BodyKind = BodyKind.JSON,
+    headers: tuple[tuple[str, str], ...] = (),
+    retry: float | None = None,
+    transport: Transport | None = None,
+    in_stream: bool = False,
+    wait: float = 0.0,
+    code: str | None = None,
+    message: str = "",
+    models: tuple[str, ...] = (),
+    endpoint: Endpoint | None = None,
+) -> ProbeResult:
+    probe = Probe(
+        role,
+        endpoint or TARGET.endpoint(api),
+        api,
+        "" if role is Role.LIST else model,
+        stream=stream,
+        wait_before=wait,
+    )
+    return ProbeResult(
+        probe,
+        status,
+        0.004,
+        error_class=cls,
+        error_code=code,
+        message=message,
+        transport=transport,
+        in_stream=in_stream,
+        body_kind=body,
+        retry_after=retry,
+        headers=headers,
+        models=models,
+    )
+
+
+def ok(role: Role = Role.MODEL, model: str = "gpt-x", **kw: object) -> ProbeResult:
+    return result(role, model, **kw)  # type: ignore[arg-type]
+
+
+def listing(*models: str) -> ProbeResult:
+    return result(Role.LIST, models=models)
+
+
+def route(label: str, model: str, provider: str = "up", **kw: object) -> ProbeResult:
+    account = Account(id=label.partition("/")[2] or "acct", provider=provider, api_key=Secret(KEY))
+    endpoint = Endpoint(
+        Provider(name=provider, protocol="openai", base_url=f"http://{provider}.test:9000/v1"), account, label
+    )
+    return result(Role.ROUTE, model, endpoint=endpoint, **kw)  # type: ignore[arg-type]
