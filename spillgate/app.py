@@ -27,6 +27,7 @@ from spillgate.observe.timeline import Timeline
 from spillgate.observe.usage import UsageObserver
 from spillgate.store import UsageRecorder, UsageStore, open_store
 from spillgate.store.keys import KeyRegistry
+from spillgate.store.writer import WriterProcess
 
 if TYPE_CHECKING:
     from spillgate.fake import FakeUpstream
@@ -63,12 +64,17 @@ class App:
         self.usage: UsageRecorder | None = None
         self.store: UsageStore | None = None
         self.key_sync: KeySync | None = None
+        self.writer: WriterProcess | None = None
 
     async def start(self) -> None:
         if self.settings.usage_dsn is not None:
             # Opening may touch the disk or the network: off the event loop.
             self.store = await asyncio.to_thread(open_store, self.settings.usage_dsn)
-            self.usage = UsageRecorder(self.store)
+            # Writes go through a process of its own (see spillgate.store.writer); the store
+            # above serves queries and client keys.
+            self.writer = WriterProcess(self.settings.usage_dsn)
+            await self.writer.start()
+            self.usage = UsageRecorder(self.writer)
             self.usage.start()
             self.gateway.events.subscribe(UsageObserver(self.usage))
             self.key_sync = KeySync(
@@ -136,6 +142,8 @@ class App:
             await self.key_sync.close()
         if self.usage is not None:
             await self.usage.close()
+        if self.writer is not None:
+            await self.writer.close()
         if self.store is not None:
             await self.store.close()
         if self._demo_upstream is not None:

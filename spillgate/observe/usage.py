@@ -6,11 +6,13 @@ import time
 
 from spillgate.observe.events import Event
 from spillgate.store import UsageRecorder
+from spillgate.store.wire import encode_event
 
 
 class UsageObserver:
-    """Runs on the event loop for every event, so it does the least it can: the event (immutable)
-    and the time go into the recorder's buffer; records and rows are made on the store's thread."""
+    """Runs on the event loop for every event, so it does the least it can: the event and the time,
+    encoded as one small JSON ``bytes`` (in C), go into the recorder's buffer; rows are made in the
+    writer process."""
 
     __slots__ = ("recorder",)
 
@@ -18,4 +20,4 @@ class UsageObserver:
         self.recorder = recorder
 
     def __call__(self, event: Event) -> None:
-        self.recorder.submit((time.time(), event))
+        self.recorder.submit(encode_event(time.time(), event))

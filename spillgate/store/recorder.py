@@ -6,11 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
+from typing import Protocol
 
-from spillgate.store.base import UsageStore
 from spillgate.store.records import Pending
 
 log = logging.getLogger("spillgate.store")
+
+
+class UsageSink(Protocol):
+    """Where batches go: a :class:`~spillgate.store.UsageStore`, or the writer process."""
+
+    async def write_batch(self, batch: Sequence[Pending]) -> None: ...
 
 
 class UsageRecorder:
@@ -27,7 +34,7 @@ class UsageRecorder:
 
     def __init__(
         self,
-        store: UsageStore,
+        store: UsageSink,
         flush_interval: float = 0.5,
         max_batch: int = 500,
         max_pending: int = 100_000,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from spillgate.observe.events import AttemptFinished, RequestFinished
 
@@ -45,28 +48,8 @@ class RequestRecord:
 
     @classmethod
     def from_event(cls, event: RequestFinished, *, time: float) -> RequestRecord:
-        return cls(
-            time=time,
-            request_id=event.request_id,
-            client_key=event.client_key,
-            client_app=event.client_app,
-            session=event.session,
-            public_model=event.public_model,
-            route=event.route,
-            account=event.account,
-            upstream_model=event.upstream_model,
-            api=event.api,
-            stream=event.stream,
-            status=event.status,
-            error_class=event.error_class,
-            attempts=event.attempts,
-            latency_ms=event.latency * 1000.0,
-            ttft_ms=None if event.first_token is None else event.first_token * 1000.0,
-            input_tokens=event.input_tokens,
-            output_tokens=event.output_tokens,
-            cached_tokens=event.cached_tokens,
-            recovered=event.recovered,
-        )
+        row = request_row(time, functools.partial(getattr, event))
+        return cls(**dict(zip(REQUEST_COLUMNS, row, strict=True)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,47 +77,76 @@ class AttemptRecord:
 
     @classmethod
     def from_event(cls, event: AttemptFinished, *, time: float) -> AttemptRecord:
-        return cls(
-            time=time,
-            request_id=event.request_id,
-            attempt=event.attempt,
-            route=event.route,
-            provider=event.provider,
-            account=event.account,
-            upstream_model=event.upstream_model,
-            ok=event.ok,
-            status=event.status,
-            error_class=event.error_class,
-            scope=event.scope,
-            rule=event.rule,
-            phase=event.phase,
-            kind=event.kind,
-            latency_ms=event.latency * 1000.0,
-            first_byte_ms=None if event.first_byte is None else event.first_byte * 1000.0,
-        )
+        row = attempt_row(time, functools.partial(getattr, event))
+        return cls(**dict(zip(ATTEMPT_COLUMNS, row, strict=True)))
 
 
 Record = RequestRecord | AttemptRecord
 
+REQUEST_COLUMNS: tuple[str, ...] = tuple(RequestRecord.__dataclass_fields__)
+ATTEMPT_COLUMNS: tuple[str, ...] = tuple(AttemptRecord.__dataclass_fields__)
+
+Field = Callable[[str], Any]
+"""Reads one field of an event by name: from the event object, or from its JSON in the writer."""
+
+
+def request_row(time: float, f: Field) -> tuple[Any, ...]:
+    """The ``requests`` row (:data:`REQUEST_COLUMNS` order) of a :class:`RequestFinished`: the one
+    place that maps the event to the table."""
+    first = f("first_token")
+    return (
+        time,
+        f("request_id"),
+        f("client_key"),
+        f("client_app"),
+        f("session"),
+        f("public_model"),
+        f("route"),
+        f("account"),
+        f("upstream_model"),
+        f("api"),
+        f("stream"),
+        f("status"),
+        f("error_class"),
+        f("attempts"),
+        f("latency") * 1000.0,
+        None if first is None else first * 1000.0,
+        f("input_tokens"),
+        f("output_tokens"),
+        f("cached_tokens"),
+        f("recovered"),
+    )
+
+
+def attempt_row(time: float, f: Field) -> tuple[Any, ...]:
+    """The ``attempts`` row (:data:`ATTEMPT_COLUMNS` order) of an :class:`AttemptFinished`."""
+    first = f("first_byte")
+    return (
+        time,
+        f("request_id"),
+        f("attempt"),
+        f("route"),
+        f("provider"),
+        f("account"),
+        f("upstream_model"),
+        f("ok"),
+        f("status"),
+        f("error_class"),
+        f("scope"),
+        f("rule"),
+        f("phase"),
+        f("kind"),
+        f("latency") * 1000.0,
+        None if first is None else first * 1000.0,
+    )
+
+
 StampedEvent = tuple[float, AttemptFinished | RequestFinished]
 """An event and the unix time it was observed (when the request or attempt ended)."""
 
-Pending = RequestRecord | AttemptRecord | StampedEvent
-"""What the recorder buffers. Events are turned into records on the store's thread, not on the
-event loop: the loop only pairs the event with the time."""
-
-
-def as_record(item: Pending) -> Record:
-    if not isinstance(item, tuple):
-        return item
-    ended, event = item
-    if isinstance(event, RequestFinished):
-        return RequestRecord.from_event(event, time=ended - event.latency)
-    return AttemptRecord.from_event(event, time=ended - event.latency)
-
-
-REQUEST_COLUMNS: tuple[str, ...] = tuple(RequestRecord.__dataclass_fields__)
-ATTEMPT_COLUMNS: tuple[str, ...] = tuple(AttemptRecord.__dataclass_fields__)
+Pending = RequestRecord | AttemptRecord | StampedEvent | bytes
+"""What the recorder buffers: records, stamped events, or either encoded by ``spillgate.store.wire``
+(what the gateway's usage observer submits). Rows are made off the event loop."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spillgate.store.base import ThreadedStore, pending_migrations
+from spillgate.store.base import ThreadedStore, multi_row_inserts, pending_migrations
 
 _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -81,13 +81,10 @@ class SqliteStore(ThreadedStore):
     def _write_sync(
         self, conn: Any, requests: list[tuple[Any, ...]], attempts: list[tuple[Any, ...]]
     ) -> None:
-        insert_request, insert_attempt = self._insert_sql()
         conn.execute("BEGIN")
         try:
-            if requests:
-                conn.executemany(insert_request, requests)
-            if attempts:
-                conn.executemany(insert_attempt, attempts)
+            for sql, params in multi_row_inserts(requests, attempts):
+                conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -74,9 +74,16 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
     )
     try:
         answered = asyncio.run(_load(gw_port, seconds=2.5))
+        writers = _children(gateway.pid)  # the usage writer process
+        assert writers, "the gateway runs its usage writer as a child process"
         killed_at = time.monotonic()
         os.kill(gateway.pid, signal.SIGKILL)
         gateway.wait(10)
+        # The writer sees the end of its input, writes what reached it and exits on its own.
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in writers) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in writers), "the writer outlived its input"
         times = answered
         assert len(times) > 200, len(times)
         last_second = sum(1 for t in times if t > killed_at - 1.0)
@@ -88,6 +95,13 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 async def _load(port: int, seconds: float) -> list[float]:

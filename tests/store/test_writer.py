@@ -1,0 +1,112 @@
+"""The writer process: frames round-trip to the same records; the child writes every whole frame it
+read, also when its input ends early; the gateway side feeds a real child."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+from spillgate.observe.events import AttemptFinished, RequestFinished
+from spillgate.store import AttemptRecord, RequestRecord, SqliteStore
+from spillgate.store.wire import encode_event, join, rows_of, rows_of_json
+from spillgate.store.writer import WriterProcess, frame, serve
+
+from .records import attempt, request
+
+T0 = 1_800_000_000.0
+
+REQUEST_EVENT = RequestFinished(
+    request_id="e1",
+    api="openai-responses",
+    public_model="m",
+    client_key="team",
+    stream=True,
+    ok=False,
+    status=503,
+    attempts=2,
+    route="m[1]",
+    account="a",
+    upstream_model="u",
+    error_class="capacity",
+    latency=1.5,
+    first_token=None,
+    recovered=None,
+    input_tokens=10,
+    output_tokens=None,
+    cached_tokens=3,
+    session="s",
+    client_app="codex_cli_rs/0.169.0",
+    fingerprint=42,
+)
+ATTEMPT_EVENT = AttemptFinished(
+    request_id="e1",
+    attempt=1,
+    api="openai-responses",
+    public_model="m",
+    route="m[0]",
+    provider="p",
+    account=None,
+    upstream_model="u",
+    stream=True,
+    ok=False,
+    status=503,
+    error_class="capacity",
+    scope="account_model",
+    rule="builtin.capacity",
+    phase="headers",
+    latency=0.25,
+    first_byte=0.01,
+    kind="attempt",
+)
+
+
+def test_every_form_of_an_item_makes_the_same_rows() -> None:
+    stamped = [(T0, REQUEST_EVENT), (T0 - 1.0, ATTEMPT_EVENT)]
+    records = [request(1), attempt(2)]
+    requests, attempts = rows_of([*stamped, *records])
+    assert requests[0][0] == T0 - 1.5 and requests[0][1:4] == ("e1", "team", "codex_cli_rs/0.169.0")
+    assert attempts[0][0] == T0 - 1.25 and attempts[0][-2:] == (250.0, 10.0)
+    # Encoded on the event loop (what the gateway does), then read back in the writer process:
+    encoded = [encode_event(*item) for item in stamped]
+    assert rows_of_json(join([*encoded, *records])) == (requests, attempts)
+    assert rows_of([*encoded, *records]) == (requests, attempts)
+    # The record made from an event agrees with the row made from it.
+    assert RequestRecord.from_event(REQUEST_EVENT, time=T0 - 1.5).latency_ms == requests[0][14] == 1500.0
+    assert AttemptRecord.from_event(ATTEMPT_EVENT, time=T0 - 1.25).first_byte_ms == attempts[0][-1]
+    whole = frame(records)
+    assert int.from_bytes(whole[:4], "big") == len(whole) - 4
+
+
+def _rows(db: Path) -> tuple[int, int]:
+    with sqlite3.connect(db) as conn:
+        return (
+            conn.execute("select count(*) from requests").fetchone()[0],
+            conn.execute("select count(*) from attempts").fetchone()[0],
+        )
+
+
+def test_the_child_writes_every_whole_frame_then_stops_at_a_cut_one(tmp_path: Path) -> None:
+    db = tmp_path / "u.db"
+    whole = frame([(T0, REQUEST_EVENT), (T0, ATTEMPT_EVENT)]) + frame([request(3)])
+    assert serve(f"sqlite:{db}", io.BytesIO(whole)) == 0
+    assert _rows(db) == (2, 1)
+    cut = frame([request(4)])
+    assert serve(f"sqlite:{db}", io.BytesIO(whole + cut[:-3])) == 1  # the gateway died mid-write
+    assert _rows(db) == (4, 2)
+
+
+async def test_the_gateway_side_feeds_a_real_child(tmp_path: Path) -> None:
+    db = tmp_path / "u.db"
+    SqliteStore(db)  # migrated, as the gateway's own store does on start
+    writer = WriterProcess(f"sqlite:{db}")
+    await writer.start()
+    assert writer.pid is not None
+    for i in range(20):
+        await writer.write_batch([encode_event(T0 + i, REQUEST_EVENT), (T0 + i, ATTEMPT_EVENT)])
+    await writer.close()
+    assert _rows(db) == (20, 20)
+    store = SqliteStore(db)
+    [first, *_] = await store.requests_for("e1")
+    assert first.time == T0 - 1.5 and first.client_app == "codex_cli_rs/0.169.0" and first.cached_tokens == 3
+    await store.close()
