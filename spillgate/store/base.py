@@ -95,6 +95,10 @@ class UsageStore(ABC):
         """Requests and errors per model per ``bucket_s`` seconds, oldest first; empty buckets absent."""
 
     @abstractmethod
+    async def settle(self) -> None:
+        """Return once every write handed over is in the database."""
+
+    @abstractmethod
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one statement written with ``?`` placeholders."""
 
@@ -270,6 +274,9 @@ class ThreadedStore(UsageStore):
 
     async def write(self, requests: Sequence[RequestRecord], attempts: Sequence[AttemptRecord]) -> None:
         await self.write_batch([*requests, *attempts])
+
+    async def settle(self) -> None:
+        """Nothing to wait for: :meth:`write_batch` returns when its transaction has committed."""
 
     async def write_batch(self, batch: Sequence[Pending]) -> None:
         if not batch:

@@ -19,6 +19,9 @@ class UsageSink(Protocol):
 
     async def write_batch(self, batch: Sequence[Pending]) -> None: ...
 
+    async def settle(self) -> None:
+        """Return once every batch handed over is in the database (or failed)."""
+
 
 class UsageRecorder:
     """Buffers records and writes them in batches.
@@ -151,15 +154,17 @@ class UsageRecorder:
             return
 
     async def flush(self) -> None:
-        """Write what is buffered now (for tests and admin endpoints)."""
+        """Write what is buffered now, and wait until it is in the database."""
         if self._task is None:
             await self._flush()
+            await self.store.settle()
             return
         # Let the writer do it, so that no two writes run at once.
         while self.pending and not self._task.done():
             assert self._wake is not None
             self._wake.set()
             await asyncio.sleep(0.005)
+        await self.store.settle()
 
     async def close(self) -> None:
         """Stop taking records and write what is left."""

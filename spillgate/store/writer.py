@@ -53,7 +53,13 @@ class WriterProcess:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.dropped = 0
+        self.sent = 0
+        """Frames written to the pipe."""
+        self.done = 0
+        """Frames the child reported as finished (written, or failed and logged)."""
         self._proc: asyncio.subprocess.Process | None = None
+        self._acks: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()
 
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
@@ -62,8 +68,33 @@ class WriterProcess:
             "spillgate.store.writer",
             self.dsn,
             stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
         )
+        self._acks = asyncio.create_task(self._read_acks(self._proc), name="spillgate-usage-writer-acks")
+
+    async def _read_acks(self, proc: asyncio.subprocess.Process) -> None:
+        """The child prints one byte per frame it has finished."""
+        assert proc.stdout is not None
+        while True:
+            data = await proc.stdout.read(4096)
+            self.done += len(data)
+            self._progress.set()
+            if not data:
+                return
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Wait until the child has finished every frame sent so far (or has gone)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.done < self.sent and self._proc is not None and self._proc.returncode is None:
+            self._progress.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise StoreError(f"the usage writer has not finished {self.sent - self.done} batches")
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                continue
 
     @property
     def pid(self) -> int | None:
@@ -87,6 +118,7 @@ class WriterProcess:
             self.dropped += len(batch)
             raise StoreError("the usage writer process is not keeping up (64 MiB waiting)")
         proc.stdin.write(frame(batch))
+        self.sent += 1
 
     async def close(self, timeout: float = 30.0) -> None:
         """Close the pipe and wait for the child to write what it holds and exit."""
@@ -105,6 +137,9 @@ class WriterProcess:
             log.error("usage writer process %d did not finish in %.0f s; killing it", proc.pid, timeout)
             proc.kill()
             await proc.wait()
+        if self._acks is not None:
+            await self._acks
+            self._acks = None
 
 
 # -- the child ------------------------------------------------------------------------------------
@@ -121,8 +156,9 @@ def _read_exactly(stream: IO[bytes], n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def serve(dsn: str, stream: IO[bytes]) -> int:
-    """Write every frame read from ``stream`` until its end; the exit status."""
+def serve(dsn: str, stream: IO[bytes], acks: IO[bytes] | None = None) -> int:
+    """Write every frame read from ``stream`` until its end, one byte to ``acks`` after each; the
+    exit status."""
     from spillgate.store.base import ThreadedStore
     from spillgate.store.dsn import open_store
 
@@ -144,6 +180,12 @@ def serve(dsn: str, stream: IO[bytes]) -> int:
                 failures += 1
                 log.exception("usage writer: a batch could not be written")
                 time.sleep(0.5)
+            if acks is not None:
+                try:
+                    acks.write(b".")
+                    acks.flush()
+                except OSError:
+                    acks = None  # the gateway is gone: keep writing what is left
     finally:
         store.close_sync()
 
@@ -167,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     idle_priority()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return serve(args[0], sys.stdin.buffer)
+    return serve(args[0], sys.stdin.buffer, sys.stdout.buffer)
 
 
 if __name__ == "__main__":

@@ -104,8 +104,11 @@ async def test_the_gateway_side_feeds_a_real_child(tmp_path: Path) -> None:
     assert writer.pid is not None
     for i in range(20):
         await writer.write_batch([encode_event(T0 + i, REQUEST_EVENT), (T0 + i, ATTEMPT_EVENT)])
-    await writer.close()
-    assert _rows(db) == (20, 20)
+    await writer.settle()  # every frame acknowledged: in the database, the child still running
+    assert writer.done == writer.sent == 20 and _rows(db) == (20, 20)
+    await writer.write_batch([request(99)])
+    await writer.close()  # writes what is left, then the child exits
+    assert _rows(db) == (21, 20)
     store = SqliteStore(db)
     [first, *_] = await store.requests_for("e1")
     assert first.time == T0 - 1.5 and first.client_app == "codex_cli_rs/0.169.0" and first.cached_tokens == 3
