@@ -113,3 +113,31 @@ async def test_the_gateway_side_feeds_a_real_child(tmp_path: Path) -> None:
     [first, *_] = await store.requests_for("e1")
     assert first.time == T0 - 1.5 and first.client_app == "codex_cli_rs/0.169.0" and first.cached_tokens == 3
     await store.close()
+
+
+async def test_an_idle_class_writer_is_lifted_while_it_falls_behind(tmp_path: Path) -> None:
+    import os
+
+    from spillgate.store.writer import may_leave_idle
+
+    db = tmp_path / "u.db"
+    SqliteStore(db)
+    writer = WriterProcess(f"sqlite:{db}")
+    await writer.start()
+    try:
+        await writer.write_batch([request(1)])
+        await writer.settle()
+        assert writer.pid is not None
+        if not may_leave_idle():
+            assert os.sched_getscheduler(writer.pid) != os.SCHED_IDLE  # never stuck in the idle class
+            return
+        assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
+        writer._sent_at.append(0.0)  # a batch sent long ago, not finished yet
+        writer.keep_up(now=1.0)
+        assert os.sched_getscheduler(writer.pid) == os.SCHED_OTHER and writer.lifts == 1
+        assert os.getpriority(os.PRIO_PROCESS, writer.pid) == 10
+        writer._sent_at.clear()  # caught up
+        writer.keep_up()
+        assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
+    finally:
+        await writer.close()
