@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spillgate.observe.events import AttemptFinished, RequestFinished
 from spillgate.store import AttemptRecord, RequestRecord
 
 
@@ -55,3 +56,55 @@ def attempt(i: int = 0, n: int = 1, **over: Any) -> AttemptRecord:
     }
     values.update(over)
     return AttemptRecord(**values)
+
+
+def request_event(**over: Any) -> RequestFinished:
+    values: dict[str, Any] = {
+        "request_id": "e1",
+        "api": "openai-chat",
+        "public_model": "m",
+        "client_key": "team",
+        "stream": True,
+        "ok": True,
+        "status": 200,
+        "attempts": 2,
+        "route": "m[1]",
+        "account": "a",
+        "upstream_model": "u",
+        "error_class": None,
+        "latency": 1.25,
+        "first_token": 0.5,
+        "recovered": None,
+        "input_tokens": 10,
+        "output_tokens": 3,
+        "cached_tokens": 4,
+        "session": "s",
+        "client_app": "claude-cli/2.0",
+    }
+    values.update(over)
+    return RequestFinished(**values)
+
+
+def attempt_event(**over: Any) -> AttemptFinished:
+    values: dict[str, Any] = {
+        "request_id": "e1",
+        "attempt": 1,
+        "api": "openai-chat",
+        "public_model": "m",
+        "route": "m[0]",
+        "provider": "p",
+        "account": None,
+        "upstream_model": "u",
+        "stream": True,
+        "ok": False,
+        "status": 429,
+        "error_class": "rate_limited",
+        "scope": "account",
+        "rule": "r",
+        "phase": "headers",
+        "latency": 0.2,
+        "first_byte": None,
+        "kind": "attempt",
+    }
+    values.update(over)
+    return AttemptFinished(**values)

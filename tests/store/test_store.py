@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from spillgate.observe.events import AttemptFinished, RequestFinished
 from spillgate.store import AttemptRecord, MinuteRow, RequestRecord, UsageStore
 
-from .records import attempt, request
+from .records import attempt, attempt_event, request, request_event
 
 T0 = 1_700_000_000.0
 
@@ -70,48 +69,7 @@ async def test_every_field_round_trips(store: UsageStore) -> None:
 
 
 async def test_records_from_events(store: UsageStore) -> None:
-    rf = RequestFinished(
-        request_id="e1",
-        api="openai-chat",
-        public_model="m",
-        client_key="team",
-        stream=True,
-        ok=True,
-        status=200,
-        attempts=2,
-        route="m[1]",
-        account="a",
-        upstream_model="u",
-        error_class=None,
-        latency=1.25,
-        first_token=0.5,
-        recovered=None,
-        input_tokens=10,
-        output_tokens=3,
-        cached_tokens=4,
-        session="s",
-        client_app="claude-cli/2.0",
-    )
-    af = AttemptFinished(
-        request_id="e1",
-        attempt=1,
-        api="openai-chat",
-        public_model="m",
-        route="m[0]",
-        provider="p",
-        account=None,
-        upstream_model="u",
-        stream=True,
-        ok=False,
-        status=429,
-        error_class="rate_limited",
-        scope="account",
-        rule="r",
-        phase="headers",
-        latency=0.2,
-        first_byte=None,
-        kind="attempt",
-    )
+    rf, af = request_event(), attempt_event()
     req = RequestRecord.from_event(rf, time=T0)
     att = AttemptRecord.from_event(af, time=T0)
     assert req.latency_ms == 1250.0 and req.ttft_ms == 500.0 and req.cached_tokens == 4

@@ -7,57 +7,34 @@ import io
 import sqlite3
 from pathlib import Path
 
-from spillgate.observe.events import AttemptFinished, RequestFinished
 from spillgate.store import AttemptRecord, RequestRecord, SqliteStore
 from spillgate.store.wire import encode_event, join, rows_of, rows_of_json
 from spillgate.store.writer import WriterProcess, frame, serve
 
-from .records import attempt, request
+from .records import attempt, attempt_event, request, request_event
 
 T0 = 1_800_000_000.0
 
-REQUEST_EVENT = RequestFinished(
-    request_id="e1",
+REQUEST_EVENT = request_event(
     api="openai-responses",
-    public_model="m",
-    client_key="team",
-    stream=True,
     ok=False,
     status=503,
-    attempts=2,
-    route="m[1]",
-    account="a",
-    upstream_model="u",
     error_class="capacity",
     latency=1.5,
     first_token=None,
-    recovered=None,
-    input_tokens=10,
     output_tokens=None,
     cached_tokens=3,
-    session="s",
     client_app="codex_cli_rs/0.169.0",
     fingerprint=42,
 )
-ATTEMPT_EVENT = AttemptFinished(
-    request_id="e1",
-    attempt=1,
+ATTEMPT_EVENT = attempt_event(
     api="openai-responses",
-    public_model="m",
-    route="m[0]",
-    provider="p",
-    account=None,
-    upstream_model="u",
-    stream=True,
-    ok=False,
     status=503,
     error_class="capacity",
     scope="account_model",
     rule="builtin.capacity",
-    phase="headers",
     latency=0.25,
     first_byte=0.01,
-    kind="attempt",
 )
 
 
