@@ -37,6 +37,8 @@ log = logging.getLogger("spillgate.store")
 _LENGTH = struct.Struct(">I")
 LIFT_AFTER = 0.5
 """Seconds the oldest batch may wait for the writer before it is lifted out of ``SCHED_IDLE``."""
+RESTART_EVERY = 5.0
+"""A writer process that died is replaced at most this often (seconds)."""
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 """Bytes waiting for the child beyond which new batches are dropped (and counted): a stuck child
 must not grow the gateway's memory without bound."""
@@ -63,6 +65,9 @@ class WriterProcess:
         """Frames the child reported as finished (written, or failed and logged)."""
         self.lifts = 0
         """Times the child was lifted out of SCHED_IDLE because it fell behind."""
+        self.restarts = 0
+        self.lost_batches = 0
+        self._restarted_at = -RESTART_EVERY
         self._proc: asyncio.subprocess.Process | None = None
         self._acks: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
@@ -117,6 +122,30 @@ class WriterProcess:
         self._lifted = policy == os.SCHED_OTHER
         self.lifts += self._lifted
 
+    async def _restart(self, dead: asyncio.subprocess.Process) -> asyncio.subprocess.Process:
+        """A writer that died (killed, out of memory) is replaced, at most once per
+        :data:`RESTART_EVERY` seconds; the batches it had not finished are lost, and counted."""
+        now = time.monotonic()
+        if now - self._restarted_at < RESTART_EVERY:
+            raise StoreError(f"the usage writer process exited with status {dead.returncode}")
+        self._restarted_at = now
+        self.restarts += 1
+        self.lost_batches += self.sent - self.done
+        log.error(
+            "usage writer process %d exited with status %s; starting a new one (%d unfinished batches lost)",
+            dead.pid,
+            dead.returncode,
+            self.sent - self.done,
+        )
+        if self._acks is not None:
+            await self._acks
+        self.sent = self.done = 0
+        self._sent_at.clear()
+        self._lifted = False
+        await self.start()
+        assert self._proc is not None
+        return self._proc
+
     async def settle(self, timeout: float = 30.0) -> None:
         """Wait until the child has finished every frame sent so far (or has gone)."""
         loop = asyncio.get_running_loop()
@@ -145,13 +174,14 @@ class WriterProcess:
         if not batch:
             return
         proc = self._proc
-        if proc is None or proc.stdin is None or proc.stdin.is_closing():
+        if proc is None or proc.stdin is None:
             raise StoreError("the usage writer process is not running")
-        if proc.returncode is not None:
-            raise StoreError(f"the usage writer process exited with status {proc.returncode}")
+        if proc.returncode is not None or proc.stdin.is_closing():
+            proc = await self._restart(proc)
         if self.backlog > MAX_BACKLOG_BYTES:
             self.dropped += len(batch)
             raise StoreError("the usage writer process is not keeping up (64 MiB waiting)")
+        assert proc.stdin is not None
         proc.stdin.write(frame(batch))
         self.sent += 1
         now = time.monotonic()

@@ -118,3 +118,30 @@ async def test_an_idle_class_writer_is_lifted_while_it_falls_behind(tmp_path: Pa
         assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
     finally:
         await writer.close()
+
+
+async def test_a_writer_that_died_is_replaced(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import signal
+
+    db = tmp_path / "u.db"
+    SqliteStore(db)
+    writer = WriterProcess(f"sqlite:{db}")
+    await writer.start()
+    try:
+        await writer.write_batch([request(1)])
+        await writer.settle()
+        first = writer.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        for _ in range(200):  # until the gateway side has seen it go
+            if writer._proc is not None and writer._proc.returncode is not None:
+                break
+            await asyncio.sleep(0.01)
+        await writer.write_batch([request(2)])
+        await writer.settle()
+        assert writer.pid != first and writer.restarts == 1
+        assert _rows(db) == (2, 0)
+    finally:
+        await writer.close()
