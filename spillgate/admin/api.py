@@ -49,6 +49,7 @@ ENDPOINTS = (
     "POST /admin/reload",
     "GET /admin/usage?by=client_key|client_app|public_model|route|account&since=&until=&limit=",
     "GET /admin/failures?limit=&since=&source=store|memory",
+    "GET /admin/requests/{x-spillgate-request-id}",
     "GET /admin/timeline?window=15m",
     "GET /dashboard",
 )
@@ -132,6 +133,9 @@ class AdminApi:
             _allow(request, "POST")
             return await self._reload()
         parts = path.split("/")
+        if len(parts) == 4 and parts[2] == "requests" and parts[3]:
+            _allow(request, "GET", "HEAD")
+            return await self._request(unquote(parts[3]))
         if len(parts) == 5 and parts[2] in ("accounts", "providers") and parts[4] in ("drain", "enable"):
             _allow(request, "POST")
             name = unquote(parts[3])
@@ -155,6 +159,18 @@ class AdminApi:
             gw.settings, gw.health.snapshot(), gw.inflight.counts, self.recent, self._clock()
         )
         return {**_fields(report), "retry_budget": gw.budget.snapshot()}
+
+    async def _request(self, request_id: str) -> object:
+        """One request and its attempts, by the id in its ``x-spillgate-request-id`` header."""
+        store = self._store()
+        requests = await _query(store.requests_for(request_id))
+        if not requests:
+            raise AdminError(
+                404,
+                f"no request {request_id!r} in the usage store (records arrive within about a second)",
+                "unknown_request",
+            )
+        return {"request": requests[-1], "attempts": await _query(store.attempts_for(request_id))}
 
     def _account_action(self, account_id: str, action: str) -> object:
         gw = self.host.gateway

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import logging
 import random
+import secrets
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from .redact import Redactor
 log = logging.getLogger("spillgate.dispatch")
 
 _ids = itertools.count(1)
+_RUN = secrets.token_hex(4)
+"""Request ids are ``sg-<run>-<n>``: unique across restarts, so the usage store can be searched by one."""
 
 
 @dataclass(slots=True)
@@ -54,7 +57,7 @@ class Exchange:
     writer: ResponseWriter
     extra_headers: list[tuple[str, str]]
     client_key: str | None
-    request_id: str = field(default_factory=lambda: f"sg-{next(_ids)}")
+    request_id: str = field(default_factory=lambda: f"sg-{_RUN}-{next(_ids)}")
     started: float = field(default_factory=time.monotonic)
     attempts: int = 0
     failures: list[tuple[Verdict, Outcome]] = field(default_factory=list)
@@ -303,6 +306,7 @@ class Dispatcher:
             *client_headers(outcome.headers),
             ("x-spillgate-route", outcome.attempt.route.label),
             ("x-spillgate-attempts", str(ex.attempts)),
+            ("x-spillgate-request-id", ex.request_id),
             *ex.extra_headers,
         ]
 
@@ -364,6 +368,7 @@ class Dispatcher:
         headers += [
             ("x-spillgate-attempts", str(ex.attempts)),
             ("x-spillgate-error-class", error_class.value),
+            ("x-spillgate-request-id", ex.request_id),
             *ex.extra_headers,
         ]
         await ex.writer.send(error.status, headers, body)
@@ -381,7 +386,12 @@ class Dispatcher:
             should_retry=True,
         )
         headers, body = render_error(ex.parsed.api.family, error)
-        headers += [("x-spillgate-attempts", "0"), ("x-spillgate-error-class", "no_route"), *ex.extra_headers]
+        headers += [
+            ("x-spillgate-attempts", "0"),
+            ("x-spillgate-error-class", "no_route"),
+            ("x-spillgate-request-id", ex.request_id),
+            *ex.extra_headers,
+        ]
         await ex.writer.send(error.status, headers, body)
         self._emit_request(ex, 503, None, None)
 

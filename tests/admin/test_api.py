@@ -341,3 +341,33 @@ async def test_reload_reports_config_errors_and_results(
             assert resp.status == 200
     finally:
         await app.stop(grace=1)
+
+
+async def test_one_request_by_its_id(fake: FakeUpstream, tmp_path: Path) -> None:
+    config = admin_config(fake)
+    config["usage"] = {"dsn": f"sqlite:{tmp_path / 'usage.db'}"}
+    sc = await start_scenario(fake, config)
+    try:
+        sc.fake.set(PRIMARY, Fault.capacity(times=1))
+        failed_over = await sc.ask("chat")
+        request_id = failed_over.header("x-spillgate-request-id")
+        assert failed_over.status == 200 and request_id and request_id.startswith("sg-")
+        sc.fake.set(PRIMARY, Fault.capacity())
+        sc.fake.set(SECONDARY, Fault.capacity())
+        refused = await sc.ask("chat", model="solo")
+        assert refused.status == 503 and refused.header("x-spillgate-request-id") not in (None, request_id)
+        assert sc.app.usage is not None
+        await sc.app.usage.flush()
+
+        reply = await admin(sc, f"/admin/requests/{request_id}")
+        assert reply.status == 200, reply.body
+        assert reply.body["request"]["route"] == "coder[1]" and reply.body["request"]["attempts"] == 2
+        assert [(a["route"], a["ok"], a["error_class"]) for a in reply.body["attempts"]] == [
+            ("coder[0]", False, "capacity"),
+            ("coder[1]", True, None),
+        ]
+        missing = await admin(sc, "/admin/requests/sg-nope-1")
+        assert missing.status == 404 and missing.body["error"]["code"] == "unknown_request"
+    finally:
+        await sc.http.close()
+        await sc.app.stop(grace=1)
