@@ -3,13 +3,19 @@ read, also when its input ends early; the gateway side feeds a real child."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import signal
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from spillgate.store import AttemptRecord, RequestRecord, SqliteStore
 from spillgate.store.wire import encode_event, join, rows_of, rows_of_json
-from spillgate.store.writer import WriterProcess, frame, serve
+from spillgate.store.writer import WriterProcess, frame, may_leave_idle, serve
 
 from .records import attempt, attempt_event, request, request_event
 
@@ -73,11 +79,21 @@ def test_the_child_writes_every_whole_frame_then_stops_at_a_cut_one(tmp_path: Pa
     assert _rows(db) == (4, 2)
 
 
-async def test_the_gateway_side_feeds_a_real_child(tmp_path: Path) -> None:
+@pytest.fixture
+async def started(tmp_path: Path) -> AsyncIterator[tuple[WriterProcess, Path]]:
+    """A real writer child on a migrated SQLite file (as the gateway runs it)."""
     db = tmp_path / "u.db"
     SqliteStore(db)  # migrated, as the gateway's own store does on start
     writer = WriterProcess(f"sqlite:{db}")
     await writer.start()
+    try:
+        yield writer, db
+    finally:
+        await writer.close()
+
+
+async def test_the_gateway_side_feeds_a_real_child(started: tuple[WriterProcess, Path]) -> None:
+    writer, db = started
     assert writer.pid is not None
     for i in range(20):
         await writer.write_batch([encode_event(T0 + i, REQUEST_EVENT), (T0 + i, ATTEMPT_EVENT)])
@@ -92,56 +108,38 @@ async def test_the_gateway_side_feeds_a_real_child(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_an_idle_class_writer_is_lifted_while_it_falls_behind(tmp_path: Path) -> None:
-    import os
-
-    from spillgate.store.writer import may_leave_idle
-
-    db = tmp_path / "u.db"
-    SqliteStore(db)
-    writer = WriterProcess(f"sqlite:{db}")
-    await writer.start()
-    try:
-        await writer.write_batch([request(1)])
-        await writer.settle()
-        assert writer.pid is not None
-        if not may_leave_idle():
-            assert os.sched_getscheduler(writer.pid) != os.SCHED_IDLE  # never stuck in the idle class
-            return
-        assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
-        writer._sent_at.append(0.0)  # a batch sent long ago, not finished yet
-        writer.keep_up(now=1.0)
-        assert os.sched_getscheduler(writer.pid) == os.SCHED_OTHER and writer.lifts == 1
-        assert os.getpriority(os.PRIO_PROCESS, writer.pid) == 10
-        writer._sent_at.clear()  # caught up
-        writer.keep_up()
-        assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
-    finally:
-        await writer.close()
+async def test_an_idle_class_writer_is_lifted_while_it_falls_behind(
+    started: tuple[WriterProcess, Path],
+) -> None:
+    writer, _ = started
+    await writer.write_batch([request(1)])
+    await writer.settle()
+    assert writer.pid is not None
+    if not may_leave_idle():
+        assert os.sched_getscheduler(writer.pid) != os.SCHED_IDLE  # never stuck in the idle class
+        return
+    assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
+    writer._sent_at.append(0.0)  # a batch sent long ago, not finished yet
+    writer.keep_up(now=1.0)
+    assert os.sched_getscheduler(writer.pid) == os.SCHED_OTHER and writer.lifts == 1
+    assert os.getpriority(os.PRIO_PROCESS, writer.pid) == 10
+    writer._sent_at.clear()  # caught up
+    writer.keep_up()
+    assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
 
 
-async def test_a_writer_that_died_is_replaced(tmp_path: Path) -> None:
-    import asyncio
-    import os
-    import signal
-
-    db = tmp_path / "u.db"
-    SqliteStore(db)
-    writer = WriterProcess(f"sqlite:{db}")
-    await writer.start()
-    try:
-        await writer.write_batch([request(1)])
-        await writer.settle()
-        first = writer.pid
-        assert first is not None
-        os.kill(first, signal.SIGKILL)
-        for _ in range(200):  # until the gateway side has seen it go
-            if writer._proc is not None and writer._proc.returncode is not None:
-                break
-            await asyncio.sleep(0.01)
-        await writer.write_batch([request(2)])
-        await writer.settle()
-        assert writer.pid != first and writer.restarts == 1
-        assert _rows(db) == (2, 0)
-    finally:
-        await writer.close()
+async def test_a_writer_that_died_is_replaced(started: tuple[WriterProcess, Path]) -> None:
+    writer, db = started
+    await writer.write_batch([request(1)])
+    await writer.settle()
+    first = writer.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    for _ in range(200):  # until the gateway side has seen it go
+        if writer._proc is not None and writer._proc.returncode is not None:
+            break
+        await asyncio.sleep(0.01)
+    await writer.write_batch([request(2)])
+    await writer.settle()
+    assert writer.pid != first and writer.restarts == 1
+    assert _rows(db) == (2, 0)
