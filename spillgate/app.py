@@ -201,6 +201,8 @@ def describe(app: App) -> str:
         f"  OpenAI SDK / Chat / Responses:  base_url={url}/v1",
         f'  Codex CLI:  [model_providers.spillgate] base_url = "{url}/v1", wire_api = "responses"',
         f"  Claude Code / Anthropic SDK:  ANTHROPIC_BASE_URL={url}",
+        f"Dashboard: {url}/dashboard"
+        + ("  (admin token needed)" if s.admin_token else "  (loopback only: no admin_token is set)"),
     ]
     if s.source == "demo":
         lines += [
