@@ -50,6 +50,7 @@ ENDPOINTS = (
     "GET /admin/usage?by=client_key|client_app|public_model|route|account&since=&until=&limit=",
     "GET /admin/failures?limit=&since=&source=store|memory",
     "GET /admin/requests/{x-spillgate-request-id}",
+    "GET /admin/keys",
     "GET /admin/timeline?window=15m",
     "GET /dashboard",
 )
@@ -89,6 +90,7 @@ class AdminApi:
             "/admin/usage": self._usage,
             "/admin/failures": self._failures,
             "/admin/timeline": self._timeline,
+            "/admin/keys": self._keys,
         }
 
     # -- entry point ------------------------------------------------------------------------------
@@ -159,6 +161,36 @@ class AdminApi:
             gw.settings, gw.health.snapshot(), gw.inflight.counts, self.recent, self._clock()
         )
         return {**_fields(report), "retry_budget": gw.budget.snapshot()}
+
+    async def _keys(self, request: Request) -> object:
+        """Every client key (names and limits, never a hash) with its live use of those limits."""
+        gw = self.host.gateway
+        live = {u.name: u for u in gw.limiter.usage()}
+        configured = {k.name for k in gw.auth.configured}
+        refused: dict[str, dict[str, int]] = {}
+        for (name, which), n in gw.limiter.refusals.items():
+            refused.setdefault(name, {})[which] = n
+        keys = []
+        for key in sorted(gw.auth.keys, key=lambda k: k.name):
+            limits = key.limits
+            keys.append(
+                {
+                    "name": key.name,
+                    "source": "config" if key.name in configured else "store",
+                    "limits": {
+                        "models": None if limits.models is None else sorted(limits.models),
+                        "rpm": limits.rpm,
+                        "tpm": limits.tpm,
+                        "max_concurrent": limits.max_concurrent,
+                        "token_budget": limits.token_budget,
+                        "budget_period": limits.budget_period if limits.token_budget else None,
+                    },
+                    "live": live.get(key.name),
+                    "refused": refused.get(key.name, {}),
+                }
+            )
+        auth = "on" if gw.auth.enabled else "off (no client keys: the gateway is open)"
+        return {"auth": auth, "keys": keys}
 
     async def _request(self, request_id: str) -> object:
         """One request and its attempts, by the id in its ``x-spillgate-request-id`` header."""

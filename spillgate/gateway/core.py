@@ -241,6 +241,12 @@ class Gateway:
             lambda: [((name,), float(n)) for name, n in classifier.hits.items() if n],
         )
         m.counter_from(
+            "spillgate_client_limit_refusals_total",
+            "Requests refused by a client key's limits (model, rpm, tpm, concurrency, budget).",
+            ("client_key", "limit"),
+            lambda: [((key, limit), float(n)) for (key, limit), n in self.limiter.refusals.items()],
+        )
+        m.counter_from(
             "spillgate_malformed_events_total",
             "Malformed stream events dropped.",
             (),

@@ -77,6 +77,8 @@ class KeyLimiter:
         self._clock = clock
         self._wall = wall
         self._keys: dict[str, _State] = {}
+        self.refusals: dict[tuple[str, LimitName], int] = {}
+        """Requests refused, per (key name, limit)."""
 
     def _state(self, key: ClientKey) -> _State:
         state = self._keys.get(key.name)
@@ -88,9 +90,16 @@ class KeyLimiter:
 
     def admit(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
         """``None`` and the request counts as started (call :meth:`release` when it ends), or why not."""
-        limits = key.limits
-        if limits.unlimited:
+        if key.limits.unlimited:
             return None
+        refusal = self._admit(key, requested, alias)
+        if refusal is not None:
+            counted = (key.name, refusal.limit)
+            self.refusals[counted] = self.refusals.get(counted, 0) + 1
+        return refusal
+
+    def _admit(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
+        limits = key.limits
         if limits.models is not None and not (
             requested in limits.models or alias in limits.models or "*" in limits.models
         ):

@@ -181,3 +181,22 @@ async def test_limits_on_a_config_key(fake: FakeUpstream) -> None:
     finally:
         await sc.http.close()
         await sc.app.stop(grace=1)
+
+
+async def test_refusals_show_in_metrics_and_the_admin_key_list(start: Any) -> None:
+    sc = await start(KeyLimits(rpm=1, models=frozenset({"coder"})))
+    assert (await sc.ask("chat")).status == 200
+    assert (await sc.ask("chat")).status == 429
+    assert (await sc.ask("chat", model="solo")).status == 403
+    async with sc.http.get(sc.app.url + "/metrics") as resp:
+        metrics = await resp.text()
+    assert 'spillgate_client_limit_refusals_total{client_key="team",limit="rpm"} 1' in metrics
+    assert 'spillgate_client_limit_refusals_total{client_key="team",limit="model"} 1' in metrics
+    async with sc.http.get(sc.app.url + "/admin/keys") as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    [key] = body["keys"]
+    assert body["auth"] == "on" and key["name"] == "team" and key["source"] == "store"
+    assert key["limits"]["rpm"] == 1 and key["limits"]["models"] == ["coder"]
+    assert key["refused"] == {"rpm": 1, "model": 1} and key["live"]["in_flight"] == 0
+    assert KEY not in str(body) and "sha256" not in str(body)
