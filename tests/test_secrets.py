@@ -88,6 +88,7 @@ async def test_no_secret_in_logs_metrics_usage_admin_or_error_bodies(
                 "/admin/failures",
                 "/admin/usage?by=client_key",
                 "/admin/timeline",
+                "/admin/keys",
                 "/dashboard",
             ):
                 async with http.get(sc.app.url + path, headers=admin) as resp:
