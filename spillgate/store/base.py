@@ -112,19 +112,12 @@ class UsageStore(ABC):
 
 _REQUEST_SELECT = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests"
 _ATTEMPT_SELECT = f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts"
-_REQUEST_INSERT = (
-    f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
-)
-_ATTEMPT_INSERT = (
-    f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
-)
 
 
 ROWS_PER_STATEMENT = 100
-"""Rows per multi-row INSERT. ``executemany`` drops and retakes the GIL around every row it steps;
-with the event loop busy on the same core each of those hand-offs is a forced thread switch that the
-loop pays for. One statement per hundred rows makes that a hundred times rarer (and stays far below
-SQLite's 32,766 parameters)."""
+"""Rows per multi-row INSERT, both backends: a quarter less CPU per row than ``executemany`` in the
+writer process on SQLite (7.4 to 8.0 vs 9.9 to 10.2 µs per request), far below SQLite's 32,766 and
+PostgreSQL's 65,535 parameters per statement."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -301,9 +294,6 @@ class ThreadedStore(UsageStore):
             self._conn = None
         self._closed = True
         self._executor.shutdown(wait=False)
-
-    def _insert_sql(self) -> tuple[str, str]:
-        return self._sql(_REQUEST_INSERT), self._sql(_ATTEMPT_INSERT)
 
     async def requests_for(self, request_id: str) -> list[RequestRecord]:
         rows = await self._query(f"{_REQUEST_SELECT} WHERE request_id = ? ORDER BY id", (request_id,))

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from spillgate.store.base import ThreadedStore, check_version, pending_migrations
+from spillgate.store.base import ThreadedStore, check_version, multi_row_inserts, pending_migrations
 
 _LOCK_KEY = 0x5370_696C_6C67  # "Spillg": serialises concurrent `spillgate migrate` runs
 _MIGRATIONS_TABLE = (
@@ -89,12 +89,9 @@ class PostgresStore(ThreadedStore):
     def _write_sync(
         self, conn: Any, requests: list[tuple[Any, ...]], attempts: list[tuple[Any, ...]]
     ) -> None:
-        insert_request, insert_attempt = self._insert_sql()
         with conn.transaction(), conn.cursor() as cur:
-            if requests:
-                cur.executemany(insert_request, requests)
-            if attempts:
-                cur.executemany(insert_attempt, attempts)
+            for sql, params in multi_row_inserts(requests, attempts):
+                cur.execute(self._sql(sql), params)
 
     def _p50_sql(self, column: str) -> str:
         return (
