@@ -40,8 +40,8 @@ LIFT_AFTER = 0.5
 RESTART_EVERY = 5.0
 """A writer process that died is replaced at most this often (seconds)."""
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
-"""Bytes waiting for the child beyond which new batches are dropped (and counted): a stuck child
-must not grow the gateway's memory without bound."""
+"""Bytes waiting for the child beyond which new batches are refused (the recorder counts them as
+dropped): a stuck child must not grow the gateway's memory without bound."""
 
 
 def frame(batch: Sequence[Pending]) -> bytes:
@@ -58,7 +58,6 @@ class WriterProcess:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self.dropped = 0
         self.sent = 0
         """Frames written to the pipe."""
         self.done = 0
@@ -66,7 +65,6 @@ class WriterProcess:
         self.lifts = 0
         """Times the child was lifted out of SCHED_IDLE because it fell behind."""
         self.restarts = 0
-        self.lost_batches = 0
         self._restarted_at = -RESTART_EVERY
         self._proc: asyncio.subprocess.Process | None = None
         self._acks: asyncio.Task[None] | None = None
@@ -124,13 +122,12 @@ class WriterProcess:
 
     async def _restart(self, dead: asyncio.subprocess.Process) -> asyncio.subprocess.Process:
         """A writer that died (killed, out of memory) is replaced, at most once per
-        :data:`RESTART_EVERY` seconds; the batches it had not finished are lost, and counted."""
+        :data:`RESTART_EVERY` seconds; the batches it had not finished are lost (the log says how many)."""
         now = time.monotonic()
         if now - self._restarted_at < RESTART_EVERY:
             raise StoreError(f"the usage writer process exited with status {dead.returncode}")
         self._restarted_at = now
         self.restarts += 1
-        self.lost_batches += self.sent - self.done
         log.error(
             "usage writer process %d exited with status %s; starting a new one (%d unfinished batches lost)",
             dead.pid,
@@ -179,7 +176,7 @@ class WriterProcess:
         if proc.returncode is not None or proc.stdin.is_closing():
             proc = await self._restart(proc)
         if self.backlog > MAX_BACKLOG_BYTES:
-            self.dropped += len(batch)
+            # The recorder counts the batch as dropped (after its one retry).
             raise StoreError("the usage writer process is not keeping up (64 MiB waiting)")
         assert proc.stdin is not None
         proc.stdin.write(frame(batch))
