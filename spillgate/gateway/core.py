@@ -49,11 +49,12 @@ class Gateway:
         """Requests this gateway is handling (a retired gateway closes its pools at 0)."""
         self.auth = ClientAuth(settings.client_keys)
         res = settings.resilience
+        self.clients = {
+            name: (previous and _reused_client(previous, p))
+            or HttpClient(p.base_url, max_connections=p.max_connections)
+            for name, p in settings.providers.items()
+        }
         if previous is None:
-            self.clients = {
-                name: HttpClient(p.base_url, max_connections=p.max_connections)
-                for name, p in settings.providers.items()
-            }
             self.health = HealthBoard(health_config(settings))
             self.budget = RetryBudget(
                 ratio=res.budget_ratio, floor=res.budget_floor, window=res.budget_window
@@ -69,10 +70,6 @@ class Gateway:
                 self.events.subscribe(self.loops)
             malformed = 0
         else:
-            self.clients = {
-                name: _reused_client(previous, p) or HttpClient(p.base_url, max_connections=p.max_connections)
-                for name, p in settings.providers.items()
-            }
             self.health = previous.health
             self.health.config = health_config(settings)
             self.budget = previous.budget  # its window is fixed: a changed one needs a restart

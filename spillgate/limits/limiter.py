@@ -54,6 +54,13 @@ class _State:
         self.rpm = TokenBucket(limits.rpm, now) if limits.rpm else None
         self.tpm = TokenBucket(limits.tpm, now) if limits.tpm else None
 
+    def roll(self, wall: float) -> float | None:
+        """Start counting afresh when a new budget period has begun; when the current one ends."""
+        start, end = period_bounds(self.limits.budget_period, wall)
+        if self.budget_start != start:
+            self.budget_start, self.budget_used = start, 0
+        return end
+
     def update(self, limits: KeyLimits, now: float) -> None:
         if limits.rpm != self.limits.rpm:
             self.rpm = TokenBucket(limits.rpm, now) if limits.rpm else None
@@ -110,7 +117,7 @@ class KeyLimiter:
         state = self._state(key)
         now = self._clock()
         if limits.token_budget is not None:
-            refusal = self._check_budget(key.name, state, limits.token_budget)
+            refusal = self._check_budget(state, limits.token_budget)
             if refusal is not None:
                 return refusal
         if limits.max_concurrent is not None and state.inflight >= limits.max_concurrent:
@@ -143,10 +150,9 @@ class KeyLimiter:
         state.inflight += 1
         return None
 
-    def _check_budget(self, name: str, state: _State, budget: int) -> Refusal | None:
-        start, end = period_bounds(state.limits.budget_period, self._wall())
-        if state.budget_start != start:
-            state.budget_start, state.budget_used = start, 0
+    def _check_budget(self, state: _State, budget: int) -> Refusal | None:
+        wall = self._wall()
+        end = state.roll(wall)
         if state.budget_used < budget:
             return None
         period = state.limits.budget_period
@@ -154,7 +160,7 @@ class KeyLimiter:
             return Refusal(
                 "budget", f"this API key has used its token budget ({budget} tokens in total)", None
             )
-        wait = end - self._wall()
+        wait = end - wall
         return Refusal(
             "budget",
             f"this API key has used its token budget ({budget} tokens per {period}); "
@@ -177,9 +183,7 @@ class KeyLimiter:
         if state.tpm is not None:
             state.tpm.take(float(tokens), self._clock())
         if state.limits.token_budget is not None:
-            start, _ = period_bounds(state.limits.budget_period, self._wall())
-            if state.budget_start != start:
-                state.budget_start, state.budget_used = start, 0
+            state.roll(self._wall())
             state.budget_used += tokens
 
     def __call__(self, event: Event) -> None:
