@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from spillgate.admin.errors import AdminError
 from spillgate.config.schema import Secret
+from spillgate.gateway.auth import bearer_token
 
 _CHALLENGE = (("www-authenticate", 'Bearer realm="spillgate-admin"'),)
 
@@ -42,16 +43,6 @@ NOT_LOOPBACK = Denied(
     "no admin_token is configured, so the admin API answers only loopback clients (127.0.0.1, ::1); "
     "set admin_token in the configuration to use it from elsewhere",
 )
-
-
-def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of ``Authorization: Bearer <token>``, if any (``x-api-key`` is not accepted here)."""
-    auth = headers.get("authorization")
-    if not auth:
-        return None
-    scheme, _, token = auth.strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def is_loopback(remote: str) -> bool:

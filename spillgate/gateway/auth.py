@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 
 from spillgate.config.schema import ClientKey
 from spillgate.limits import Refusal
@@ -19,13 +20,21 @@ def new_key() -> str:
     return "sk-sg-" + secrets.token_urlsafe(32)
 
 
-def presented_key(headers: dict[str, str]) -> str | None:
-    """The key a client sent: ``Authorization: Bearer`` or ``x-api-key`` (Anthropic style)."""
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, if any."""
     auth = headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
+    if not auth:
+        return None
+    scheme, _, token = auth.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent: ``Authorization: Bearer`` or ``x-api-key`` (Anthropic style)."""
+    token = bearer_token(headers)
+    if token is not None:
+        return token
     key = headers.get("x-api-key")
     return key.strip() if key and key.strip() else None
 
