@@ -40,8 +40,9 @@ BACKGROUND_NICE = 10
 
 def background_priority() -> None:
     """Let the calling thread yield the CPU to request handling: ``nice +10`` for this thread alone
-    (Linux keeps a nice value per thread). Usage writes are bulk work that may wait a few
-    milliseconds; a request must not wait for them. A no-op where threads cannot be reniced."""
+    (Linux keeps a nice value per thread). Store work — admin queries, key re-reads here, usage
+    writes in the writer process — may wait a few milliseconds; a request must not wait for it. A
+    no-op where threads cannot be reniced."""
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
-from spillgate.store.base import BACKGROUND_NICE, StoreError
+from spillgate.store.base import BACKGROUND_NICE, StoreError, background_priority
 from spillgate.store.records import Pending
 from spillgate.store.wire import join, rows_of_json
 
@@ -278,10 +278,7 @@ def idle_priority() -> None:
     saturated core an idle-class writer gets no CPU at all, and records would pile up in the gateway
     (lost on kill -9): hence the lift.
     """
-    try:
-        os.nice(BACKGROUND_NICE)
-    except OSError:
-        pass
+    background_priority()
     if may_leave_idle():
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
