@@ -1,7 +1,8 @@
-"""Parse human durations such as ``250ms``, ``5s``, ``2m`` or a bare number of seconds."""
+"""Human durations: parse ``250ms``, ``5s``, ``2m`` or a bare number of seconds; say ``45 s``, ``12 min``."""
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -21,3 +22,14 @@ def parse_duration(value: object) -> float:
     if seconds <= 0:
         raise ValueError(f"a duration must be positive, got {value!r}")
     return seconds
+
+
+def format_wait(seconds: float) -> str:
+    """``1 s``, ``45 s``, ``12 min``, ``3 h 20 min`` (rounded up to whole seconds/minutes)."""
+    if seconds < 90:
+        return f"{max(1, math.ceil(seconds))} s"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"

@@ -395,17 +395,44 @@ def _resilience(value: object) -> Resilience:
     _only(
         m,
         "resilience",
-        {"max_attempts", "deadline", "max_retry_wait", "retry_budget", "backoff", "cooldowns", "breaker"},
+        {
+            "max_attempts",
+            "deadline",
+            "max_retry_wait",
+            "try_timeout",
+            "failover_reserve",
+            "max_client_retry_after",
+            "stop_retries_after",
+            "widen_window",
+            "retry_budget",
+            "backoff",
+            "cooldowns",
+            "breaker",
+        },
     )
     base = Resilience()
     budget = _mapping(m.get("retry_budget", {}), "resilience.retry_budget")
     _only(budget, "resilience.retry_budget", {"ratio", "floor", "window"})
     backoff = _mapping(m.get("backoff", {}), "resilience.backoff")
     _only(backoff, "resilience.backoff", {"base", "cap"})
+    deadline = _dur(m, "deadline", "resilience", base.deadline)
+    # Unset, the reserve never takes more than a quarter of a short deadline.
+    default_reserve = min(base.failover_reserve, deadline / 4)
+    reserve = _dur(m, "failover_reserve", "resilience", default_reserve, allow_zero=True)
+    if reserve >= deadline:
+        raise ConfigError(
+            f"resilience.failover_reserve: {reserve:g}s leaves no time for a try within the "
+            f"{deadline:g}s deadline; it must be shorter than resilience.deadline"
+        )
     return Resilience(
         max_attempts=_int(m.get("max_attempts", base.max_attempts), "resilience.max_attempts", 1),
-        deadline=_dur(m, "deadline", "resilience", base.deadline),
+        deadline=deadline,
         max_retry_wait=_dur(m, "max_retry_wait", "resilience", base.max_retry_wait, allow_zero=True),
+        try_timeout=_dur(m, "try_timeout", "resilience", base.try_timeout),
+        failover_reserve=reserve,
+        max_client_retry_after=_dur(m, "max_client_retry_after", "resilience", base.max_client_retry_after),
+        stop_retries_after=_dur(m, "stop_retries_after", "resilience", base.stop_retries_after),
+        widen_window=_dur(m, "widen_window", "resilience", base.widen_window),
         budget_ratio=_ratio(budget.get("ratio", base.budget_ratio), "resilience.retry_budget.ratio"),
         budget_floor=_int(budget.get("floor", base.budget_floor), "resilience.retry_budget.floor", 0),
         budget_window=_dur(budget, "window", "resilience.retry_budget", base.budget_window),

@@ -192,7 +192,22 @@ class Resilience:
     deadline: float = 60.0
     """No new attempt (and no wait) starts later than this after the request arrived."""
     max_retry_wait: float = 5.0
-    """The longest Retry-After the gateway waits out itself within a request."""
+    """The longest Retry-After the gateway waits out itself within a request (rather than move
+    to another model)."""
+    try_timeout: float = 20.0
+    """A try that is not the last possible one waits at most this long for response headers and
+    for its first token (a silent primary costs this, then the next route starts)..."""
+    failover_reserve: float = 5.0
+    """...and never past ``deadline`` minus this, so that a failover can still start in time."""
+    max_client_retry_after: float = 5.0
+    """The longest ``Retry-After`` sent with a final error for a model that is out (capacity,
+    overload, 5xx, no route); rate limits and quotas keep their true reset time."""
+    stop_retries_after: float = 120.0
+    """Once every request for a model has failed for this long, final errors tell clients to
+    stop retrying and tell their user."""
+    widen_window: float = 60.0
+    """Failures of one class on several models of a credential (or credentials of a provider)
+    within this window widen the scope they mark."""
     budget_ratio: float = 0.2
     budget_floor: int = 10
     budget_window: float = 10.0

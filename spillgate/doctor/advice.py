@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from spillgate.config.durations import format_wait
 from spillgate.doctor.types import Category, ProbeResult
 from spillgate.resilience.types import ErrorClass, Transport
 
@@ -38,17 +38,6 @@ class Facts:
     alias: str | None = None
     route: str = ""
     provider: str = ""
-
-
-def format_wait(seconds: float) -> str:
-    """``1 s``, ``45 s``, ``12 min``, ``3 h 20 min`` (rounded up to whole seconds/minutes)."""
-    if seconds < 90:
-        return f"{max(1, math.ceil(seconds))} s"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
 def explain(category: Category, facts: Facts) -> tuple[str, tuple[str, ...]]:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from spillgate.doctor.advice import Facts, explain, format_wait
+from spillgate.config.durations import format_wait
+from spillgate.doctor.advice import Facts, explain
 from spillgate.doctor.plan import kept_api
 from spillgate.doctor.types import UNAVAILABLE, BodyKind, Category, ProbeResult, Role
 from spillgate.resilience.types import ErrorClass

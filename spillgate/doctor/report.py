@@ -6,7 +6,7 @@ from typing import TextIO
 
 import orjson
 
-from spillgate.doctor.advice import format_wait
+from spillgate.config.durations import format_wait
 from spillgate.doctor.diagnose import category_of
 from spillgate.doctor.runner import DoctorReport
 from spillgate.doctor.types import BodyKind, Probe, ProbeResult

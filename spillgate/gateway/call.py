@@ -32,6 +32,7 @@ _TRANSPORT = {
     FailureKind.IDLE_TIMEOUT: Transport.IDLE_TIMEOUT,
     FailureKind.TOTAL_TIMEOUT: Transport.TOTAL_TIMEOUT,
     FailureKind.PROTOCOL: Transport.MALFORMED,
+    FailureKind.SILENT_CLOSE: Transport.SILENT_CLOSE,
 }
 
 
@@ -89,20 +90,27 @@ async def call(
     body: bytes,
     headers: list[tuple[str, str]],
     client: HttpClient,
+    bound: float | None = None,
 ) -> Outcome:
+    """``bound``: the longest this try may wait for response headers and for its first content
+    event, so that a failover can still start in time (``None``: the route's timeouts alone)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     clock = time.perf_counter()  # uvloop's loop.time() has millisecond resolution
     timeouts = attempt.timeouts
     outcome = Outcome(attempt, ok=False)
+    header_wait = timeouts.first_byte if parsed.stream else timeouts.total
+    first_token = timeouts.first_token
+    if bound is not None:
+        header_wait, first_token = min(header_wait, bound), min(first_token, bound)
     try:
         response = await client.request(
             "POST",
             parsed.api.upstream_suffix,
             headers,
             body,
-            connect_timeout=timeouts.connect,
-            first_byte_timeout=timeouts.first_byte if parsed.stream else timeouts.total,
+            connect_timeout=min(timeouts.connect, header_wait),
+            first_byte_timeout=header_wait,
         )
     except UpstreamFailure as failure:
         outcome.signal = transport_signal(failure, Phase.BEFORE_HEADERS)
@@ -115,7 +123,7 @@ async def call(
         if not 200 <= response.status < 300:
             await _read_error(outcome, response)
         elif parsed.stream and (response.header("content-type") or "").startswith("text/event-stream"):
-            await _read_to_commit(outcome, response, parsed, started + timeouts.first_token)
+            await _read_to_commit(outcome, response, parsed, started, started + first_token)
         else:
             remaining = max(timeouts.total - (loop.time() - started), 0.001)
             outcome.body = await response.read(remaining)
@@ -158,7 +166,7 @@ def _retry_in(headers: dict[str, str], hint: float | None) -> float | None:
 
 
 async def _read_to_commit(
-    outcome: Outcome, response: UpstreamResponse, parsed: ParsedRequest, deadline: float
+    outcome: Outcome, response: UpstreamResponse, parsed: ParsedRequest, started: float, deadline: float
 ) -> None:
     loop = asyncio.get_running_loop()
     tracker = StreamTracker(parsed.api)
@@ -177,7 +185,7 @@ async def _read_to_commit(
                 outcome.signal = Signal(
                     phase=Phase.BEFORE_CONTENT,
                     transport=Transport.FIRST_CONTENT_TIMEOUT,
-                    message=f"no content from upstream within {attempt_first_token(outcome):g}s",
+                    message=f"no content from upstream within {deadline - started:.3g}s",
                 )
                 return
             raise
@@ -213,7 +221,3 @@ async def _read_to_commit(
                 outcome.response = response
                 outcome.ok = True
                 return
-
-
-def attempt_first_token(outcome: Outcome) -> float:
-    return outcome.attempt.timeouts.first_token

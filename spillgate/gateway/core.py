@@ -22,6 +22,8 @@ from spillgate.protocols.request import parse_request
 from spillgate.resilience.budget import RetryBudget
 from spillgate.resilience.classify import Classifier
 from spillgate.resilience.health import HealthBoard, HealthConfig
+from spillgate.resilience.outage import OutageBoard
+from spillgate.resilience.scoping import ScopeEvidence
 from spillgate.routing.plan import compatible_routes
 from spillgate.state.memory import InflightCounter, SessionAffinity
 
@@ -42,8 +44,9 @@ class Gateway:
         self, settings: Settings, *, rng: random.Random | None = None, previous: Gateway | None = None
     ) -> None:
         """``previous``: the gateway this one replaces on a config reload. Its health, budget,
-        metrics, events, limits, in-flight counts and session bindings carry over, and so do its
-        upstream connection pools where a provider's URL and pool size are unchanged."""
+        metrics, events, limits, scope evidence, outages, in-flight counts and session bindings carry
+        over, and so do its upstream connection pools where a provider's URL and pool size are
+        unchanged."""
         self.settings = settings
         self.active = 0
         """Requests this gateway is handling (a retired gateway closes its pools at 0)."""
@@ -56,6 +59,8 @@ class Gateway:
         }
         if previous is None:
             self.health = HealthBoard(health_config(settings))
+            self.scopes = ScopeEvidence(res.widen_window)
+            self.outages = OutageBoard(res.stop_retries_after)
             self.budget = RetryBudget(
                 ratio=res.budget_ratio, floor=res.budget_floor, window=res.budget_window
             )
@@ -72,6 +77,10 @@ class Gateway:
         else:
             self.health = previous.health
             self.health.config = health_config(settings)
+            self.scopes = previous.scopes
+            self.scopes.window = res.widen_window
+            self.outages = previous.outages
+            self.outages.stop_after = res.stop_retries_after
             self.budget = previous.budget  # its window is fixed: a changed one needs a restart
             self.budget.ratio, self.budget.floor = res.budget_ratio, res.budget_floor
             self.inflight = previous.inflight
@@ -90,6 +99,8 @@ class Gateway:
             settings,
             self.clients,
             self.health,
+            self.scopes,
+            self.outages,
             self.budget,
             self.classifier,
             self.inflight,

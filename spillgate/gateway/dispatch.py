@@ -28,11 +28,14 @@ from spillgate.resilience.backoff import backoff_delay
 from spillgate.resilience.budget import RetryBudget
 from spillgate.resilience.classify import Classifier
 from spillgate.resilience.health import HealthBoard
-from spillgate.resilience.policy import Step, final_error, most_informative, next_step
+from spillgate.resilience.outage import OutageBoard
+from spillgate.resilience.policy import NOT_OUTAGES, Step, final_error, next_step, no_route_error
+from spillgate.resilience.scoping import ScopeEvidence
 from spillgate.resilience.types import ErrorClass, Scope, Verdict
 from spillgate.routing.plan import order_routes
 from spillgate.state.memory import InflightCounter, SessionAffinity
 
+from .answer import outage_key, reported_failure, route_report, stop_message
 from .attempt import Attempt
 from .call import Outcome, call
 from .forward import client_headers, upstream_headers
@@ -44,6 +47,8 @@ log = logging.getLogger("spillgate.dispatch")
 _ids = itertools.count(1)
 _RUN = secrets.token_hex(4)
 """Request ids are ``sg-<run>-<n>``: unique across restarts, so the usage store can be searched by one."""
+MIN_TRY = 1.0
+"""A try with less room than this before ``deadline - failover_reserve`` is the last possible one."""
 
 
 @dataclass(slots=True)
@@ -75,6 +80,8 @@ class Dispatcher:
         settings: Settings,
         clients: dict[str, HttpClient],
         health: HealthBoard,
+        scopes: ScopeEvidence,
+        outages: OutageBoard,
         budget: RetryBudget,
         classifier: Classifier,
         inflight: InflightCounter,
@@ -85,6 +92,8 @@ class Dispatcher:
         self.settings = settings
         self.clients = clients
         self.health = health
+        self.scopes = scopes
+        self.outages = outages
         self.budget = budget
         self.classifier = classifier
         self.inflight = inflight
@@ -133,16 +142,20 @@ class Dispatcher:
         if candidate is None:
             await self._no_route(ex, plan)
             return
-        budget_refused = False
+        stopped = ""
+        """Why no further attempt was made, when that was not for want of a route."""
         while candidate is not None:
             if ex.attempts >= res.max_attempts:
+                stopped = f"max_attempts ({res.max_attempts}) reached"
+                self._release(candidate)
                 break
             if ex.attempts > 0 and not self.budget.try_spend():
-                budget_refused = True
+                stopped = "the gateway's retry budget is spent"
                 self._release(candidate)
                 break
             kind = self._kind(ex, candidate, retried_same)
-            outcome = await self.run(ex, candidate, kind)
+            bound = self.try_bound(ex, plan, candidate, deadline)
+            outcome = await self.run(ex, candidate, kind, bound=bound)
             if outcome.verdict is None:
                 await self.deliver(ex, plan, outcome)
                 return
@@ -168,15 +181,41 @@ class Dispatcher:
             if verdict.scope is not Scope.REQUEST:
                 plan.avoid.add(attempt.key(verdict.scope))
             if time.monotonic() >= deadline:
+                stopped = "the deadline passed"
                 break
             candidate = plan.next()
-            if candidate is None and not waited and verdict.error_class is ErrorClass.RATE_LIMITED:
-                wait = outcome.retry_in
-                if wait is not None and wait <= res.max_retry_wait and time.monotonic() + wait < deadline:
-                    waited = True
-                    await asyncio.sleep(wait)
-                    candidate = Candidate(attempt, forced=True)
-        await self._give_up(ex, plan, budget_refused)
+            wait = outcome.retry_in
+            if (
+                not waited
+                and verdict.error_class is ErrorClass.RATE_LIMITED
+                and wait is not None
+                and wait <= res.max_retry_wait
+                and time.monotonic() + wait < deadline
+                and (candidate is None or candidate.attempt.upstream_model != attempt.upstream_model)
+            ):
+                # Keep the model the user chose when that costs a short wait: another account of
+                # the same model went first (above); a different model only after the wait.
+                waited = True
+                if candidate is not None:
+                    self._release(candidate)
+                await asyncio.sleep(wait)
+                retried_same.add(attempt.identity)
+                candidate = Candidate(attempt, forced=True)
+        await self._give_up(ex, plan, stopped)
+
+    def try_bound(
+        self, ex: Exchange, plan: RequestPlan, candidate: Candidate, deadline: float
+    ) -> float | None:
+        """How long this try may wait for response headers and its first token, so that a
+        failover can still start within the deadline; ``None`` for the last possible try (it
+        keeps its route's whole timeouts)."""
+        res = self.settings.resilience
+        if ex.attempts + 1 >= res.max_attempts:
+            return None
+        room = deadline - res.failover_reserve - time.monotonic()
+        if room < MIN_TRY or not plan.has_other(candidate.attempt):
+            return None
+        return min(res.try_timeout, room)
 
     def _kind(self, ex: Exchange, candidate: Candidate, retried_same: set[tuple[str, str]]) -> str:
         if candidate.probes:
@@ -192,7 +231,14 @@ class Dispatcher:
             self.health.release_probe(key)
 
     # -- one attempt --------------------------------------------------------------------
-    async def run(self, ex: Exchange, candidate: Candidate, kind: str, body: bytes | None = None) -> Outcome:
+    async def run(
+        self,
+        ex: Exchange,
+        candidate: Candidate,
+        kind: str,
+        body: bytes | None = None,
+        bound: float | None = None,
+    ) -> Outcome:
         attempt = candidate.attempt
         ex.attempts += 1
         ex.tried.append(attempt.route.label + (f"/{attempt.account.id}" if attempt.account else ""))
@@ -203,7 +249,9 @@ class Dispatcher:
         try:
             payload = body if body is not None else rewrite_model(ex.parsed, attempt.upstream_model)
             headers = upstream_headers(ex.client_headers, attempt.provider, account)
-            outcome = await call(attempt, ex.parsed, payload, headers, self.clients[attempt.provider.name])
+            outcome = await call(
+                attempt, ex.parsed, payload, headers, self.clients[attempt.provider.name], bound
+            )
         finally:
             if outcome is None:  # cancelled: the client went away
                 self._release(candidate)
@@ -230,8 +278,10 @@ class Dispatcher:
         return outcome
 
     def settle_success(self, outcome: Outcome) -> None:
-        for key in outcome.attempt.health_keys():
+        attempt = outcome.attempt
+        for key in attempt.health_keys():
             self.health.record_success(key)
+        self.scopes.record_success(attempt.owner, attempt.provider.name)
         outcome.settled = True
 
     def settle_abandoned(self, outcome: Outcome) -> None:
@@ -251,15 +301,28 @@ class Dispatcher:
         outcome.body = self.redact.body(outcome.body)
         verdict = self.classifier.classify(outcome.signal)
         attempt = candidate.attempt
-        marked = ""
+        marked: list[str] = []
         outcome.settled = True
         if verdict.count and verdict.scope is not Scope.REQUEST:
-            marked = attempt.key(verdict.scope)
+            marking = self.scopes.mark(
+                verdict,
+                outcome.signal,
+                owner=attempt.owner,
+                provider=attempt.provider.name,
+                model=attempt.upstream_model,
+            )
             retry_at = None if outcome.retry_in is None else time.monotonic() + outcome.retry_in
             reason = outcome.signal.message[:200]
-            self.health.record_failure(marked, verdict.error_class, retry_at, reason, trip=trip)
+            for i, scope in enumerate(marking.scopes):
+                key = attempt.key(scope)
+                widened = i > 0
+                why = f"{reason} ({marking.why})" if widened else reason
+                self.health.record_failure(key, verdict.error_class, retry_at, why, trip=trip or widened)
+                marked.append(key)
+            if marking.scope is not verdict.scope:
+                verdict = dataclasses.replace(verdict, scope=marking.scope)
         for key in candidate.probes:
-            if key != marked:
+            if key not in marked:
                 self.health.release_probe(key)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -268,7 +331,7 @@ class Dispatcher:
                 verdict.error_class.value,
                 outcome.signal.message[:200],
                 verdict.rule,
-                marked or "nothing",
+                ", ".join(marked) or "nothing",
             )
         return verdict
 
@@ -313,6 +376,7 @@ class Dispatcher:
     async def deliver(self, ex: Exchange, plan: RequestPlan, outcome: Outcome) -> None:
         if outcome.response is None:
             assert outcome.status is not None
+            self.outages.answered(outage_key(ex))
             await ex.writer.send(outcome.status, self.response_headers(ex, outcome), outcome.body)
             usage = from_body(ex.parsed.api, outcome.body) if self.events.active else None
             self._emit_request(ex, outcome.status, outcome, None, usage=usage)
@@ -341,21 +405,24 @@ class Dispatcher:
         await ex.writer.send(status, headers, body)
         self._emit_request(ex, status, outcome, verdict.error_class)
 
-    async def _give_up(self, ex: Exchange, plan: RequestPlan, budget_refused: bool) -> None:
-        classes = [v.error_class for v, _ in ex.failures]
-        error_class = most_informative(classes) if classes else ErrorClass.UPSTREAM_ERROR
-        verdict, outcome = next((v, o) for v, o in ex.failures if v.error_class is error_class)
-        note = "the gateway's retry budget is spent, not retrying further" if budget_refused else ""
+    async def _give_up(self, ex: Exchange, plan: RequestPlan, stopped: str) -> None:
+        res = self.settings.resilience
+        now = time.monotonic()
+        failure = reported_failure(ex, plan)
+        error_class, verdict = failure.error_class, failure.verdict
+        note = f"routes: {route_report(ex, plan, stopped, now)}"
         error = final_error(
             ex.parsed.api,
             error_class,
             ex.parsed.model,
             ex.tried,
-            plan.reopens_in(time.monotonic()),
-            outcome.signal_message(),
+            plan.reopens_in(now),
+            failure.detail,
             note,
+            cap=res.max_client_retry_after,
+            stop=self._outage(ex, error_class),
         )
-        if verdict.client_status is not None or verdict.client_message is not None:
+        if verdict is not None and (verdict.client_status is not None or verdict.client_message is not None):
             error = GatewayError(
                 verdict.client_status or error.status,
                 error.kind,
@@ -364,36 +431,44 @@ class Dispatcher:
                 retry_after=error.retry_after,
                 should_retry=error.should_retry,
             )
-        headers, body = render_error(ex.parsed.api.family, error)
-        headers += [
-            ("x-spillgate-attempts", str(ex.attempts)),
-            ("x-spillgate-error-class", error_class.value),
-            ("x-spillgate-request-id", ex.request_id),
-            *ex.extra_headers,
-        ]
-        await ex.writer.send(error.status, headers, body)
+        await self._send_final(ex, error, str(ex.attempts), error_class.value)
         self._emit_request(ex, error.status, None, error_class)
 
     async def _no_route(self, ex: Exchange, plan: RequestPlan) -> None:
-        reasons = "; ".join(plan.reasons) or "every account is disabled or busy"
-        retry = plan.reopens_in(time.monotonic())
-        error = GatewayError(
-            503,
-            ErrorKind.UPSTREAM_UNAVAILABLE,
-            f"no route of model '{ex.alias.name}' can take the request now ({reasons})",
-            code="server_error",
-            retry_after=max(1, int(retry + 0.999)) if retry is not None else 1,
-            should_retry=True,
+        now = time.monotonic()
+        error = no_route_error(
+            ex.parsed.api,
+            ex.alias.name,
+            route_report(ex, plan, "", now) or "the model has no route for this API",
+            plan.reopens_in(now),
+            cap=self.settings.resilience.max_client_retry_after,
+            stop=self._outage(ex, None),
         )
+        await self._send_final(ex, error, "0", "no_route")
+        self._emit_request(ex, 503, None, None)
+
+    def _outage(self, ex: Exchange, error_class: ErrorClass | None) -> str | None:
+        """Count this final failure toward the model's outage; the stop message once it has lasted
+        ``resilience.stop_retries_after``, else ``None``."""
+        if error_class in NOT_OUTAGES:
+            return None
+        model = outage_key(ex)
+        out_for = self.outages.failed(model)
+        if not self.outages.should_stop(out_for):
+            return None
+        return stop_message(
+            model, out_for, self.settings, self.health, self.outages, ex.parsed.api.family
+        )
+
+    async def _send_final(self, ex: Exchange, error: GatewayError, attempts: str, error_class: str) -> None:
         headers, body = render_error(ex.parsed.api.family, error)
         headers += [
-            ("x-spillgate-attempts", "0"),
-            ("x-spillgate-error-class", "no_route"),
+            ("x-spillgate-attempts", attempts),
+            ("x-spillgate-error-class", error_class),
             ("x-spillgate-request-id", ex.request_id),
             *ex.extra_headers,
         ]
         await ex.writer.send(error.status, headers, body)
-        self._emit_request(ex, 503, None, None)
 
     def _emit_request(
         self,

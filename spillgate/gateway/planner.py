@@ -1,13 +1,19 @@
-"""Which attempt comes next for one request: route order, account choice, health, exclusions."""
+"""Which attempt comes next for one request: route order, account choice, health, exclusions.
+
+The plan also remembers why it passed each route over (too small, a health scope open, no
+account), so that a final error can say, route by route, why none of them answered.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from spillgate.config.schema import Route, Settings
-from spillgate.resilience.health import HealthBoard
+from spillgate.resilience.health import Admission, HealthBoard
+from spillgate.resilience.types import ErrorClass
 from spillgate.routing.selection import choose_account
 from spillgate.state.memory import InflightCounter, SessionAffinity
 
@@ -23,6 +29,26 @@ class Candidate:
     session: str | None = None
     forced: bool = False
     """Tried although every route is open (the least-bad route)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A health scope that kept a route out of this request."""
+
+    key: str
+    error_class: ErrorClass | None
+    until: float
+    """Clock time it may be tried again (``inf``: disabled)."""
+    reason: str
+
+    def describe(self, now: float) -> str:
+        what = self.error_class.value if self.error_class is not None else "an operator"
+        if math.isinf(self.until):
+            return f"skipped: {self.key} disabled ({what})"
+        left = self.until - now
+        if left <= 0:
+            return f"skipped: {self.key} half-open for {what}, its probe is in flight"
+        return f"skipped: {self.key} open for {what}, {left:.0f}s left"
 
 
 @dataclass(slots=True)
@@ -45,25 +71,32 @@ class RequestPlan:
     """After context_length_exceeded: only routes with a larger declared window."""
     skipped_models: set[tuple[str, str]] = field(default_factory=set)
     """(provider, upstream model) pairs that cannot take this request."""
-    reasons: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    """Route label -> why this request last passed the route over."""
+    refusals: dict[str, Refusal] = field(default_factory=dict)
+    """Route label -> the health scope that last kept it out of this request."""
 
-    def _route_fits(self, route: Route) -> bool:
+    def _misfit(self, route: Route) -> str | None:
+        """Why ``route`` cannot take this request at all, or ``None`` when it can."""
         window = route.context_window
         if window is not None and self.estimated_tokens > window:
-            return False
+            return f"too small: context_window {window} < about {self.estimated_tokens} tokens"
         if self.min_context and (window is None or window <= self.min_context):
-            return False
-        return (route.provider, route.upstream_model(self.requested_model)) not in self.skipped_models
+            return f"too small: needs a context window above {self.min_context} tokens"
+        if (route.provider, route.upstream_model(self.requested_model)) in self.skipped_models:
+            return "too small: its model said the request is too long"
+        return None
 
-    def _attempts_of(self, route: Route) -> list[tuple[Attempt, bool, str | None]]:
-        """Candidate attempts of a route: (attempt, rebind, session) in preference order."""
+    def _attempts_of(self, route: Route, rotation: int | None) -> Iterator[tuple[Attempt, bool, str | None]]:
+        """Candidate attempts of a route: (attempt, rebind, session) in preference order.
+        ``rotation`` ``None`` draws the next tie-break from the gateway's rotation."""
         provider = self.settings.providers[route.provider]
         upstream_model = route.upstream_model(self.requested_model)
         if not route.accounts:
-            return [(Attempt(route, provider, None, upstream_model), False, None)]
+            yield Attempt(route, provider, None, upstream_model), False, None
+            return
         pool = [self.settings.accounts[a] for a in route.accounts]
         session = f"{route.label}|{self.session_key}" if self.session_key else None
-        out: list[tuple[Attempt, bool, str | None]] = []
         excluded: set[str] = set()
         while True:
             choice = choose_account(
@@ -72,33 +105,42 @@ class RequestPlan:
                 bound=self.affinity.get(session) if session else None,
                 healthy=lambda _id: True,
                 inflight=self.inflight.counts,
-                rotation=self.rotation(),
+                rotation=self.rotation() if rotation is None else rotation,
             )
             if choice.account is None:
-                if not out and choice.reason:
-                    self.reasons.append(f"{route.label}: {choice.reason}")
-                return out
+                if not excluded and choice.reason and rotation is None:
+                    self.notes[route.label] = f"skipped: {choice.reason}"
+                return
             excluded.add(choice.account.id)
-            out.append((Attempt(route, provider, choice.account, upstream_model), choice.rebind, session))
+            yield Attempt(route, provider, choice.account, upstream_model), choice.rebind, session
 
     def next(self) -> Candidate | None:
         """The best attempt not yet tried whose health admits it (claiming probes), else None."""
+        now = time.monotonic()
         for route in self.routes:
-            if not self._route_fits(route):
+            misfit = self._misfit(route)
+            if misfit is not None:
+                self.notes[route.label] = misfit
                 continue
-            for attempt, rebind, session in self._attempts_of(route):
+            for attempt, rebind, session in self._attempts_of(route, None):
                 if attempt.identity in self.tried:
                     continue
                 keys = attempt.health_keys()
-                if any(k in self.avoid for k in keys):
+                avoided = next((k for k in keys if k in self.avoid), None)
+                if avoided is not None:
+                    self.notes[route.label] = f"skipped: {avoided} failed earlier in this request"
                     continue
                 peeks = [self.health.peek(k) for k in keys]
-                if not all(p.allowed for p in peeks):
+                refused = next(((k, p) for k, p in zip(keys, peeks, strict=True) if not p.allowed), None)
+                if refused is not None:
+                    self._refused(route, *refused, now)
                     continue
                 probes = []
                 for key, peek in zip(keys, peeks, strict=True):
                     if peek.probe:
-                        if not self.health.admit(key).allowed:
+                        admission = self.health.admit(key)
+                        if not admission.allowed:
+                            self._refused(route, key, admission, now)
                             break
                         probes.append(key)
                 else:
@@ -107,13 +149,36 @@ class RequestPlan:
                     self.health.release_probe(key)
         return None
 
+    def _refused(self, route: Route, key: str, admission: Admission, now: float) -> None:
+        until = admission.until if admission.until is not None else now
+        refusal = Refusal(key, admission.error_class, until, admission.reason)
+        self.refusals[route.label] = refusal
+        self.notes[route.label] = refusal.describe(now)
+
+    def has_other(self, current: Attempt) -> bool:
+        """Whether an attempt other than ``current`` could still follow it in this request: not
+        tried, not avoided, fitting and admitted by health now (nothing is claimed). An attempt
+        with nothing after it is the last possible one and keeps its whole timeouts."""
+        for route in self.routes:
+            if self._misfit(route) is not None:
+                continue
+            for attempt, _, _ in self._attempts_of(route, 0):
+                if attempt.identity == current.identity or attempt.identity in self.tried:
+                    continue
+                keys = attempt.health_keys()
+                if any(k in self.avoid for k in keys):
+                    continue
+                if all(self.health.peek(k).allowed for k in keys):
+                    return True
+        return False
+
     def least_bad(self) -> Candidate | None:
         """With every route open: the untried attempt whose scopes reopen soonest (never a disabled one)."""
         best: tuple[float, Attempt, bool, str | None] | None = None
         for route in self.routes:
-            if not self._route_fits(route):
+            if self._misfit(route) is not None:
                 continue
-            for attempt, rebind, session in self._attempts_of(route):
+            for attempt, rebind, session in self._attempts_of(route, None):
                 if attempt.identity in self.tried or any(k in self.avoid for k in attempt.health_keys()):
                     continue
                 reopen = max((self.health.reopens_at(k) or 0.0) for k in attempt.health_keys())
@@ -129,9 +194,9 @@ class RequestPlan:
         """Seconds until one of this request's attempts has every scope healthy again, if known."""
         soonest: float | None = None
         for route in self.routes:
-            if not self._route_fits(route):
+            if self._misfit(route) is not None:
                 continue
-            for attempt, _, _ in self._attempts_of(route):
+            for attempt, _, _ in self._attempts_of(route, 0):
                 times = [self.health.reopens_at(k) for k in attempt.health_keys()]
                 ready = max((t for t in times if t is not None), default=now)
                 if not math.isinf(ready) and (soonest is None or ready < soonest):

@@ -25,6 +25,7 @@ from spillgate.protocols.synth import in_band_error, renumber, stream_end, text_
 from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport
 
+from .answer import outage_key
 from .call import Outcome, transport_signal
 from .planner import Candidate
 
@@ -144,6 +145,8 @@ class StreamSession:
             mode, failed, result = recovery
             recovered = mode.value
         ok = recovered != "in_band_error"
+        if ok:
+            self.d.outages.answered(outage_key(ex))
         usage = self.client.usage
         self.d._emit_request(
             ex,
@@ -325,7 +328,8 @@ class StreamSession:
                 body, skip = (None, "")
                 if mode is Mode.CONTINUATION:
                     body, skip = prefill_body(ex.parsed, target, attempt.upstream_model)
-                outcome = await d.run(ex, candidate, mode.value, body=body)
+                bound = d.try_bound(ex, self.plan, candidate, ex.started + res.deadline)
+                outcome = await d.run(ex, candidate, mode.value, body=body, bound=bound)
                 candidate = Candidate(attempt, forced=True)
                 if outcome.verdict is not None:
                     if mode is Mode.CONTINUATION and outcome.verdict.error_class is ErrorClass.BAD_REQUEST:

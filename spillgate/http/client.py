@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import deque
 from enum import Enum
 from urllib.parse import urlsplit
@@ -30,6 +31,9 @@ class FailureKind(Enum):
     IDLE_TIMEOUT = "idle_timeout"
     TOTAL_TIMEOUT = "total_timeout"
     PROTOCOL = "protocol"
+    SILENT_CLOSE = "silent_close"
+    """The connection closed after a silence (:data:`SILENCE` seconds, or half the header
+    timeout) without a byte of response: the upstream was silent, not reset."""
 
 
 class UpstreamFailure(Exception):
@@ -40,6 +44,9 @@ class UpstreamFailure(Exception):
 
 
 _MAX_BUFFER = 1 << 20
+SILENCE = 5.0
+"""Seconds without a byte after which a closed connection counts as silence, not as a reset
+(or half the header timeout, when that is shorter)."""
 
 
 class _Conn(asyncio.Protocol):
@@ -56,6 +63,8 @@ class _Conn(asyncio.Protocol):
         "keep_alive",
         "parser",
         "received",
+        "sent_at",
+        "silence",
         "status",
         "transport",
     )
@@ -75,6 +84,8 @@ class _Conn(asyncio.Protocol):
         self.keep_alive = True
         self._paused = False
         self.received = False
+        self.sent_at = 0.0
+        self.silence = SILENCE
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,6 +112,15 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         if self.parser is not None and not self.complete:
             detail = f": {exc}" if exc else ""
+            silent = time.monotonic() - self.sent_at
+            if not self.received and silent >= self.silence:
+                self._fail(
+                    UpstreamFailure(
+                        FailureKind.SILENT_CLOSE,
+                        f"connection closed after {silent:.1f}s of silence, before any response byte{detail}",
+                    )
+                )
+                return
             phase = "after the headers" if self._headers_done else "before the response headers"
             self._fail(UpstreamFailure(FailureKind.RESET, f"connection closed {phase}{detail}"))
 
@@ -336,6 +356,8 @@ class HttpClient:
             conn.transport.write(payload + body if len(body) < 65536 else payload)
             if len(body) >= 65536:
                 conn.transport.write(body)
+            conn.sent_at = time.monotonic()
+            conn.silence = min(SILENCE, first_byte_timeout / 2)
             await conn.wait_headers(
                 first_byte_timeout, f"no response headers from upstream within {first_byte_timeout:g}s"
             )

@@ -23,33 +23,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
+from spillgate.resilience.scoping import DEFAULT_SCOPE
 from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport, Verdict
 from spillgate.typenames import type_name
 
 KeywordMode = Literal["any", "all"]
 MatchMode = Literal["all", "any"]
-
-DEFAULT_SCOPE: Mapping[ErrorClass, Scope] = MappingProxyType(
-    {
-        ErrorClass.CAPACITY: Scope.ACCOUNT_MODEL,
-        ErrorClass.OVERLOADED: Scope.PROVIDER_MODEL,
-        ErrorClass.RATE_LIMITED: Scope.ACCOUNT,
-        ErrorClass.QUOTA_EXHAUSTED: Scope.ACCOUNT,
-        ErrorClass.AUTH: Scope.ACCOUNT,
-        ErrorClass.CONTEXT_TOO_LONG: Scope.REQUEST,
-        ErrorClass.CONTENT_POLICY: Scope.REQUEST,
-        ErrorClass.BAD_REQUEST: Scope.REQUEST,
-        ErrorClass.NOT_FOUND: Scope.ACCOUNT_MODEL,
-        ErrorClass.UPSTREAM_ERROR: Scope.ACCOUNT_MODEL,
-        ErrorClass.CONNECT_FAILED: Scope.PROVIDER,
-        ErrorClass.RESET: Scope.ACCOUNT,
-        ErrorClass.TIMEOUT: Scope.ACCOUNT_MODEL,
-        ErrorClass.STREAM_CUT: Scope.ACCOUNT_MODEL,
-        ErrorClass.STREAM_STALL: Scope.ACCOUNT_MODEL,
-        ErrorClass.STREAM_MALFORMED: Scope.ACCOUNT_MODEL,
-    }
-)
-"""What each class marks unhealthy when a rule names no scope."""
 
 BUILTIN_PREFIX = "builtin."
 """Built-in rule names start with this; operator rule names may not."""
@@ -101,6 +80,7 @@ class Rule:
             count=self.count,
             client_status=self.rewrite_status,
             client_message=self.rewrite_message,
+            widen=self.scope is None,
         )
 
 
@@ -150,7 +130,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     _builtin(
         "timeout",
         _C.TIMEOUT,
-        transports=(_T.FIRST_BYTE_TIMEOUT, _T.FIRST_CONTENT_TIMEOUT, _T.TOTAL_TIMEOUT),
+        transports=(_T.FIRST_BYTE_TIMEOUT, _T.FIRST_CONTENT_TIMEOUT, _T.TOTAL_TIMEOUT, _T.SILENT_CLOSE),
     ),
     _builtin("stream_stall", _C.STREAM_STALL, transports=(_T.IDLE_TIMEOUT,)),
     _builtin("stream_malformed", _C.STREAM_MALFORMED, transports=(_T.MALFORMED,)),

@@ -6,9 +6,12 @@ A scope is an opaque string key that the dispatcher builds (``account:oa-1``,
 - closed: requests go through (a healthy key has no entry at all: ``admit`` is a dict lookup);
 - open: refused until a time, set by the failure class (capacity and overloaded with short
   cooldowns that double while the condition persists, rate limits and quotas until the
-  upstream's reset time, the breaker for counted failures);
+  upstream's reset time, the breaker for counted failures; a timeout trips it at once, since
+  every further try of a silent route costs the whole wait);
 - half-open: the open period is over and exactly one caller, the probe, is let through; its
-  success closes the key, its failure reopens it with the next longer cooldown;
+  success closes the key, its failure reopens it with the next longer cooldown, counted from
+  when the probe started: however long a probe waited (a silent route), probes of a key start at
+  most one capped period apart, so a route that recovers is found within about that period;
 - disabled: refused until an operator re-enables it (auth failures, ``disable``).
 
 Nothing is admitted while a key is open, so an outcome reported while it is open (before its
@@ -46,6 +49,9 @@ _OWN_COOLDOWN = frozenset(
     }
 )
 """Classes that open a key at once; every other (non request-scoped) class feeds the breaker."""
+_TRIP_AT_ONCE = frozenset({ErrorClass.TIMEOUT})
+"""Breaker classes that open the breaker at the first failure: a silent route costs a whole
+timeout per try, so it is not tried again before the breaker's cooldown."""
 
 _MAX_EXPONENT = 32
 
@@ -54,9 +60,9 @@ _MAX_EXPONENT = 32
 class HealthConfig:
     capacity_cooldown: float = 2.0
     """First cooldown after a capacity error; doubles while it persists."""
-    capacity_cooldown_max: float = 30.0
+    capacity_cooldown_max: float = 20.0
     overloaded_cooldown: float = 5.0
-    overloaded_cooldown_max: float = 60.0
+    overloaded_cooldown_max: float = 20.0
     rate_limit_cooldown: float = 10.0
     """When the upstream announced no reset time."""
     quota_cooldown: float = 600.0
@@ -71,7 +77,7 @@ class HealthConfig:
     """...once the window holds at least this many outcomes."""
     breaker_cooldown: float = 5.0
     """First open period of a breaker trip; doubles on each failed probe."""
-    breaker_cooldown_max: float = 60.0
+    breaker_cooldown_max: float = 20.0
     probe_ttl: float = 120.0
     """A probe that never reports is given up after this long and the next caller probes."""
     forget_after: float = 3600.0
@@ -117,6 +123,8 @@ class Admission:
     """When refused: the clock time the key opens again (``inf``: disabled; a time already past:
     half-open with a probe in flight). ``None`` when allowed."""
     reason: str
+    error_class: ErrorClass | None = None
+    """When refused: the class that opened (or disabled) the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +227,9 @@ class HealthBoard:
 
     def _answer(self, entry: _Entry, now: float) -> Admission:
         if entry.mode is _Mode.DISABLED:
-            return Admission(False, False, INF, entry.reason)
-        if now < entry.until:
-            return Admission(False, False, entry.until, entry.reason)
-        if self._probe_in_flight(entry, now):
-            return Admission(False, False, entry.until, entry.reason)
+            return Admission(False, False, INF, entry.reason, entry.opened_by)
+        if now < entry.until or self._probe_in_flight(entry, now):
+            return Admission(False, False, entry.until, entry.reason, entry.opened_by)
         return Admission(True, True, None, entry.reason)
 
     def _probe_in_flight(self, entry: _Entry, now: float) -> bool:
@@ -288,7 +294,7 @@ class HealthBoard:
         if entry.mode is _Mode.DISABLED:
             return
         if error_class is ErrorClass.AUTH:
-            self._disable(entry, why)
+            self._disable(entry, why, error_class)
             return
         if entry.mode is _Mode.OPEN and now < entry.until:
             self._stale_failure(entry, error_class, now, retry_at, why)
@@ -296,7 +302,7 @@ class HealthBoard:
         if entry.mode is _Mode.OPEN:  # half-open: the probe (or a straggler) failed
             self._open(entry, error_class, now, retry_at, why)
             return
-        if error_class in _OWN_COOLDOWN or trip:
+        if error_class in _OWN_COOLDOWN or error_class in _TRIP_AT_ONCE or trip:
             self._open(entry, error_class, now, retry_at, why)
             return
         if entry.consecutive >= self.config.failure_threshold:
@@ -323,7 +329,8 @@ class HealthBoard:
         if entry is None:
             entry = self._entries[key] = _Entry(self.config.error_rate_window)
         if entry.mode is _Mode.DISABLED:
-            entry.reason = reason or entry.reason
+            if reason:
+                entry.reason, entry.opened_by = reason, None
         else:
             self._disable(entry, reason or "disabled by an operator")
 
@@ -361,8 +368,9 @@ class HealthBoard:
             probe_in_flight=entry.mode is _Mode.OPEN and self._probe_in_flight(entry, now),
         )
 
-    def _disable(self, entry: _Entry, reason: str) -> None:
+    def _disable(self, entry: _Entry, reason: str, error_class: ErrorClass | None = None) -> None:
         entry.mode = _Mode.DISABLED
+        entry.opened_by = error_class
         entry.until = INF
         entry.reason = reason
         entry.probe_at = None
@@ -371,23 +379,27 @@ class HealthBoard:
     def _open(
         self, entry: _Entry, error_class: ErrorClass, now: float, retry_at: float | None, reason: str
     ) -> None:
-        """Open (or reopen, after a failed probe) for the next period of the class's schedule."""
+        """Open (or reopen, after a failed probe) for the next period of the class's schedule.
+
+        The scheduled periods count from when the failed probe started (else from now), so that
+        a probe that waited long for a silent upstream does not delay the next one further."""
         cfg = self.config
         announced = retry_at if retry_at is not None else -INF
+        start = entry.probe_at if entry.mode is _Mode.OPEN and entry.probe_at is not None else now
         if error_class is ErrorClass.CAPACITY:
             period = _grown(cfg.capacity_cooldown, cfg.capacity_cooldown_max, entry.capacity_streak)
             entry.capacity_streak += 1
-            until = max(now + period, announced)
+            until = max(start + period, announced)
         elif error_class is ErrorClass.OVERLOADED:
             period = _grown(cfg.overloaded_cooldown, cfg.overloaded_cooldown_max, entry.overloaded_streak)
             entry.overloaded_streak += 1
-            until = max(now + period, announced)
+            until = max(start + period, announced)
         elif error_class in _OWN_COOLDOWN:
             until = self._flat_until(error_class, now, retry_at)
         else:
             period = _grown(cfg.breaker_cooldown, cfg.breaker_cooldown_max, entry.breaker_streak)
             entry.breaker_streak += 1
-            until = now + period
+            until = start + period
         entry.mode = _Mode.OPEN
         entry.until = until
         entry.reason = reason

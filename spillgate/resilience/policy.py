@@ -67,6 +67,22 @@ def most_informative(classes: Sequence[ErrorClass]) -> ErrorClass:
 SDK_MAX_RETRY_AFTER = 60.0
 """Above this, SDKs give up instead of waiting (openai: 60 s); we then say "do not retry"."""
 
+LIMIT_CLASSES = frozenset({ErrorClass.RATE_LIMITED, ErrorClass.QUOTA_EXHAUSTED})
+"""Limits with a reset time: their final errors keep the true ``Retry-After`` and are never
+turned into a stop signal (waiting is the right thing for the client to do)."""
+NOT_OUTAGES = frozenset(
+    {ErrorClass.CONTEXT_TOO_LONG, ErrorClass.CONTENT_POLICY, ErrorClass.BAD_REQUEST, *LIMIT_CLASSES}
+)
+"""Final classes that do not say the model is out: every other one counts toward an outage."""
+
+
+def _after(retry_after: float | None, cap: float | None) -> int | None:
+    if retry_after is None or math.isinf(retry_after):
+        return None
+    if cap is not None:
+        retry_after = min(retry_after, cap)
+    return max(1, math.ceil(retry_after))
+
 
 def final_error(
     api: Api,
@@ -76,25 +92,23 @@ def final_error(
     retry_after: float | None,
     detail: str = "",
     note: str = "",
+    *,
+    cap: float | None = None,
+    stop: str | None = None,
 ) -> GatewayError:
     """The client-aware answer when every attempt failed.
 
-    Never ``server_is_overloaded`` / ``slow_down`` (Codex shows "Selected model is at
-    capacity" and stops); never a 429 without ``Retry-After`` (Codex stops at once).
+    ``cap``: the longest ``Retry-After`` sent for an outage (rate limits and quotas keep their
+    true reset time). ``stop``: the model has been out so long that the client should stop
+    retrying and tell its user (this text says why): ``x-should-retry: false`` for the SDKs and
+    Claude Code; on the Responses API ``server_is_overloaded``, which Codex (deaf to that header)
+    takes as final with its own "Selected model is at capacity. Please try a different model.".
+    Until then never ``server_is_overloaded`` / ``slow_down``; never a 429 without ``Retry-After``
+    (Codex stops at once).
     """
     what = ", ".join(tried) if tried else "no route could be tried"
-    after = None if retry_after is None or math.isinf(retry_after) else max(1, math.ceil(retry_after))
+    after = _after(retry_after, None if error_class in LIMIT_CLASSES else cap)
     suffix = (f"; upstream said: {detail}" if detail else "") + (f"; {note}" if note else "")
-    if error_class in (ErrorClass.CAPACITY, ErrorClass.OVERLOADED):
-        anthropic = api is Api.ANTHROPIC_MESSAGES
-        return GatewayError(
-            529 if anthropic else 503,
-            ErrorKind.OVERLOADED,
-            f"model '{model}' is out of capacity (tried {what}){suffix}",
-            code="server_error",
-            retry_after=after,
-            should_retry=True,
-        )
     if error_class is ErrorClass.RATE_LIMITED:
         return GatewayError(
             429,
@@ -114,15 +128,6 @@ def final_error(
             retry_after=wait,
             should_retry=wait <= SDK_MAX_RETRY_AFTER,
         )
-    if error_class is ErrorClass.AUTH:
-        return GatewayError(
-            503,
-            ErrorKind.UPSTREAM_UNAVAILABLE,
-            f"the upstream rejected the gateway's credentials for model '{model}' ({what}){suffix}; "
-            "an operator must fix the account",
-            code="server_error",
-            should_retry=False,
-        )
     if error_class is ErrorClass.CONTEXT_TOO_LONG:
         return GatewayError(
             400,
@@ -132,6 +137,27 @@ def final_error(
             code="context_length_exceeded",
             should_retry=False,
         )
+    if error_class is ErrorClass.AUTH:
+        return GatewayError(
+            503,
+            ErrorKind.UPSTREAM_UNAVAILABLE,
+            f"the upstream rejected the gateway's credentials for model '{model}' ({what}){suffix}; "
+            "an operator must fix the account",
+            code="server_error",
+            should_retry=False,
+        )
+    if stop is not None:
+        return stop_error(api, f"{stop} (tried {what}){suffix}")
+    if error_class in (ErrorClass.CAPACITY, ErrorClass.OVERLOADED):
+        anthropic = api is Api.ANTHROPIC_MESSAGES
+        return GatewayError(
+            529 if anthropic else 503,
+            ErrorKind.OVERLOADED,
+            f"model '{model}' is out of capacity (tried {what}){suffix}",
+            code="server_error",
+            retry_after=after,
+            should_retry=True,
+        )
     timeout = error_class in (ErrorClass.TIMEOUT, ErrorClass.STREAM_STALL)
     return GatewayError(
         504 if timeout else 502,
@@ -140,4 +166,34 @@ def final_error(
         code="server_error",
         retry_after=after,
         should_retry=True,
+    )
+
+
+def no_route_error(
+    api: Api, model: str, reasons: str, retry_after: float | None, *, cap: float | None, stop: str | None
+) -> GatewayError:
+    """Every route was refused before any attempt (disabled, busy, too small)."""
+    message = f"no route of model '{model}' can take the request now ({reasons})"
+    if stop is not None:
+        return stop_error(api, f"{stop}; {message}")
+    return GatewayError(
+        503,
+        ErrorKind.UPSTREAM_UNAVAILABLE,
+        message,
+        code="server_error",
+        retry_after=_after(retry_after, cap) or 1,
+        should_retry=True,
+    )
+
+
+def stop_error(api: Api, message: str) -> GatewayError:
+    """Stop retrying, in each client's own terms (see :func:`final_error`). No ``Retry-After``:
+    Codex spaces its last quick transport retries by it."""
+    anthropic = api is Api.ANTHROPIC_MESSAGES
+    return GatewayError(
+        529 if anthropic else 503,
+        ErrorKind.OVERLOADED,
+        message,
+        code="server_is_overloaded" if api is Api.OPENAI_RESPONSES else "server_error",
+        should_retry=False,
     )

@@ -62,6 +62,8 @@ class Transport(Enum):
     IDLE_TIMEOUT = "idle_timeout"
     TOTAL_TIMEOUT = "total_timeout"
     MALFORMED = "malformed"
+    SILENT_CLOSE = "silent_close"
+    """The connection closed after seconds of silence, before any byte of a response."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +100,6 @@ class Verdict:
     """An operator rewrite of the status sent to the client, if any."""
     client_message: str | None = None
     """An operator rewrite of the message sent to the client, if any."""
+    widen: bool = True
+    """Whether more evidence may widen ``scope`` (see :mod:`spillgate.resilience.scoping`);
+    false when an operator rule names the scope."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from spillgate.doctor.advice import format_wait
+from spillgate.config.durations import format_wait
 from spillgate.doctor.diagnose import category_of, diagnose
 from spillgate.doctor.types import BodyKind, Category, ProbeResult, Role
 from spillgate.protocols.apis import Api

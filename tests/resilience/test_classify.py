@@ -73,7 +73,7 @@ CASES: list[tuple[str, Signal, ErrorClass, Scope, str]] = [
     # --- below HTTP ------------------------------------------------------------------------------------
     ("connect_refused", transport(T.CONNECT), C.CONNECT_FAILED, S.PROVIDER, "builtin.connect_failed"),
     ("connect_timeout", transport(T.CONNECT_TIMEOUT), C.CONNECT_FAILED, S.PROVIDER, "builtin.connect_failed"),
-    ("reset_before_headers", transport(T.RESET), C.RESET, S.ACCOUNT, "builtin.reset"),
+    ("reset_before_headers", transport(T.RESET), C.RESET, S.ACCOUNT_MODEL, "builtin.reset"),
     (
         "reset_before_content",
         transport(T.RESET, P.BEFORE_CONTENT),
@@ -89,6 +89,8 @@ CASES: list[tuple[str, Signal, ErrorClass, Scope, str]] = [
         "builtin.stream_cut",
     ),
     ("first_byte_timeout", transport(T.FIRST_BYTE_TIMEOUT), C.TIMEOUT, S.ACCOUNT_MODEL, "builtin.timeout"),
+    # Closed after seconds of silence with no byte: silence, not a reset (never retried on the route).
+    ("silent_close", transport(T.SILENT_CLOSE), C.TIMEOUT, S.ACCOUNT_MODEL, "builtin.timeout"),
     (
         "first_content_timeout",
         transport(T.FIRST_CONTENT_TIMEOUT, P.BEFORE_CONTENT),
@@ -121,7 +123,7 @@ CASES: list[tuple[str, Signal, ErrorClass, Scope, str]] = [
         "trap_transport_beats_message",
         transport(T.RESET, message="server overloaded, context length"),
         C.RESET,
-        S.ACCOUNT,
+        S.ACCOUNT_MODEL,
         "builtin.reset",
     ),
     # --- context too long -------------------------------------------------------------------------------
@@ -329,35 +331,35 @@ CASES: list[tuple[str, Signal, ErrorClass, Scope, str]] = [
             ),
         ),
         C.RATE_LIMITED,
-        S.ACCOUNT,
+        S.ACCOUNT_MODEL,
         "builtin.rate_limited_status",
     ),
     (
         "trap_free_tier_429_links_to_billing",
         http(429, FREE_TIER_429),
         C.RATE_LIMITED,
-        S.ACCOUNT,
+        S.ACCOUNT_MODEL,
         "builtin.rate_limited_status",
     ),
     (
         "anthropic_429",
         http(429, anthropic("rate_limit_error", "Number of request tokens has exceeded your rate limit.")),
         C.RATE_LIMITED,
-        S.ACCOUNT,
+        S.ACCOUNT_MODEL,
         "builtin.rate_limited_status",
     ),
     (
         "responses_failed_rate_limit_in_stream",
         stream("response.failed", failed("rate_limit_exceeded", "Please try again in 1.5s.")),
         C.RATE_LIMITED,
-        S.ACCOUNT,
+        S.ACCOUNT_MODEL,
         "builtin.rate_limited_code",
     ),
     (
         "chat_chunk_rate_limit_message",
         stream(None, b'{"error":{"message":"You hit a Rate Limit, slow your roll"}}'),
         C.RATE_LIMITED,
-        S.ACCOUNT,
+        S.ACCOUNT_MODEL,
         "builtin.rate_limited_keyword",
     ),
     # --- auth -------------------------------------------------------------------------------------------
@@ -634,6 +636,7 @@ def test_rewrite_scope_and_count_are_carried_into_the_verdict() -> None:
         count=False,
         client_status=529,
         client_message="Busy, retrying elsewhere",
+        widen=False,  # the operator named the scope: no evidence widens it
     )
 
 

@@ -73,7 +73,7 @@ CASES: list[tuple[str, HealthConfig | None, list[Event]]] = [
             (1.9, "admit", "deny"),
             (2, "admit", "probe"),
             (2.5, "fail", CAP),
-            (2.5, "until", 6.5),
+            (2.5, "until", 6.0),  # 4 s from when the probe started
             (6.5, "admit", "probe"),
             (6.5, "fail", CAP),
             (6.5, "until", 14.5),
@@ -82,10 +82,10 @@ CASES: list[tuple[str, HealthConfig | None, list[Event]]] = [
             (14.5, "until", 30.5),
             (30.5, "admit", "probe"),
             (30.5, "fail", CAP),
-            (30.5, "until", 60.5),  # 2 * 2**4 = 32, capped at 30
-            (60.5, "admit", "probe"),
-            (60.5, "fail", CAP),
-            (60.5, "until", 90.5),
+            (30.5, "until", 50.5),  # 2 * 2**4 = 32, capped at 20
+            (50.5, "admit", "probe"),
+            (50.5, "fail", CAP),
+            (50.5, "until", 70.5),
         ],
     ),
     (
@@ -128,10 +128,10 @@ CASES: list[tuple[str, HealthConfig | None, list[Event]]] = [
             (15, "until", 35.0),
             (35, "admit", "probe"),
             (35, "fail", OVER),
-            (35, "until", 75.0),
-            (75, "admit", "probe"),
-            (75, "fail", OVER),
-            (75, "until", 135.0),  # 80 capped at 60
+            (35, "until", 55.0),  # 40 capped at 20
+            (55, "admit", "probe"),
+            (55, "fail", OVER),
+            (55, "until", 75.0),
         ],
     ),
     (
@@ -216,7 +216,7 @@ CASES: list[tuple[str, HealthConfig | None, list[Event]]] = [
         "breaker: opens on the third consecutive counted failure",
         None,
         [
-            (0, "fail", TIMEOUT),
+            (0, "fail", ErrorClass.RESET),
             (0, "admit", "allow"),
             (1, "fail", UPSTREAM),
             (1, "admit", "allow"),
@@ -232,14 +232,33 @@ CASES: list[tuple[str, HealthConfig | None, list[Event]]] = [
         "breaker: a success in between resets the consecutive count",
         None,
         [
-            (0, "fail", TIMEOUT),
-            (0, "fail", TIMEOUT),
+            (0, "fail", UPSTREAM),
+            (0, "fail", UPSTREAM),
             (0, "ok"),
-            (0, "fail", TIMEOUT),
-            (0, "fail", TIMEOUT),
+            (0, "fail", UPSTREAM),
+            (0, "fail", UPSTREAM),
             (0, "admit", "allow"),
-            (0, "fail", TIMEOUT),
+            (0, "fail", UPSTREAM),
             (0, "admit", "deny"),
+        ],
+    ),
+    (
+        "timeout: a silent route opens the breaker at its first failure",
+        None,
+        [(0, "fail", TIMEOUT), (0, "state", "open"), (0, "until", 5.0), (5, "admit", "probe")],
+    ),
+    (
+        "half-open: the next period counts from the probe's start, however long the probe waited",
+        None,
+        [
+            (0, "fail", TIMEOUT),
+            (5, "admit", "probe"),
+            (25, "fail", TIMEOUT),  # a probe that waited 20 s for a silent upstream
+            (25, "until", 15.0),  # 5 + 10: already past, so the next caller probes at once
+            (25, "admit", "probe"),
+            (45, "fail", TIMEOUT),
+            (45, "until", 45.0),  # 25 + 20 (capped)
+            (45, "admit", "probe"),
         ],
     ),
     (
@@ -288,7 +307,7 @@ CASES: list[tuple[str, HealthConfig | None, list[Event]]] = [
         "half-open: exactly one probe, a second caller is refused",
         None,
         [
-            *[(0, "fail", TIMEOUT) for _ in range(3)],
+            *[(0, "fail", UPSTREAM) for _ in range(3)],
             (5, "admit", "probe"),
             (5.1, "admit", "deny"),
             (5.1, "peek", "deny"),
@@ -303,7 +322,7 @@ CASES: list[tuple[str, HealthConfig | None, list[Event]]] = [
         "half-open: a failed probe reopens with the next longer breaker cooldown, capped",
         None,
         [
-            *[(0, "fail", TIMEOUT) for _ in range(3)],
+            *[(0, "fail", UPSTREAM) for _ in range(3)],
             (0, "until", 5.0),
             (5, "admit", "probe"),
             (5, "fail", TIMEOUT),
@@ -313,17 +332,17 @@ CASES: list[tuple[str, HealthConfig | None, list[Event]]] = [
             (15, "until", 35.0),
             (35, "admit", "probe"),
             (35, "fail", ErrorClass.RESET),
-            (35, "until", 75.0),
-            (75, "admit", "probe"),
-            (75, "fail", ErrorClass.STREAM_STALL),
-            (75, "until", 135.0),  # 80 capped at 60
+            (35, "until", 55.0),  # 40 capped at 20
+            (55, "admit", "probe"),
+            (55, "fail", ErrorClass.STREAM_STALL),
+            (55, "until", 75.0),
         ],
     ),
     (
         "half-open: a probe failing with another class follows that class",
         None,
         [
-            *[(0, "fail", TIMEOUT) for _ in range(3)],
+            *[(0, "fail", UPSTREAM) for _ in range(3)],
             (5, "admit", "probe"),
             (5, "fail", RATE, 50.0),
             (5, "until", 50.0),
@@ -442,13 +461,13 @@ def test_admission_details() -> None:
     assert board.admit(KEY) == Admission(True, False, None, "")
     board.record_failure(KEY, CAP, reason="Selected model is at capacity")
     clock.now = 1.0
-    assert board.admit(KEY) == Admission(False, False, 2.0, "Selected model is at capacity")
+    assert board.admit(KEY) == Admission(False, False, 2.0, "Selected model is at capacity", CAP)
     clock.now = 2.5
     assert board.admit(KEY) == Admission(True, True, None, "Selected model is at capacity")
     # refused while the probe is out: the reopen time is already past, meaning "probe in flight"
-    assert board.admit(KEY) == Admission(False, False, 2.0, "Selected model is at capacity")
+    assert board.admit(KEY) == Admission(False, False, 2.0, "Selected model is at capacity", CAP)
     board.record_failure(KEY, AUTH, reason="invalid api key")
-    assert board.admit(KEY) == Admission(False, False, INF, "invalid api key")
+    assert board.admit(KEY) == Admission(False, False, INF, "invalid api key", AUTH)
     board.record_failure("other", TIMEOUT)
     board.record_failure("other", TIMEOUT)
     board.record_failure("other", TIMEOUT)
@@ -459,7 +478,7 @@ def test_snapshot_contents() -> None:
     board, clock = board_at()
     board.record_failure("account:a", AUTH, reason="401 invalid key")
     board.record_failure("account_model:b|m", CAP, reason="at capacity")
-    board.record_failure("provider:p", TIMEOUT)
+    board.record_failure("provider:p", UPSTREAM)
     board.record_failure("provider_model:p|m", RATE, retry_at=1.0)
     board.record_failure("provider_model:p|m", RATE, retry_at=1.0)  # stale: no new open
     board.record_success("healthy")
@@ -468,12 +487,12 @@ def test_snapshot_contents() -> None:
     assert board.snapshot() == [
         ScopeSnapshot("account:a", "disabled", INF, "401 invalid key", AUTH, 1, 1, False),
         ScopeSnapshot("account_model:b|m", "open", 0.5, "at capacity", CAP, 1, 1, False),
-        ScopeSnapshot("provider:p", "closed", None, "", TIMEOUT, 1, 0, False),
+        ScopeSnapshot("provider:p", "closed", None, "", UPSTREAM, 1, 0, False),
         ScopeSnapshot("provider_model:p|m", "half_open", 0.0, "rate_limited", RATE, 2, 1, True),
     ]
     board.record_success("provider_model:p|m")
-    board.record_failure("provider:p", TIMEOUT)
-    board.record_failure("provider:p", TIMEOUT)
+    board.record_failure("provider:p", UPSTREAM)
+    board.record_failure("provider:p", UPSTREAM)
     assert [(s.key, s.state, s.consecutive_failures, s.opens) for s in board.snapshot()] == [
         ("account:a", "disabled", 1, 1),
         ("account_model:b|m", "open", 1, 1),
@@ -494,7 +513,7 @@ def test_healthy_keys_hold_no_memory() -> None:
 def test_recovered_keys_are_forgotten_once_their_failures_leave_the_window() -> None:
     board, clock = board_at()
     for i in range(1000):
-        board.record_failure(f"k{i}", TIMEOUT)
+        board.record_failure(f"k{i}", UPSTREAM)
         board.record_success(f"k{i}")
     assert len(board) == 1000  # a recent failure still counts toward the error rate
     clock.now = 31.0
@@ -504,7 +523,7 @@ def test_recovered_keys_are_forgotten_once_their_failures_leave_the_window() -> 
 
 def test_a_recovered_key_that_succeeds_again_is_dropped_at_once() -> None:
     board, clock = board_at()
-    board.record_failure(KEY, TIMEOUT)
+    board.record_failure(KEY, UPSTREAM)
     board.record_success(KEY)
     assert len(board) == 1
     clock.now = 31.0
@@ -514,7 +533,7 @@ def test_a_recovered_key_that_succeeds_again_is_dropped_at_once() -> None:
 
 def test_idle_keys_are_forgotten_after_forget_after() -> None:
     board, clock = board_at(HealthConfig(forget_after=100.0))
-    board.record_failure("closed-with-failures", TIMEOUT)
+    board.record_failure("closed-with-failures", UPSTREAM)
     board.record_failure("expired-open", CAP)
     board.record_failure("long-open", QUOTA, retry_at=10_000.0)
     board.record_failure("disabled", AUTH)

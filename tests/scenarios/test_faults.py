@@ -43,24 +43,40 @@ def complete(result: object, api: str, stream: bool) -> None:
 
 
 @pytest.mark.parametrize(("api", "stream"), MATRIX, ids=IDS)
-async def test_429_with_retry_after_once_fails_over_then_returns(
+async def test_429_with_a_short_retry_after_keeps_the_model(sc: Scenario, api: str, stream: bool) -> None:
+    # Retry-After 1 s <= max_retry_wait (2 s): waiting keeps the model the user chose.
+    sc.fake.set(PRIMARY, Fault.rate_limited(retry_after=1, times=1))
+    first = await sc.ask(api, stream)
+    complete(first, api, stream)
+    assert first.header("x-spillgate-route") == ROUTE[api][0]
+    assert first.header("x-spillgate-attempts") == "2"
+    assert (sc.seen(PRIMARY), sc.seen(SECONDARY)) == (2, 0)
+    spacing = sc.times(PRIMARY)[1] - sc.times(PRIMARY)[0]
+    assert 1.0 <= spacing < 1.5
+    await answers_normally(sc, api, stream)
+
+
+@pytest.mark.parametrize(("api", "stream"), MATRIX, ids=IDS)
+async def test_429_with_a_long_retry_after_fails_over_then_returns(
     sc: Scenario, api: str, stream: bool
 ) -> None:
-    sc.fake.set(PRIMARY, Fault.rate_limited(retry_after=1, times=1))
+    # Retry-After 3 s > max_retry_wait (2 s): another model answers at once.
+    sc.fake.set(PRIMARY, Fault.rate_limited(retry_after=3, times=1))
     first = await sc.ask(api, stream)
     complete(first, api, stream)
     assert first.header("x-spillgate-route") == ROUTE[api][1]
     assert first.header("x-spillgate-attempts") == "2"
+    assert first.elapsed < 1.0
     assert (sc.seen(PRIMARY), sc.seen(SECONDARY)) == (1, 1)
-    # Inside the announced second the primary is left alone...
+    # Inside the announced time the primary is left alone...
     assert (await sc.ask(api, stream)).header("x-spillgate-route") == ROUTE[api][1]
     assert sc.seen(PRIMARY) == 1
     # ...and once it has passed, traffic goes back to it.
-    await asyncio.sleep(1.05)
+    await asyncio.sleep(3.05)
     back = await sc.ask(api, stream)
     assert back.header("x-spillgate-route") == ROUTE[api][0]
     spacing = sc.times(PRIMARY)[1] - sc.times(PRIMARY)[0]
-    assert spacing >= 1.0
+    assert spacing >= 3.0
     await answers_normally(sc, api, stream)
 
 
