@@ -66,6 +66,9 @@ class Fault:
     stream_error_after_events: int | None = None
     stream_error_code: str | None = None
     stream_error_message: str | None = None
+    reject_prefill: bool = False
+    """Answer 400 to every request that ends with an assistant message to continue (a prefill),
+    like an upstream that does not support it; other requests are served as usual."""
     rate: float = 1.0
     times: int | None = None
     for_seconds: float | None = None
@@ -437,6 +440,7 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
     "stream_error_after_events": _count,
     "stream_error_code": _opt_str,
     "stream_error_message": _opt_str,
+    "reject_prefill": _bool,
     "rate": _rate,
     "times": _count,
     "for_seconds": _opt_seconds,

@@ -242,6 +242,13 @@ class FakeUpstream:
             slot.count = index + 1
             applied = fault.active and fault.applies(index, now - slot.set_at)
         prefill = _prefill(payload)
+        if prefill is not None and fault.reject_prefill:
+            self._record(request, now, protocol, model, stream, "status:400", True, request_id)
+            message = "this model does not continue an assistant message (prefill is not supported)"
+            await writer.send(
+                400, [_JSON, ("x-request-id", request_id)], error_json(protocol, 400, message=message)
+            )
+            return
         if prefill and fault.text.startswith(prefill) and len(fault.text) > len(prefill):
             # Like a model given an assistant prefill: it continues from there.
             fault = dataclasses.replace(fault, text=fault.text[len(prefill) :])

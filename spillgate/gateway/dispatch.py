@@ -456,9 +456,7 @@ class Dispatcher:
         out_for = self.outages.failed(model)
         if not self.outages.should_stop(out_for):
             return None
-        return stop_message(
-            model, out_for, self.settings, self.health, self.outages, ex.parsed.api.family
-        )
+        return stop_message(model, out_for, self.settings, self.health, self.outages, ex.parsed.api.family)
 
     async def _send_final(self, ex: Exchange, error: GatewayError, attempts: str, error_class: str) -> None:
         headers, body = render_error(ex.parsed.api.family, error)

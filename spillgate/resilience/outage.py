@@ -4,7 +4,8 @@ A real outage must reach the human. Clients that honour ``Retry-After`` retry fo
 a model has been out for ``stop_after`` the gateway tells each client to stop (see
 :func:`spillgate.resilience.policy.final_error`). An outage starts with a request whose every
 route failed, ends with any answered request for that model, and is forgotten when no request
-failed for ``stop_after`` (then nobody was waiting on it: a later failure starts a new one).
+failed for :data:`QUIET` seconds or ``stop_after``, whichever is longer (then nobody was waiting on
+it: a later failure starts a new one).
 
 Pure logic on an injected clock; at most :data:`MAX_MODELS` models tracked (oldest first out).
 """
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 
 MAX_MODELS = 1024
+QUIET = 60.0
+"""Seconds without a failed request after which an outage is forgotten (at least)."""
 
 
 class OutageBoard:
@@ -35,7 +38,7 @@ class OutageBoard:
         """A request for ``model`` failed on every route: how long the model has been out now."""
         now = self._clock()
         since, last = self._out.pop(model, (now, now))
-        if now - last > self.stop_after:
+        if now - last > self.quiet:
             since = now
         while len(self._out) >= MAX_MODELS:
             del self._out[next(iter(self._out))]
@@ -54,9 +57,13 @@ class OutageBoard:
             return None
         now = self._clock()
         since, last = entry
-        if now - last > self.stop_after:
+        if now - last > self.quiet:
             return None
         return now - since
+
+    @property
+    def quiet(self) -> float:
+        return max(QUIET, self.stop_after)
 
     def should_stop(self, out_for: float) -> bool:
         return out_for >= self.stop_after

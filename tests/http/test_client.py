@@ -51,6 +51,29 @@ async def test_failures_before_headers(fake: FakeUpstream, fault: Fault, kind: F
     await client.close()
 
 
+@pytest.mark.parametrize(
+    ("delay", "first_byte", "kind"),
+    [
+        (0.0, 2.0, FailureKind.RESET),  # closed at once: a reset, worth one retry
+        (0.3, 2.0, FailureKind.RESET),  # shorter than the silence threshold (1 s: half of first_byte)
+        (1.2, 2.0, FailureKind.SILENT_CLOSE),  # silent, then closed: silence, not a reset
+    ],
+    ids=["at-once", "quick", "after-silence"],
+)
+async def test_a_close_after_silence_is_reported_as_silence(
+    fake: FakeUpstream, delay: float, first_byte: float, kind: FailureKind
+) -> None:
+    fake.set("m", Fault(reset_before_headers=True, headers_delay=delay))
+    client = HttpClient(fake.openai_base_url)
+    with pytest.raises(UpstreamFailure) as info:
+        await post(client, first_byte=first_byte)
+    assert info.value.kind is kind
+    if kind is FailureKind.SILENT_CLOSE:
+        assert "of silence, before any response byte" in info.value.message
+    assert not client._active
+    await client.close()
+
+
 async def test_idle_timeout_and_cut_mid_body(fake: FakeUpstream) -> None:
     client = HttpClient(fake.openai_base_url)
     fake.set("m", Fault(stall_after_events=2))

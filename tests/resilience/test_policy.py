@@ -6,7 +6,7 @@ import pytest
 
 from spillgate.protocols.apis import Api
 from spillgate.protocols.errors import render_error
-from spillgate.resilience.policy import Step, final_error, most_informative, next_step
+from spillgate.resilience.policy import Step, final_error, most_informative, next_step, no_route_error
 from spillgate.resilience.types import ErrorClass as C
 
 STEPS = [
@@ -89,3 +89,67 @@ def test_final_error(
     assert "server_is_overloaded" not in text and "slow_down" not in text
     if status == 429:
         assert retry_after is not None  # never a 429 without Retry-After
+
+
+# class, the wait health announces -> the Retry-After sent with a 5 s cap
+CAPPED = [
+    (C.CAPACITY, 3.2, "4"),
+    (C.CAPACITY, 20.0, "5"),  # the capacity cooldown grew: the client still hears a few seconds
+    (C.OVERLOADED, 19.0, "5"),
+    (C.UPSTREAM_ERROR, 12.0, "5"),
+    (C.TIMEOUT, 30.0, "5"),
+    (C.RATE_LIMITED, 42.0, "42"),  # a reset time the upstream announced: the truth
+    (C.QUOTA_EXHAUSTED, 3600.0, "3600"),
+]
+
+
+@pytest.mark.parametrize(("cls", "after", "sent"), CAPPED, ids=[f"{c.value}-{a:g}" for c, a, _ in CAPPED])
+def test_outage_retry_after_is_capped_limits_keep_theirs(cls: C, after: float, sent: str) -> None:
+    error = final_error(Api.OPENAI_CHAT, cls, "gpt-x", ["gpt-x[0]"], after, cap=5.0)
+    assert dict(render_error("openai", error)[0]).get("retry-after") == sent
+
+
+# api, class -> status, code / type of the stop signal
+STOPS = [
+    (Api.OPENAI_RESPONSES, C.CAPACITY, 503, "server_is_overloaded"),  # Codex's own final error
+    (Api.OPENAI_RESPONSES, C.TIMEOUT, 503, "server_is_overloaded"),
+    (Api.OPENAI_CHAT, C.CAPACITY, 503, "server_error"),
+    (Api.OPENAI_CHAT, C.UPSTREAM_ERROR, 503, "server_error"),
+    (Api.ANTHROPIC_MESSAGES, C.OVERLOADED, 529, "overloaded_error"),
+    (Api.ANTHROPIC_MESSAGES, C.STREAM_CUT, 529, "overloaded_error"),
+]
+
+
+@pytest.mark.parametrize(
+    ("api", "cls", "status", "code"), STOPS, ids=[f"{a.value}-{c.value}" for a, c, *_ in STOPS]
+)
+def test_stop_signal(api: Api, cls: C, status: int, code: str) -> None:
+    stop = "model 'gpt-x' has been unavailable for 2 min (every route failed)"
+    error = final_error(api, cls, "gpt-x", ["gpt-x[0]"], 4.0, "at capacity", cap=5.0, stop=stop)
+    headers, body = render_error(api.family, error)
+    h = dict(headers)
+    assert error.status == status
+    assert h["x-should-retry"] == "false"  # the SDKs and Claude Code stop on it
+    assert "retry-after" not in h  # Codex would space its last quick retries by it
+    text = body.decode()
+    assert code in text and stop in text and "gpt-x[0]" in text and "at capacity" in text
+
+
+@pytest.mark.parametrize("cls", [C.RATE_LIMITED, C.QUOTA_EXHAUSTED, C.CONTEXT_TOO_LONG, C.AUTH])
+def test_no_stop_signal_where_the_class_says_what_to_do(cls: C) -> None:
+    plain = final_error(Api.OPENAI_RESPONSES, cls, "gpt-x", [], 30.0, cap=5.0)
+    stopped = final_error(Api.OPENAI_RESPONSES, cls, "gpt-x", [], 30.0, cap=5.0, stop="out for 2 min")
+    assert stopped == plain
+
+
+def test_no_route_error_capped_and_stopped() -> None:
+    error = no_route_error(Api.OPENAI_CHAT, "coder", "coder[0]: skipped", 40.0, cap=5.0, stop=None)
+    assert (error.status, error.retry_after, error.should_retry) == (503, 5, True)
+    assert "coder[0]: skipped" in error.message
+    error = no_route_error(Api.OPENAI_RESPONSES, "coder", "coder[0]: skipped", 40.0, cap=5.0, stop="out")
+    assert (error.status, error.retry_after, error.should_retry, error.code) == (
+        503,
+        None,
+        False,
+        "server_is_overloaded",
+    )
