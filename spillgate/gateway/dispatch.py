@@ -39,7 +39,7 @@ from .answer import outage_key, reported_failure, route_report, stop_message
 from .attempt import Attempt
 from .call import Outcome, call
 from .forward import client_headers, upstream_headers
-from .planner import Candidate, RequestPlan
+from .planner import AttemptCache, Candidate, RequestPlan
 from .redact import Redactor
 
 log = logging.getLogger("spillgate.dispatch")
@@ -103,6 +103,8 @@ class Dispatcher:
         self._rotation = itertools.count()
         self.malformed_events = 0
         self.redact = Redactor.for_settings(settings)
+        self.attempts: AttemptCache = {}
+        """The Attempts of this configuration's routes, built once (see the planner)."""
         self.active = 0
         """Client requests being served now."""
 
@@ -121,6 +123,7 @@ class Dispatcher:
             inflight=self.inflight,
             affinity=self.affinity,
             rotation=self.rotation,
+            cache=self.attempts,
         )
 
     # -- the loop before the commit point ----------------------------------------------

@@ -11,13 +11,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from spillgate.config.schema import Route, Settings
+from spillgate.config.schema import Account, Route, Settings
 from spillgate.resilience.health import Admission, HealthBoard
 from spillgate.resilience.types import ErrorClass
 from spillgate.routing.selection import choose_account
 from spillgate.state.memory import InflightCounter, SessionAffinity
 
 from .attempt import Attempt
+
+AttemptCache = dict[tuple[int, str | None, str], Attempt]
+"""(id of the route, account id, upstream model) -> its Attempt, shared by one gateway's requests:
+an Attempt is immutable and building its health keys is most of a plan's work."""
+MAX_CACHED = 4096
+"""Attempts kept at most (a wildcard route forwards any model name); then the cache starts over."""
 
 
 @dataclass(slots=True)
@@ -64,6 +70,7 @@ class RequestPlan:
     inflight: InflightCounter
     affinity: SessionAffinity
     rotation: Callable[[], int]
+    cache: AttemptCache = field(default_factory=dict)
     tried: set[tuple[str, str]] = field(default_factory=set)
     avoid: set[str] = field(default_factory=set)
     """Health keys that failed in this request: not tried again in it."""
@@ -90,10 +97,9 @@ class RequestPlan:
     def _attempts_of(self, route: Route, rotation: int | None) -> Iterator[tuple[Attempt, bool, str | None]]:
         """Candidate attempts of a route: (attempt, rebind, session) in preference order.
         ``rotation`` ``None`` draws the next tie-break from the gateway's rotation."""
-        provider = self.settings.providers[route.provider]
         upstream_model = route.upstream_model(self.requested_model)
         if not route.accounts:
-            yield Attempt(route, provider, None, upstream_model), False, None
+            yield self._attempt(route, None, upstream_model), False, None
             return
         pool = [self.settings.accounts[a] for a in route.accounts]
         session = f"{route.label}|{self.session_key}" if self.session_key else None
@@ -112,7 +118,17 @@ class RequestPlan:
                     self.notes[route.label] = f"skipped: {choice.reason}"
                 return
             excluded.add(choice.account.id)
-            yield Attempt(route, provider, choice.account, upstream_model), choice.rebind, session
+            yield self._attempt(route, choice.account, upstream_model), choice.rebind, session
+
+    def _attempt(self, route: Route, account: Account | None, upstream_model: str) -> Attempt:
+        key = (id(route), account.id if account is not None else None, upstream_model)
+        attempt = self.cache.get(key)
+        if attempt is None:
+            if len(self.cache) >= MAX_CACHED:
+                self.cache.clear()
+            provider = self.settings.providers[route.provider]
+            attempt = self.cache[key] = Attempt(route, provider, account, upstream_model)
+        return attempt
 
     def next(self) -> Candidate | None:
         """The best attempt not yet tried whose health admits it (claiming probes), else None."""
@@ -159,6 +175,8 @@ class RequestPlan:
         """Whether an attempt other than ``current`` could still follow it in this request: not
         tried, not avoided, fitting and admitted by health now (nothing is claimed). An attempt
         with nothing after it is the last possible one and keeps its whole timeouts."""
+        if len(self.routes) == 1 and len(self.routes[0].accounts) <= 1:
+            return False  # the common single-route alias: nothing to scan
         for route in self.routes:
             if self._misfit(route) is not None:
                 continue
