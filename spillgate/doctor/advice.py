@@ -6,8 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from spillgate.config.durations import format_wait
+from spillgate.config.schema import Cooldowns
 from spillgate.doctor.types import Category, ProbeResult
 from spillgate.resilience.types import ErrorClass, Transport
+
+_COOLDOWNS = Cooldowns()
+"""The default cooldowns, as the advice quotes them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +222,8 @@ def _model_capacity(f: Facts, r: ProbeResult) -> Explained:
         summary = f"Route {f.route} ({f.model} at provider {f.provider}) is at capacity{_routes_served(f)}."
         if f.answered:
             advice.append(
-                "Clients are served meanwhile: Spillgate cools the route down (2 s, doubling up to 30 s) "
+                "Clients are served meanwhile: Spillgate cools the route down "
+                f"({_COOLDOWNS.capacity:g} s, doubling up to {_COOLDOWNS.capacity_max:g} s by default) "
                 "and sends requests to the next route."
             )
             advice.append(
