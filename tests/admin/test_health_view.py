@@ -15,14 +15,7 @@ from spillgate.observe.events import AttemptFinished
 from spillgate.observe.recent import RecentFailures
 from spillgate.resilience.health import HealthBoard
 from spillgate.resilience.types import ErrorClass, Scope
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def settings() -> Settings:
@@ -65,7 +58,7 @@ def test_key_names_match_the_dispatcher() -> None:
 
 def _report(
     board: HealthBoard,
-    clock: Clock,
+    clock: FakeClock,
     inflight: dict[str, int] | None = None,
     recent: RecentFailures | None = None,
 ) -> dict[str, object]:
@@ -91,7 +84,7 @@ def _report(
 
 
 def test_all_healthy() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     got = _report(HealthBoard(clock=clock), clock, inflight={"a1": 1})
     assert got["routes"] == {
         "coder[0]": ("closed", None, None, "", [("a1", "closed"), ("a2", "closed")]),
@@ -162,7 +155,7 @@ def test_route_states(
     route: str,
     cooldown: float | None,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     board = HealthBoard(clock=clock)
     for key, cls in marks:
         if cls is None:
@@ -178,7 +171,7 @@ def test_route_states(
 
 
 def test_cooldown_counts_down_and_half_opens() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     board = HealthBoard(clock=clock)
     board.record_failure("account:a1|big", ErrorClass.CAPACITY, reason="Selected model is at capacity.")
     board.record_failure("account:a2|big", ErrorClass.CAPACITY, reason="Selected model is at capacity.")
@@ -202,7 +195,7 @@ def test_cooldown_counts_down_and_half_opens() -> None:
 
 
 def test_provider_key_routes_and_wildcards() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     board = HealthBoard(clock=clock)
     board.record_failure("provider-key:local|small", ErrorClass.CAPACITY)
     board.record_failure("account:a2|some-model", ErrorClass.CAPACITY)  # on the * route only
@@ -218,7 +211,7 @@ def test_provider_key_routes_and_wildcards() -> None:
 
 
 def test_drain_and_enable() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     board = HealthBoard(clock=clock)
     board.record_failure("account:a1|big", ErrorClass.CAPACITY)
     board.record_failure("account:a10|big", ErrorClass.CAPACITY)  # another account, same prefix
@@ -237,7 +230,7 @@ def test_drain_and_enable() -> None:
 
 
 def test_recent_errors_per_member() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     recent = RecentFailures(per_member=2, clock=lambda: 5.0)
     failed = AttemptFinished(
         request_id="r",

@@ -8,6 +8,7 @@ import pytest
 
 from spillgate.observe.events import AttemptFinished, Event, RequestFinished
 from spillgate.observe.timeline import OTHER, Timeline
+from tests.clock import FakeClock
 
 REQUEST = RequestFinished(
     request_id="r1",
@@ -46,14 +47,6 @@ ATTEMPT = AttemptFinished(
 )
 FAILED = replace(REQUEST, ok=False, status=503, error_class="capacity")
 FAILED_ATTEMPT = replace(ATTEMPT, ok=False, status=503, error_class="capacity", scope="account_model")
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # (events as (time, event), window, expected per bucket of "coder": (requests, ok, failed, attempts,
@@ -101,7 +94,7 @@ def test_buckets(
     window: float,
     expected: list[tuple[int, int, int, int, int, int, int]],
 ) -> None:
-    clock = Clock(0.0)
+    clock = FakeClock(0.0)
     timeline = Timeline(bucket_seconds=10, buckets=6, clock=clock)
     for at, event in events:
         clock.now = at
@@ -120,7 +113,7 @@ def test_buckets(
 
 
 def test_a_ring_slot_is_reused_for_a_later_bucket() -> None:
-    clock = Clock(1000.0)
+    clock = FakeClock(1000.0)
     timeline = Timeline(bucket_seconds=10, buckets=3, clock=clock)
     timeline(FAILED)
     clock.now = 1030.0  # the same slot (index % 3) three buckets later
@@ -134,7 +127,7 @@ def test_a_ring_slot_is_reused_for_a_later_bucket() -> None:
 
 
 def test_error_classes_latency_and_kinds() -> None:
-    clock = Clock(1000.0)
+    clock = FakeClock(1000.0)
     timeline = Timeline(bucket_seconds=10, buckets=6, clock=clock)
     for event in (
         FAILED,
@@ -153,7 +146,7 @@ def test_error_classes_latency_and_kinds() -> None:
 
 
 def test_models_past_the_limit_share_one_series() -> None:
-    timeline = Timeline(bucket_seconds=10, buckets=6, max_models=2, clock=Clock(1000.0))
+    timeline = Timeline(bucket_seconds=10, buckets=6, max_models=2, clock=FakeClock(1000.0))
     for model in ("a", "b", "c", "d"):
         timeline(replace(REQUEST, public_model=model))
     view = timeline.view(10)
@@ -163,7 +156,7 @@ def test_models_past_the_limit_share_one_series() -> None:
 
 
 def test_models_without_traffic_in_the_window_are_left_out() -> None:
-    clock = Clock(1000.0)
+    clock = FakeClock(1000.0)
     timeline = Timeline(bucket_seconds=10, buckets=60, clock=clock)
     timeline(replace(REQUEST, public_model="old"))
     clock.now = 1100.0
@@ -173,7 +166,7 @@ def test_models_without_traffic_in_the_window_are_left_out() -> None:
 
 
 def test_window_is_clamped_to_what_is_kept() -> None:
-    timeline = Timeline(bucket_seconds=10, buckets=6, clock=Clock(1000.0))
+    timeline = Timeline(bucket_seconds=10, buckets=6, clock=FakeClock(1000.0))
     assert len(timeline.view(3600).total) == 6
     assert len(timeline.view(1).total) == 1
     assert timeline.span == 60

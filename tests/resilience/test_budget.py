@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spillgate.resilience.budget import BudgetSnapshot, RetryBudget, SlidingCounts
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def spend_all(budget: RetryBudget, tries: int = 1000) -> int:

@@ -10,6 +10,7 @@ import pytest
 
 from spillgate.resilience.health import Admission, HealthBoard, HealthConfig, ScopeSnapshot
 from spillgate.resilience.types import ErrorClass
+from tests.clock import FakeClock
 
 INF = math.inf
 CAP = ErrorClass.CAPACITY
@@ -21,14 +22,6 @@ NF = ErrorClass.NOT_FOUND
 TIMEOUT = ErrorClass.TIMEOUT
 UPSTREAM = ErrorClass.UPSTREAM_ERROR
 KEY = "account_model:oa-1|gpt-5"
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def board_at(config: HealthConfig | None = None) -> tuple[HealthBoard, FakeClock]:

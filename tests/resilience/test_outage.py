@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spillgate.resilience.outage import MAX_MODELS, OutageBoard
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def test_an_outage_runs_from_the_first_failure_until_an_answer() -> None:

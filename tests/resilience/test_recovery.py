@@ -17,6 +17,7 @@ from spillgate.config.schema import Settings
 from spillgate.gateway.core import health_config
 from spillgate.resilience.health import HealthBoard
 from spillgate.resilience.types import ErrorClass
+from tests.clock import FakeClock
 
 KEY = "account:k|primary"
 ARRIVALS = 0.25
@@ -39,17 +40,9 @@ FAILURES = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def run_outage(failure: Failure, down_for: float) -> tuple[float, int]:
     """Seconds from the primary's recovery to its first answer, and how many attempts it failed."""
-    clock = Clock()
+    clock = FakeClock()
     board = HealthBoard(health_config(DEFAULTS), clock)
     events: list[tuple[float, int, str, bool]] = []  # (time, seq, what, failed)
     seq = 0

@@ -16,16 +16,9 @@ from spillgate.resilience.scoping import (
     account_wide,
 )
 from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Verdict
+from tests.clock import FakeClock
 
 C, S = ErrorClass, Scope
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def verdict(cls: ErrorClass, *, widen: bool = True, scope: Scope | None = None) -> Verdict:

@@ -17,7 +17,7 @@ from typing import Any
 
 from spillgate.fake import DEFAULT_TEXT, FakeUpstream, Fault
 
-from .conftest import Result, Scenario
+from .conftest import Result, Scenario, scenario_config
 
 FALLBACK = "fallback"
 APIS = ("chat", "responses", "messages")
@@ -89,17 +89,8 @@ def route_label(case: Case, api: str, role: str) -> str:
 def shared_config(fake: FakeUpstream, cases: list[Case], credentials: int) -> dict[str, Any]:
     """Every case's alias on the one OpenAI and the one Anthropic provider, with one credential
     each (the provider's own key) or two (primaries on one account, the fallback on another)."""
-    timeouts = {
-        "connect": "1s",
-        "first_byte": "1s",
-        "first_token": "1s",
-        "stream_idle": "500ms",
-        "total": "3s",
-    }
-    providers: dict[str, Any] = {
-        "oa": {"protocol": "openai", "base_url": fake.openai_base_url, "timeouts": timeouts},
-        "an": {"protocol": "anthropic", "base_url": fake.anthropic_base_url, "timeouts": timeouts},
-    }
+    config = scenario_config(fake)  # the providers with short timeouts, scaled-down resilience
+    providers = config["providers"]
     accounts: list[dict[str, Any]] = []
     if credentials == 1:
         providers["oa"]["api_key"] = "sk-org-openai"
@@ -125,30 +116,12 @@ def shared_config(fake: FakeUpstream, cases: list[Case], credentials: int) -> di
     models["control"] = {
         "routes": [{**route(p, control, "fallback"), "model": FALLBACK} for p in ("oa", "an")]
     }
-    return {
-        "listen": "127.0.0.1:0",
-        "providers": providers,
-        "accounts": accounts,
-        "models": models,
-        "resilience": {
-            "max_attempts": 4,
-            "deadline": "8s",
-            "max_retry_wait": "2s",
-            "max_client_retry_after": "3s",
-            "backoff": {"base": "100ms", "cap": "1s"},
-            "cooldowns": {
-                "capacity": "1s",
-                "capacity_max": "4s",
-                "overloaded": "1s",
-                "overloaded_max": "4s",
-                "rate_limited": "2s",
-            },
-            "breaker": {"cooldown": "1s", "cooldown_max": "4s"},
-            # Each case must see the attempts it sees alone; the budget's own limits are
-            # tested on their own (tests/resilience/test_budget.py, bench/resilience).
-            "retry_budget": {"floor": 1000},
-        },
-    }
+    config["accounts"] = accounts
+    config["models"] = models
+    # Each case must see the attempts it sees alone; the budget's own limits are tested on their
+    # own (tests/resilience/test_budget.py, tests/scenarios/test_policy.py, bench/resilience).
+    config["resilience"].update({"max_client_retry_after": "3s", "retry_budget": {"floor": 1000}})
+    return config
 
 
 # -- running a case ---------------------------------------------------------------------------
