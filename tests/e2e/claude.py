@@ -317,16 +317,19 @@ async def run_claude(
     prompt: str = "Say hello.",
     base_url: str | None = None,
     nonessential_traffic: bool = False,
+    max_retries: int | None = CLAUDE_MAX_RETRIES,
 ) -> ClaudeRun:
     """Claude Code in print mode, pointed at ``arm`` (or ``base_url``), with ``workdir`` (an
-    existing, fresh directory) as its HOME and working directory."""
+    existing, fresh directory) as its HOME and working directory. ``max_retries``:
+    ``CLAUDE_CODE_MAX_RETRIES``, or ``None`` for Claude Code's own default retry loop."""
     env = base_env(workdir)
     env.update(
         ANTHROPIC_BASE_URL=base_url or arm.base_url,
         ANTHROPIC_API_KEY=arm.api_key,
         DISABLE_AUTOUPDATER="1",
-        CLAUDE_CODE_MAX_RETRIES=str(CLAUDE_MAX_RETRIES),
     )
+    if max_retries is not None:
+        env["CLAUDE_CODE_MAX_RETRIES"] = str(max_retries)
     if not nonessential_traffic:
         env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
     argv = [

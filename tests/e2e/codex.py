@@ -7,7 +7,7 @@ workspace, the task on the command line, stdin closed, and a hard timeout.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,10 +159,11 @@ async def run_codex(
     api_key: str,
     task: str = TASK,
     timeout: float = RUN_TIMEOUT,
+    flags: Sequence[str] | None = None,
 ) -> CodexRun:
     """``codex exec --skip-git-repo-check --ephemeral --json -s read-only <task>`` with stdin
-    closed, against ``base_url`` with the retry :func:`overrides`; its own ``CODEX_HOME`` under
-    ``workdir``."""
+    closed, against ``base_url`` with the retry :func:`overrides` (or the ``-c`` ``flags`` given:
+    ``[]`` for Codex's own defaults); its own ``CODEX_HOME`` under ``workdir``."""
     home = workdir / "codex-home"
     workspace = workdir / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
@@ -173,7 +174,7 @@ async def run_codex(
     argv = [
         str(codex),
         "exec",
-        *overrides(),
+        *(overrides() if flags is None else flags),
         "--skip-git-repo-check",
         "--ephemeral",
         "--json",
