@@ -44,7 +44,7 @@ def reported_failure(ex: Exchange, plan: RequestPlan) -> Failure:
     chosen = most_informative(classes) if classes else None
     if chosen is None or chosen is ErrorClass.CONTEXT_TOO_LONG:
         tried = {o.attempt.route.label for _, o in ex.failures}
-        fits = {r.label for r in plan.routes if plan._misfit(r) is None}
+        fits = {r.label for r in plan.routes if plan.misfit(r) is None}
         refused = [
             r for label, r in plan.refusals.items() if label in fits and label not in tried and r.error_class
         ]
@@ -70,10 +70,10 @@ def route_report(ex: Exchange, plan: RequestPlan, stopped: str, now: float) -> s
         label = route.label
         if label in failed:
             parts.append(f"{label}: failed ({', '.join(failed[label])})")
+        elif label in plan.refusals:
+            parts.append(f"{label}: {plan.refusals[label].describe(now)}")
         elif label in plan.notes:
-            refusal = plan.refusals.get(label)
-            note = refusal.describe(now) if refusal is not None else plan.notes[label]
-            parts.append(f"{label}: {note}")
+            parts.append(f"{label}: {plan.notes[label]}")
         else:
             parts.append(f"{label}: not tried ({stopped or 'no attempt left'})")
     return "; ".join(parts)

@@ -439,6 +439,19 @@ class Dispatcher:
 
     async def _no_route(self, ex: Exchange, plan: RequestPlan) -> None:
         now = time.monotonic()
+        if plan.routes and all(plan.misfit(route) is not None for route in plan.routes):
+            # Too long for every route's declared window: the request, not an outage.
+            error = final_error(
+                ex.parsed.api,
+                ErrorClass.CONTEXT_TOO_LONG,
+                ex.parsed.model,
+                [],
+                None,
+                note=f"routes: {route_report(ex, plan, '', now)}",
+            )
+            await self._send_final(ex, error, "0", ErrorClass.CONTEXT_TOO_LONG.value)
+            self._emit_request(ex, error.status, None, ErrorClass.CONTEXT_TOO_LONG)
+            return
         error = no_route_error(
             ex.parsed.api,
             ex.alias.name,

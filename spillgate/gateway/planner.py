@@ -79,11 +79,11 @@ class RequestPlan:
     skipped_models: set[tuple[str, str]] = field(default_factory=set)
     """(provider, upstream model) pairs that cannot take this request."""
     notes: dict[str, str] = field(default_factory=dict)
-    """Route label -> why this request last passed the route over."""
+    """Route label -> why this request last passed the route over (unless it was its health)."""
     refusals: dict[str, Refusal] = field(default_factory=dict)
     """Route label -> the health scope that last kept it out of this request."""
 
-    def _misfit(self, route: Route) -> str | None:
+    def misfit(self, route: Route) -> str | None:
         """Why ``route`` cannot take this request at all, or ``None`` when it can."""
         window = route.context_window
         if window is not None and self.estimated_tokens > window:
@@ -115,7 +115,7 @@ class RequestPlan:
             )
             if choice.account is None:
                 if not excluded and choice.reason and rotation is None:
-                    self.notes[route.label] = f"skipped: {choice.reason}"
+                    self._note(route, f"skipped: {choice.reason}")
                 return
             excluded.add(choice.account.id)
             yield self._attempt(route, choice.account, upstream_model), choice.rebind, session
@@ -134,9 +134,9 @@ class RequestPlan:
         """The best attempt not yet tried whose health admits it (claiming probes), else None."""
         now = time.monotonic()
         for route in self.routes:
-            misfit = self._misfit(route)
+            misfit = self.misfit(route)
             if misfit is not None:
-                self.notes[route.label] = misfit
+                self._note(route, misfit)
                 continue
             for attempt, rebind, session in self._attempts_of(route, None):
                 if attempt.identity in self.tried:
@@ -144,7 +144,7 @@ class RequestPlan:
                 keys = attempt.health_keys()
                 avoided = next((k for k in keys if k in self.avoid), None)
                 if avoided is not None:
-                    self.notes[route.label] = f"skipped: {avoided} failed earlier in this request"
+                    self._note(route, f"skipped: {avoided} failed earlier in this request")
                     continue
                 peeks = [self.health.peek(k) for k in keys]
                 refused = next(((k, p) for k, p in zip(keys, peeks, strict=True) if not p.allowed), None)
@@ -165,11 +165,15 @@ class RequestPlan:
                     self.health.release_probe(key)
         return None
 
+    def _note(self, route: Route, why: str) -> None:
+        self.notes[route.label] = why
+        self.refusals.pop(route.label, None)
+
     def _refused(self, route: Route, key: str, admission: Admission, now: float) -> None:
+        """Remember the refusal; its words are only made if a final error needs them."""
         until = admission.until if admission.until is not None else now
-        refusal = Refusal(key, admission.error_class, until, admission.reason)
-        self.refusals[route.label] = refusal
-        self.notes[route.label] = refusal.describe(now)
+        self.refusals[route.label] = Refusal(key, admission.error_class, until, admission.reason)
+        self.notes.pop(route.label, None)
 
     def has_other(self, current: Attempt) -> bool:
         """Whether an attempt other than ``current`` could still follow it in this request: not
@@ -178,7 +182,7 @@ class RequestPlan:
         if len(self.routes) == 1 and len(self.routes[0].accounts) <= 1:
             return False  # the common single-route alias: nothing to scan
         for route in self.routes:
-            if self._misfit(route) is not None:
+            if self.misfit(route) is not None:
                 continue
             for attempt, _, _ in self._attempts_of(route, 0):
                 if attempt.identity == current.identity or attempt.identity in self.tried:
@@ -194,7 +198,7 @@ class RequestPlan:
         """With every route open: the untried attempt whose scopes reopen soonest (never a disabled one)."""
         best: tuple[float, Attempt, bool, str | None] | None = None
         for route in self.routes:
-            if self._misfit(route) is not None:
+            if self.misfit(route) is not None:
                 continue
             for attempt, rebind, session in self._attempts_of(route, None):
                 if attempt.identity in self.tried or any(k in self.avoid for k in attempt.health_keys()):
@@ -212,7 +216,7 @@ class RequestPlan:
         """Seconds until one of this request's attempts has every scope healthy again, if known."""
         soonest: float | None = None
         for route in self.routes:
-            if self._misfit(route) is not None:
+            if self.misfit(route) is not None:
                 continue
             for attempt, _, _ in self._attempts_of(route, 0):
                 times = [self.health.reopens_at(k) for k in attempt.health_keys()]

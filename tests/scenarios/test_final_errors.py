@@ -172,3 +172,28 @@ async def test_defaults_a_silent_primary_costs_a_try_then_the_fallback_answers(f
         assert result.header("x-spillgate-route") == "coder[1]" and result.elapsed < 1.0
     finally:
         await stop(sc)
+
+
+async def test_too_long_for_every_declared_window_is_the_requests_400(fake: FakeUpstream) -> None:
+    models = {
+        "coder": {
+            "routes": [
+                {"provider": "oa", "model": PRIMARY, "context_window": 100},
+                {"provider": "oa", "model": SECONDARY, "context_window": 200},
+            ]
+        }
+    }
+    sc = await start_scenario(fake, one_key(fake, models))
+    try:
+        result = await sc.ask("chat", messages=[{"role": "user", "content": "x" * 4000}])
+        assert result.status == 400, result.reply.body
+        assert result.header("x-should-retry") == "false"
+        assert result.header("x-spillgate-error-class") == "context_too_long"
+        error = result.reply.json()["error"]
+        assert error["code"] == "context_length_exceeded"
+        assert "coder[0]: too small: context_window 100" in error["message"], error
+        assert "coder[1]: too small: context_window 200" in error["message"], error
+        assert not fake.attempts  # nothing was sent upstream
+        assert sc.app.gateway.outages.out_for("coder") is None  # the request's fault, not an outage
+    finally:
+        await stop(sc)
