@@ -145,8 +145,7 @@ class Dispatcher:
         if candidate is None:
             await self._no_route(ex, plan)
             return
-        stopped = ""
-        """Why no further attempt was made, when that was not for want of a route."""
+        stopped = ""  # why no further attempt was made, when that was not for want of a route
         while candidate is not None:
             if ex.attempts >= res.max_attempts:
                 stopped = f"max_attempts ({res.max_attempts}) reached"
