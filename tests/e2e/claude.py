@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,11 +222,16 @@ async def direct_arm(primary: Fault) -> AsyncIterator[Arm]:
 
 
 @contextlib.asynccontextmanager
-async def spillgate_arm(primary: Fault, secondary: Fault) -> AsyncIterator[Arm]:
+async def spillgate_arm(
+    primary: Fault,
+    secondary: Fault,
+    config: Callable[[FakeUpstream], dict[str, Any]] | None = None,
+) -> AsyncIterator[Arm]:
+    """Spillgate (``config(fake)``, default :func:`gateway_config`) in front of its own fake."""
     fake = FakeUpstream({PRIMARY: primary, SECONDARY: secondary})
     await fake.start("127.0.0.1", 0)
     try:
-        stack = await start_stack(fake, gateway_config(fake))
+        stack = await start_stack(fake, (config or gateway_config)(fake))
         arm = Arm("spillgate", fake, stack.gateway_url, CLIENT_KEY, stack)
         stack.app.gateway.events.subscribe(arm.events.append)
         try:

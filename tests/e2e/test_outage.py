@@ -48,9 +48,18 @@ from aiohttp import ClientError, web
 from spillgate.fake import AttemptRecord, FakeUpstream, Fault
 from spillgate.observe.events import RequestFinished
 
-from .claude import OUTPUT_DIR, Arm, ClaudeRun, RecordingProxy, direct_arm, gateway_config, run_claude
+from .claude import (
+    OUTPUT_DIR,
+    Arm,
+    ClaudeRun,
+    RecordingProxy,
+    direct_arm,
+    gateway_config,
+    run_claude,
+    spillgate_arm,
+)
 from .codex import CodexRun, run_codex
-from .conftest import CLAUDE_MODEL, CLIENT_KEY, CLIENTS, CODEX_MODEL, PRIMARY, SECONDARY, start_stack
+from .conftest import CLAUDE_MODEL, CLIENTS, CODEX_MODEL, PRIMARY, SECONDARY
 
 STOP_AFTER = 6.0
 """``resilience.stop_retries_after``: how long a model is out before the gateway says "stop"."""
@@ -107,28 +116,9 @@ def outage_config(fake: FakeUpstream) -> dict[str, Any]:
     return config
 
 
-def all_at_capacity() -> FakeUpstream:
-    fake = FakeUpstream()
-    fake.set(PRIMARY, Fault.capacity())
-    fake.set(SECONDARY, Fault.capacity())
-    return fake
-
-
-@contextlib.asynccontextmanager
-async def outage_arm() -> AsyncIterator[Arm]:
+def outage_arm() -> contextlib.AbstractAsyncContextManager[Arm]:
     """Spillgate in front of a fake upstream whose two routes are both at capacity."""
-    fake = all_at_capacity()
-    await fake.start("127.0.0.1", 0)
-    try:
-        stack = await start_stack(fake, outage_config(fake))
-        arm = Arm("spillgate", fake, stack.gateway_url, CLIENT_KEY, stack)
-        stack.app.gateway.events.subscribe(arm.events.append)
-        try:
-            yield arm
-        finally:
-            await stack.app.stop(grace=1)
-    finally:
-        await fake.close()
+    return spillgate_arm(Fault.capacity(), Fault.capacity(), outage_config)
 
 
 # -- what a client was answered --------------------------------------------------------------
