@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,10 @@ class ParsedRequest:
     """The decoded body, read-only by convention (kept for a fallback rewrite)."""
 
 
+MAX_MODEL_NAME = 256
+"""The longest model name a client may send (a name reaches routing, logs and metrics)."""
+
+
 def parse_request(api: Api, body: bytes, headers: dict[str, str]) -> ParsedRequest:
     """Validate the little the gateway relies on; everything else passes through untouched."""
     if not body:
@@ -33,11 +37,18 @@ def parse_request(api: Api, body: bytes, headers: dict[str, str]) -> ParsedReque
         raise invalid(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise invalid(f"the request body must be a JSON object, got {type(data).__name__}")
+    duplicate = duplicate_top_level_key(body, data)
+    if duplicate is not None:
+        raise invalid(
+            f"the request body names the top-level key {duplicate!r} more than once", param=duplicate[:64]
+        )
     model = data.get("model")
     if model is None:
         raise invalid("missing required field 'model'", param="model", code="missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
         raise invalid("'model' must be a non-empty string", param="model")
+    if len(model) > MAX_MODEL_NAME or not model.isprintable():
+        raise invalid(f"'model' must be at most {MAX_MODEL_NAME} printable characters", param="model")
     stream = data.get("stream", False)
     if stream is None:
         stream = False
@@ -51,6 +62,29 @@ def parse_request(api: Api, body: bytes, headers: dict[str, str]) -> ParsedReque
         body=body,
         data=data,
     )
+
+
+def duplicate_top_level_key(body: bytes, data: dict[str, Any]) -> str | None:
+    """A top-level key the body names twice (``orjson`` keeps the last value, another parser may
+    take the first), else ``None``. Cheap when every key is spelled once and plainly."""
+    if b"\\u" not in body and all(body.count(orjson.dumps(key)) == 1 for key in data):
+        return None
+    pairs: list[list[tuple[str, Any]]] = []
+
+    def keep(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        pairs.append(items)
+        return {}
+
+    try:
+        json.loads(body, object_pairs_hook=keep)
+    except (ValueError, RecursionError):
+        return None  # orjson read it: nothing this parser could add
+    seen: set[str] = set()
+    for key, _ in pairs[-1] if pairs else ():  # the outermost object is built last
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
 
 
 def _session_key(api: Api, data: dict[str, Any], headers: dict[str, str]) -> str | None:
@@ -71,34 +105,14 @@ def _session_key(api: Api, data: dict[str, Any], headers: dict[str, str]) -> str
 
 
 def rewrite_model(parsed: ParsedRequest, upstream_model: str) -> bytes:
-    """The body with its top-level ``model`` replaced, every other byte unchanged.
-
-    The common case is a byte splice of the single ``"model": "<name>"`` pair; only when the
-    pair occurs more than once (or is spelled with escapes) is the body re-serialised.
-    """
+    """The body with its top-level ``model`` member replaced: exactly that member, however it was
+    spelled (escapes included), never a nested ``model``. The body is re-serialised from what was
+    parsed, so the upstream reads the same document the gateway routed and checked."""
     if upstream_model == parsed.model:
         return parsed.body
-    pattern = _pair_pattern(parsed.model)
-    matches = pattern.findall(parsed.body, 0)
-    if len(matches) == 1:
-        replacement = b'"model":' + orjson.dumps(upstream_model)
-        return pattern.sub(lambda _m: replacement, parsed.body, count=1)
     data = dict(parsed.data)
-    data["model"] = upstream_model
+    data["model"] = upstream_model  # keeps its place among the keys
     return orjson.dumps(data)
-
-
-_PATTERNS: dict[str, re.Pattern[bytes]] = {}
-
-
-def _pair_pattern(model: str) -> re.Pattern[bytes]:
-    pattern = _PATTERNS.get(model)
-    if pattern is None:
-        if len(_PATTERNS) > 4096:
-            _PATTERNS.clear()
-        pattern = re.compile(rb'"model"\s*:\s*' + re.escape(orjson.dumps(model)))
-        _PATTERNS[model] = pattern
-    return pattern
 
 
 __all__ = ["GatewayError", "ParsedRequest", "parse_request", "rewrite_model"]

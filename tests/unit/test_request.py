@@ -1,4 +1,4 @@
-"""Reading routing fields from bodies and rewriting ``model`` without touching other bytes."""
+"""Reading routing fields from bodies and rewriting exactly the top-level ``model``."""
 
 from __future__ import annotations
 
@@ -43,14 +43,14 @@ def test_bad_bodies(body: bytes, fragment: str, param: str | None) -> None:
     assert info.value.param == param
 
 
-def test_rewrite_splices_only_the_model_value() -> None:
+def test_rewrite_replaces_only_the_top_level_model() -> None:
     body = (
         b'{"input": [{"role":"user","content":"say \\"model\\": \\"alias\\""}],\n "model" : "alias", "x":1}'
     )
     parsed = parse_request(Api.OPENAI_RESPONSES, body, {})
     out = rewrite_model(parsed, "gpt-5.3-codex")
-    assert out == body.replace(b'"model" : "alias"', b'"model":"gpt-5.3-codex"')
-    assert orjson.loads(out)["input"] == orjson.loads(body)["input"]
+    assert orjson.loads(out) == {**orjson.loads(body), "model": "gpt-5.3-codex"}
+    assert list(orjson.loads(out)) == ["input", "model", "x"]  # the key keeps its place
 
 
 def test_rewrite_same_name_is_identity() -> None:
@@ -59,13 +59,65 @@ def test_rewrite_same_name_is_identity() -> None:
     assert rewrite_model(parsed, "same") is body
 
 
-def test_rewrite_falls_back_when_the_pair_repeats() -> None:
-    body = b'{"model":"a","tools":[{"model":"a"}]}'
-    out = rewrite_model(parse_request(Api.OPENAI_CHAT, body, {}), "b")
-    assert orjson.loads(out) == {"model": "b", "tools": [{"model": "a"}]}
+# body -> what routing reads as the model, and what the upstream receives after a rewrite to "up"
+EXACT = [
+    (
+        "nested model left alone",
+        b'{"model":"a","tools":[{"model":"a"}]}',
+        "a",
+        {"model": "up", "tools": [{"model": "a"}]},
+    ),
+    ("escaped value", b'{"model":"a\\/b","n":1}', "a/b", {"model": "up", "n": 1}),
+    (
+        "escaped key with a nested plain model",
+        b'{"mod\\u0065l":"cheap","metadata":{"model":"cheap"}}',
+        "cheap",
+        {"model": "up", "metadata": {"model": "cheap"}},
+    ),
+    (
+        "escaped key, nested model of another name",
+        b'{"mod\\u0065l":"gpt-5-pro","x":{"model":"gpt-5-pro"}}',
+        "gpt-5-pro",
+        {"model": "up", "x": {"model": "gpt-5-pro"}},
+    ),
+]
 
 
-def test_rewrite_with_escaped_spelling() -> None:
-    body = b'{"model":"a\\/b","n":1}'
-    out = rewrite_model(parse_request(Api.OPENAI_CHAT, body, {}), "c")
-    assert orjson.loads(out) == {"model": "c", "n": 1}
+@pytest.mark.parametrize(("body", "routed", "upstream"), [c[1:] for c in EXACT], ids=[c[0] for c in EXACT])
+def test_rewrite_is_exact(body: bytes, routed: str, upstream: dict[str, object]) -> None:
+    parsed = parse_request(Api.OPENAI_CHAT, body, {})
+    assert parsed.model == routed
+    assert orjson.loads(rewrite_model(parsed, "up")) == upstream
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"model":"premium","model":"cheap"}', "model"),
+        (b'{"model":"premium","mod\\u0065l":"cheap"}', "model"),
+        (b'{"mod\\u0065l":"premium","model":"cheap"}', "model"),
+        (b'{"model":"m","stream":false,"stream":true}', "stream"),
+    ],
+)
+def test_duplicate_top_level_keys_are_refused(body: bytes, key: str) -> None:
+    with pytest.raises(GatewayError) as info:
+        parse_request(Api.OPENAI_CHAT, body, {})
+    assert info.value.status == 400 and info.value.param == key
+    assert "more than once" in info.value.message
+
+
+def test_duplicates_below_the_top_level_are_the_clients_business() -> None:
+    parsed = parse_request(
+        Api.OPENAI_CHAT, b'{"model":"m","x":{"a":1,"a":2},"y":[{"model":1},{"model":2}]}', {}
+    )
+    assert parsed.model == "m"
+
+
+@pytest.mark.parametrize(
+    "model", ["x" * 257, "bad\nname", "tab\tname", "\x00"], ids=["too-long", "newline", "tab", "nul"]
+)
+def test_model_names_are_bounded_and_printable(model: str) -> None:
+    with pytest.raises(GatewayError) as info:
+        parse_request(Api.OPENAI_CHAT, orjson.dumps({"model": model}), {})
+    assert info.value.status == 400 and info.value.param == "model"
+    assert parse_request(Api.OPENAI_CHAT, orjson.dumps({"model": "x" * 256}), {}).model == "x" * 256
