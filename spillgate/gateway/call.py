@@ -11,6 +11,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from spillgate.http.client import FailureKind, HttpClient, UpstreamFailure, UpstreamResponse
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
@@ -59,6 +62,8 @@ class Outcome:
     first_byte: float | None = None
     latency: float = 0.0
     malformed: int = 0
+    payload: dict[str, Any] | None = None
+    """A non-streamed success's decoded body."""
     verdict: Verdict | None = None
     """Set by the dispatcher when the attempt failed."""
     on_close: Callable[[], None] | None = None
@@ -78,6 +83,14 @@ class Outcome:
 
     def signal_message(self) -> str:
         return self.signal.message if self.signal is not None else ""
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 def transport_signal(failure: UpstreamFailure, phase: Phase) -> Signal:
@@ -127,7 +140,18 @@ async def call(
         else:
             remaining = max(timeouts.total - (loop.time() - started), 0.001)
             outcome.body = await response.read(remaining)
-            outcome.ok = True
+            outcome.payload = _json_object(outcome.body)
+            if outcome.payload is None:
+                # Nothing a client could use: a failure like any other, so the next route answers.
+                outcome.signal = Signal(
+                    phase=Phase.BEFORE_CONTENT,
+                    status=response.status,
+                    transport=Transport.MALFORMED,
+                    message=f"the upstream's {response.status} body is not a JSON object "
+                    f"({len(outcome.body)} bytes)",
+                )
+            else:
+                outcome.ok = True
     except UpstreamFailure as failure:
         phase = Phase.BEFORE_CONTENT
         outcome.signal = transport_signal(failure, phase)

@@ -21,9 +21,9 @@ from spillgate.config.schema import ModelAlias, Route, Settings
 from spillgate.http.client import HttpClient
 from spillgate.http.server import ResponseWriter
 from spillgate.observe.events import AttemptFinished, EventBus, RequestFinished
-from spillgate.protocols.errors import ErrorKind, GatewayError, render_error
+from spillgate.protocols.errors import ErrorKind, GatewayError, is_error_body, render_error
 from spillgate.protocols.request import ParsedRequest, rewrite_model
-from spillgate.protocols.usage import Usage, from_body
+from spillgate.protocols.usage import Usage, from_usage_object
 from spillgate.resilience.backoff import backoff_delay
 from spillgate.resilience.budget import RetryBudget
 from spillgate.resilience.classify import Classifier
@@ -380,7 +380,9 @@ class Dispatcher:
             assert outcome.status is not None
             self.outages.answered(outage_key(ex))
             await ex.writer.send(outcome.status, self.response_headers(ex, outcome), outcome.body)
-            usage = from_body(ex.parsed.api, outcome.body) if self.events.active else None
+            usage = None
+            if self.events.active and outcome.payload is not None:
+                usage = from_usage_object(ex.parsed.api, outcome.payload.get("usage"))
             self._emit_request(ex, outcome.status, outcome, None, usage=usage)
             return
         from .streaming import StreamSession
@@ -390,19 +392,25 @@ class Dispatcher:
     async def _pass_through(self, ex: Exchange, outcome: Outcome, verdict: Verdict) -> None:
         """The request itself was refused (content policy, bad request): the upstream's reason goes back."""
         status = verdict.client_status or outcome.status or 400
+        if not 400 <= status <= 599:
+            status = 400  # refused in a 200 stream, or by an odd status: still a refusal
         headers = [
             h for h in self.response_headers(ex, outcome) if h[0] not in ("x-should-retry", "retry-after")
         ]
         headers.append(("x-should-retry", "false"))
         body = outcome.body
-        if verdict.client_message is not None or not body:
+        family = ex.parsed.api.family
+        if verdict.client_message is not None or status != outcome.status or not is_error_body(family, body):
+            # Told in the client's protocol when the upstream's own body is not an error of it.
             error = GatewayError(
                 status,
                 ErrorKind.INVALID_REQUEST,
-                verdict.client_message or outcome.signal_message(),
+                verdict.client_message
+                or outcome.signal_message()
+                or f"the upstream refused the request (HTTP {outcome.status})",
                 should_retry=None,
             )
-            extra, body = render_error(ex.parsed.api.family, error)
+            extra, body = render_error(family, error)
             headers = [h for h in headers if h[0] != "content-type"] + extra
         await ex.writer.send(status, headers, body)
         self._emit_request(ex, status, outcome, verdict.error_class)

@@ -57,6 +57,23 @@ class GatewayError(Exception):
         return f"{self.status} {self.kind.value}: {self.message}"
 
 
+def is_error_body(family: ProviderProtocol, body: bytes) -> bool:
+    """Whether ``body`` is an error in ``family``'s own shape (OpenAI ``{"error": {"message"}}``,
+    Anthropic ``{"type": "error", "error": {"type", "message"}}``), fit to pass on as it is."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(payload, dict):
+        return False
+    error = payload.get("error")
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return False
+    if family == "anthropic":
+        return payload.get("type") == "error" and isinstance(error.get("type"), str)
+    return True
+
+
 def render_error(family: ProviderProtocol, error: GatewayError) -> tuple[list[tuple[str, str]], bytes]:
     """Headers and body for ``error`` in OpenAI or Anthropic error JSON."""
     openai_type, anthropic_type = _TYPES[error.kind]

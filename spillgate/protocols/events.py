@@ -104,13 +104,21 @@ class StreamTracker:
         return "".join(self.text)
 
     def observe(self, event: Event) -> Kind:
+        """What ``event`` is. Whatever an upstream sends, this never raises: an event that is not
+        JSON, or whose fields have the wrong types, is :attr:`Kind.MALFORMED` (dropped and
+        counted by the caller) and changes nothing the tracker knows."""
         if not event.data:
             return Kind.META  # comments, keep-alives, bare event lines
-        if self.api is Api.OPENAI_CHAT:
-            return self._chat(event)
-        if self.api is Api.OPENAI_RESPONSES:
-            return self._responses(event)
-        return self._anthropic(event)
+        try:
+            if self.api is Api.OPENAI_CHAT:
+                return self._chat(event)
+            if self.api is Api.OPENAI_RESPONSES:
+                return self._responses(event)
+            return self._anthropic(event)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+            # A shape no check below foresaw (the checks are the rule; this is the last line).
+            self.malformed += 1
+            return Kind.MALFORMED
 
     # -- OpenAI Chat Completions --------------------------------------------------------
     def _chat(self, event: Event) -> Kind:
@@ -124,9 +132,9 @@ class StreamTracker:
         if "error" in payload:
             self.error = payload
             return Kind.ERROR
-        self.chunk_id = payload.get("id", self.chunk_id)
-        self.model = payload.get("model", self.model)
-        self.created = payload.get("created", self.created)
+        self.chunk_id = _text(payload, "id", self.chunk_id)
+        self.model = _text(payload, "model", self.model)
+        self.created = _count(payload, "created", self.created)
         if payload.get("usage"):
             self.usage_seen = True
             self.usage = from_usage_object(Api.OPENAI_CHAT, payload["usage"])
@@ -138,7 +146,7 @@ class StreamTracker:
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta") or {}
+            delta = choice.get("delta")
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str) and content:
                 self.text.append(content)
@@ -164,39 +172,42 @@ class StreamTracker:
         if not isinstance(payload, dict):
             self.malformed += 1
             return Kind.MALFORMED
-        kind_name = payload.get("type") or event.name or ""
-        seq = payload.get("sequence_number")
-        if isinstance(seq, int):
-            self.sequence_number = seq
+        kind_name = _event_type(payload, event)
+        if kind_name is None:
+            self.malformed += 1
+            return Kind.MALFORMED
+        self.sequence_number = _count(payload, "sequence_number", self.sequence_number)
         if kind_name in ("response.created", "response.in_progress", "response.queued"):
             response = payload.get("response")
             if isinstance(response, dict):
-                self.response_id = response.get("id", self.response_id)
-                self.model = response.get("model", self.model)
+                self.response_id = _text(response, "id", self.response_id)
+                self.model = _text(response, "model", self.model)
             return Kind.PREAMBLE
         if kind_name == "response.output_item.added":
-            item = payload.get("item") or {}
-            self.output_index = payload.get("output_index", self.output_index)
+            item = payload.get("item")
+            self.output_index = _count(payload, "output_index", self.output_index)
             if isinstance(item, dict):
-                self.item_id = item.get("id", self.item_id)
+                self.item_id = _text(item, "id", self.item_id)
                 if item.get("type") not in (None, "message", "reasoning"):
                     self.non_text_output = True
                     return Kind.CONTENT
             return Kind.PREAMBLE if not self.text else Kind.META
         if kind_name == "response.content_part.added":
-            self.content_index = payload.get("content_index", self.content_index)
+            self.content_index = _count(payload, "content_index", self.content_index)
             return Kind.PREAMBLE if not self.text else Kind.META
         if kind_name == "response.output_text.delta":
             delta = payload.get("delta")
-            if isinstance(delta, str):
-                self.text.append(delta)
-            self.item_id = payload.get("item_id", self.item_id)
+            if not isinstance(delta, str):
+                self.malformed += 1
+                return Kind.MALFORMED
+            self.text.append(delta)
+            self.item_id = _text(payload, "item_id", self.item_id)
             return Kind.CONTENT
         if kind_name.endswith(".delta"):
             self.non_text_output = True  # reasoning, tool call arguments, audio...
             return Kind.CONTENT
         if kind_name == "response.output_item.done":
-            item = payload.get("item") or {}
+            item = payload.get("item")
             if isinstance(item, dict) and item.get("type") not in (None, "message"):
                 self.non_text_output = True
             return Kind.CONTENT
@@ -217,24 +228,27 @@ class StreamTracker:
         if not isinstance(payload, dict):
             self.malformed += 1
             return Kind.MALFORMED
-        kind_name = payload.get("type") or event.name or ""
+        kind_name = _event_type(payload, event)
+        if kind_name is None:
+            self.malformed += 1
+            return Kind.MALFORMED
         if kind_name == "message_start":
-            message = payload.get("message") or {}
+            message = payload.get("message")
             if isinstance(message, dict):
-                self.response_id = message.get("id", self.response_id)
-                self.model = message.get("model", self.model)
+                self.response_id = _text(message, "id", self.response_id)
+                self.model = _text(message, "model", self.model)
                 self.usage = from_usage_object(Api.ANTHROPIC_MESSAGES, message.get("usage"))
             return Kind.PREAMBLE
         if kind_name == "content_block_start":
-            self.block_index = payload.get("index", self.block_index)
-            block = payload.get("content_block") or {}
+            self.block_index = _count(payload, "index", self.block_index)
+            block = payload.get("content_block")
             if isinstance(block, dict) and block.get("type") not in (None, "text", "thinking"):
                 self.non_text_output = True
                 return Kind.CONTENT
             return Kind.PREAMBLE if not self.text else Kind.META
         if kind_name == "content_block_delta":
-            delta = payload.get("delta") or {}
-            self.block_index = payload.get("index", self.block_index)
+            delta = payload.get("delta")
+            self.block_index = _count(payload, "index", self.block_index)
             if isinstance(delta, dict):
                 if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
                     self.text.append(delta["text"])
@@ -242,7 +256,7 @@ class StreamTracker:
                     self.non_text_output = True
             return Kind.CONTENT
         if kind_name == "message_delta":
-            delta = payload.get("delta") or {}
+            delta = payload.get("delta")
             if isinstance(delta, dict) and delta.get("stop_reason"):
                 self.finished = True
             self.usage_seen = True
@@ -259,6 +273,27 @@ class StreamTracker:
         if kind_name == "ping":
             return Kind.META if self.text else Kind.PREAMBLE
         return Kind.META
+
+
+def _event_type(payload: dict[str, Any], event: Event) -> str | None:
+    """The event's type (its JSON ``type``, else the SSE ``event:`` name); ``None`` when the
+    payload's ``type`` is not text."""
+    kind = payload.get("type")
+    if kind is None or kind == "":
+        return event.name or ""
+    return kind if isinstance(kind, str) else None
+
+
+def _text(payload: dict[str, Any], key: str, default: str | None) -> str | None:
+    """A string field, else ``default`` (an upstream's id of another type is ignored)."""
+    value = payload.get(key)
+    return value if isinstance(value, str) else default
+
+
+def _count(payload: dict[str, Any], key: str, default: int) -> int:
+    """A non-negative integer field, else ``default``."""
+    value = payload.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 def _loads(event: Event) -> Any:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from spillgate.protocols.apis import Api
 
 
@@ -46,14 +44,3 @@ def from_usage_object(api: Api, usage: Any) -> Usage | None:
         _int(usage.get("output_tokens")),
         _int(usage.get("cache_read_input_tokens")),
     )
-
-
-def from_body(api: Api, body: bytes) -> Usage | None:
-    """The usage of a complete (non-streamed) response body, if it carries one."""
-    if b'"usage"' not in body:
-        return None
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return from_usage_object(api, payload.get("usage")) if isinstance(payload, dict) else None

@@ -117,3 +117,90 @@ def test_synthesised_events_continue_the_stream(api: Api) -> None:
         assert StreamTracker(api).observe(parse_event(stream_end(tracker))) is Kind.TERMINAL
     else:
         assert stream_end(tracker) == b"data: [DONE]\n\n"
+
+
+def frame(data: object, name: str | None = None) -> bytes:
+    head = f"event: {name}\n".encode() if name else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+# Events whose fields have the wrong types (issue 10, item 4): malformed, never an exception.
+WRONG_TYPES = [
+    (Api.OPENAI_RESPONSES, frame({"type": True})),
+    (Api.OPENAI_RESPONSES, frame({"type": 7, "delta": "x"})),
+    (Api.OPENAI_RESPONSES, frame({"type": ["response.output_text.delta"]})),
+    (Api.OPENAI_RESPONSES, frame({"type": "response.output_text.delta", "delta": 5})),
+    (Api.ANTHROPIC_MESSAGES, frame({"type": {"a": 1}})),
+    (Api.ANTHROPIC_MESSAGES, frame({"type": False}, "message_start")),
+    (Api.OPENAI_CHAT, frame({"choices": "many"})),
+    (Api.OPENAI_CHAT, frame([1, 2, 3])),
+    (Api.OPENAI_CHAT, b"data: not json\n\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("api", "raw"), WRONG_TYPES, ids=[f"{a.value}-{i}" for i, (a, _) in enumerate(WRONG_TYPES)]
+)
+def test_events_of_the_wrong_shape_are_malformed(api: Api, raw: bytes) -> None:
+    tracker = StreamTracker(api)
+    assert tracker.observe(parse_event(raw)) is Kind.MALFORMED
+    assert tracker.malformed == 1 and tracker.text == []
+
+
+# Fields of the wrong type in an otherwise usable event: ignored, the tracker keeps what it knew.
+IGNORED_FIELDS = [
+    (
+        Api.OPENAI_RESPONSES,
+        frame({"type": "response.created", "response": {"id": 5, "model": None}}),
+        Kind.PREAMBLE,
+    ),
+    (
+        Api.OPENAI_RESPONSES,
+        frame({"type": "response.output_item.added", "output_index": "0", "item": "x"}),
+        Kind.PREAMBLE,
+    ),
+    (
+        Api.OPENAI_RESPONSES,
+        frame({"type": "response.content_part.added", "content_index": -3}),
+        Kind.PREAMBLE,
+    ),
+    (
+        Api.OPENAI_RESPONSES,
+        frame({"type": "response.completed", "response": {"usage": "lots"}}),
+        Kind.TERMINAL,
+    ),
+    (
+        Api.ANTHROPIC_MESSAGES,
+        frame({"type": "content_block_start", "index": "x", "content_block": 3}),
+        Kind.PREAMBLE,
+    ),
+    (
+        Api.ANTHROPIC_MESSAGES,
+        frame({"type": "content_block_delta", "index": None, "delta": []}),
+        Kind.CONTENT,
+    ),
+    (
+        Api.ANTHROPIC_MESSAGES,
+        frame({"type": "message_delta", "delta": 1, "usage": {"output_tokens": "9"}}),
+        Kind.META,
+    ),
+    (
+        Api.OPENAI_CHAT,
+        frame({"id": 1, "created": "now", "model": [], "choices": [{"delta": "hi"}]}),
+        Kind.PREAMBLE,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("api", "raw", "kind"),
+    IGNORED_FIELDS,
+    ids=[f"{a.value}-{i}" for i, (a, _, _) in enumerate(IGNORED_FIELDS)],
+)
+def test_wrongly_typed_fields_are_ignored(api: Api, raw: bytes, kind: Kind) -> None:
+    tracker = StreamTracker(api)
+    assert tracker.observe(parse_event(raw)) is kind
+    assert tracker.response_id is None and tracker.chunk_id is None and tracker.model is None
+    assert (tracker.output_index, tracker.content_index, tracker.block_index, tracker.created) == (0, 0, 0, 0)
+    # What the gateway would write next in this stream's ids still renders.
+    assert text_delta(tracker, "more").startswith((b"data:", b"event:"))
