@@ -164,7 +164,7 @@ def _providers(value: object, env: Mapping[str, str]) -> dict[str, Provider]:
         _only(
             m,
             path,
-            {"protocol", "base_url", "timeouts", "headers", "api_key", "max_connections"},
+            {"protocol", "base_url", "timeouts", "headers", "api_key", "max_connections", "forward_headers"},
             required={"protocol", "base_url"},
         )
         protocol = _str(m["protocol"], f"{path}.protocol")
@@ -189,8 +189,32 @@ def _providers(value: object, env: Mapping[str, str]) -> dict[str, Provider]:
             headers=headers,
             api_key=None if api_key is None else _secret(api_key, f"{path}.api_key", env),
             max_connections=_int(m.get("max_connections", 256), f"{path}.max_connections", minimum=1),
+            forward_headers=_forward_headers(m.get("forward_headers", []), f"{path}.forward_headers"),
         )
     return out
+
+
+_NEVER_FORWARDED = frozenset(
+    {
+        "authorization",
+        "x-api-key",
+        "proxy-authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "transfer-encoding",
+    }
+)
+
+
+def _forward_headers(value: object, path: str) -> frozenset[str]:
+    names = set()
+    for i, item in enumerate(_list(value, path)):
+        name = _str(item, f"{path}[{i}]").strip().lower()
+        if name in _NEVER_FORWARDED:
+            raise ConfigError(f"{path}[{i}]: {name!r} is never forwarded (the gateway sets it itself)")
+        names.add(name)
+    return frozenset(names)
 
 
 def _accounts(value: object, providers: dict[str, Provider], env: Mapping[str, str]) -> dict[str, Account]:

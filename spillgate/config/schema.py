@@ -62,6 +62,8 @@ class Provider:
     headers: tuple[tuple[str, str], ...] = ()
     api_key: Secret | None = None
     max_connections: int = 256
+    forward_headers: frozenset[str] = frozenset()
+    """Client headers (lower case) forwarded upstream beyond the built-in allowlist."""
 
 
 @dataclass(frozen=True, slots=True)

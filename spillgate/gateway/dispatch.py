@@ -368,7 +368,7 @@ class Dispatcher:
     # -- answers --------------------------------------------------------------------------
     def response_headers(self, ex: Exchange, outcome: Outcome) -> list[tuple[str, str]]:
         return [
-            *client_headers(outcome.headers),
+            *client_headers(outcome.headers, self.redact.text),
             ("x-spillgate-route", outcome.attempt.route.label),
             ("x-spillgate-attempts", str(ex.attempts)),
             ("x-spillgate-request-id", ex.request_id),

@@ -2,45 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from spillgate.config.schema import Account, Provider
 
-# Never forwarded to the upstream: hop-by-hop headers, framing we recompute, and the
-# client's own credentials (the chosen account's credential replaces them).
-_REQUEST_DROP = frozenset(
+# Client headers forwarded upstream, by allowlist: what the APIs and the agents' own protocols
+# need. Anything else (credentials, org / project selectors, cookies, hop-by-hop headers, a
+# header that would change how the upstream authenticates) never leaves the gateway; an operator
+# adds names with ``providers.<name>.forward_headers``.
+FORWARDED_REQUEST_HEADERS = frozenset(
     {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-authorization",
-        "proxy-connection",
-        "expect",
-        "accept-encoding",
-        "authorization",
-        "x-api-key",
-        "cookie",
+        "content-type",
+        "accept",
+        "user-agent",
+        "anthropic-version",
+        "anthropic-beta",
+        "openai-beta",
+        "idempotency-key",
+        "x-request-id",
+        "x-client-request-id",
+        # Codex CLI: its session and turn, for the upstream's prompt cache and its own logs.
+        "session-id",
+        "session_id",
+        "thread-id",
+        "originator",
+        "version",
+        "x-codex-turn-metadata",
+        "x-codex-beta-features",
     }
 )
+FORWARDED_REQUEST_PREFIXES = ("x-stainless-",)
+"""The openai / anthropic SDKs' platform headers (language, package version, retry count)."""
 
-# Never relayed to the client: hop-by-hop and framing headers, and upstream cookies.
-_RESPONSE_DROP = frozenset(
+# Upstream response headers relayed to the client, by allowlist: the body's type and encoding,
+# what a client retries by, and request ids; never cookies, server banners, org ids or anything an
+# upstream might echo a credential into.
+RELAYED_RESPONSE_HEADERS = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "content-length",
-        "te",
-        "trailer",
-        "upgrade",
-        "set-cookie",
-        "alt-svc",
-        "server",
+        "content-type",
+        "content-encoding",
+        "cache-control",
+        "retry-after",
+        "retry-after-ms",
+        "x-should-retry",
+        "x-request-id",
+        "request-id",
+        "openai-processing-ms",
     }
 )
+RELAYED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "x-codex-")
+"""Rate-limit state (OpenAI, Anthropic) and Codex's usage-window headers, which Codex shows."""
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -48,8 +59,13 @@ ANTHROPIC_VERSION = "2023-06-01"
 def upstream_headers(
     client_headers: dict[str, str], provider: Provider, account: Account | None
 ) -> list[tuple[str, str]]:
-    """Client headers minus credentials and hop-by-hop ones, plus the account's credential."""
-    out = [(k, v) for k, v in client_headers.items() if k not in _REQUEST_DROP]
+    """The allowed client headers, plus the account's credential and the provider's own headers."""
+    extra = provider.forward_headers
+    out = [
+        (k, v)
+        for k, v in client_headers.items()
+        if k in FORWARDED_REQUEST_HEADERS or k.startswith(FORWARDED_REQUEST_PREFIXES) or k in extra
+    ]
     out.append(("accept-encoding", "identity"))
     secret = account.api_key if account is not None else provider.api_key
     if provider.protocol == "anthropic":
@@ -66,6 +82,10 @@ def upstream_headers(
     return out
 
 
-def client_headers(upstream: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Upstream response headers fit to relay to the client."""
-    return [(k, v) for k, v in upstream if k not in _RESPONSE_DROP]
+def client_headers(upstream: list[tuple[str, str]], redact: Callable[[str], str]) -> list[tuple[str, str]]:
+    """The allowed upstream response headers, credentials masked in their values."""
+    return [
+        (k, redact(v))
+        for k, v in upstream
+        if k in RELAYED_RESPONSE_HEADERS or k.startswith(RELAYED_RESPONSE_PREFIXES)
+    ]

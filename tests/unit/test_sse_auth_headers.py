@@ -9,6 +9,7 @@ import pytest
 from spillgate.config.schema import Account, ClientKey, Provider, Secret
 from spillgate.gateway.auth import ClientAuth, hash_key, presented_key
 from spillgate.gateway.forward import client_headers, upstream_headers
+from spillgate.gateway.redact import Redactor
 from spillgate.protocols.errors import GatewayError
 from spillgate.protocols.sse import SseSplitter
 
@@ -78,14 +79,53 @@ def test_upstream_headers_swap_credentials() -> None:
     assert "authorization" not in dict(upstream_headers(client, local, None))
 
 
-def test_client_headers_drop_hop_by_hop() -> None:
+def test_client_headers_relay_only_the_allowlist_with_credentials_masked() -> None:
     kept = client_headers(
         [
             ("content-type", "a"),
             ("transfer-encoding", "chunked"),
             ("set-cookie", "x"),
+            ("server", "nginx/1.2"),
+            ("openai-organization", "org-secret-name"),
+            ("x-echo-auth", "Bearer sk-account-0123456789"),  # the report's leak
             ("retry-after", "3"),
-            ("x-request-id", "r"),
-        ]
+            ("x-ratelimit-remaining-requests", "0"),
+            ("anthropic-ratelimit-tokens-reset", "2026-01-01T00:00:00Z"),
+            ("x-codex-primary-used-percent", "42"),
+            ("x-request-id", "r sk-account-0123456789"),
+        ],
+        Redactor(["sk-account-0123456789"]).text,
     )
-    assert kept == [("content-type", "a"), ("retry-after", "3"), ("x-request-id", "r")]
+    assert kept == [
+        ("content-type", "a"),
+        ("retry-after", "3"),
+        ("x-ratelimit-remaining-requests", "0"),
+        ("anthropic-ratelimit-tokens-reset", "2026-01-01T00:00:00Z"),
+        ("x-codex-primary-used-percent", "42"),
+        ("x-request-id", "r [redacted]"),
+    ]
+
+
+def test_only_documented_client_headers_go_upstream() -> None:
+    client = {
+        "content-type": "application/json",
+        "openai-organization": "org-of-the-client",  # would change which org the key bills / 401s
+        "openai-project": "proj-x",
+        "chatgpt-account-id": "acct-x",
+        "cookie": "a=b",
+        "x-forwarded-for": "10.0.0.1",
+        "x-stainless-retry-count": "1",
+        "x-team-trace": "t-1",
+        "originator": "codex_exec",
+    }
+    provider = Provider("o", "openai", "https://x/v1", api_key=Secret("sk-org"))
+    out = dict(upstream_headers(client, provider, None))
+    assert set(out) == {
+        "content-type",
+        "x-stainless-retry-count",
+        "originator",
+        "accept-encoding",
+        "authorization",
+    }
+    extended = Provider("o", "openai", "https://x/v1", forward_headers=frozenset({"x-team-trace"}))
+    assert dict(upstream_headers(client, extended, None))["x-team-trace"] == "t-1"
