@@ -36,6 +36,7 @@ _TRANSPORT = {
     FailureKind.TOTAL_TIMEOUT: Transport.TOTAL_TIMEOUT,
     FailureKind.PROTOCOL: Transport.MALFORMED,
     FailureKind.SILENT_CLOSE: Transport.SILENT_CLOSE,
+    FailureKind.POOL_FULL: Transport.POOL_FULL,
 }
 
 

@@ -31,6 +31,9 @@ class FailureKind(Enum):
     IDLE_TIMEOUT = "idle_timeout"
     TOTAL_TIMEOUT = "total_timeout"
     PROTOCOL = "protocol"
+    POOL_FULL = "pool_full"
+    """Every connection of the pool to this upstream was in use for the whole wait: nothing was
+    sent (the gateway's own limit, ``providers.<name>.max_connections``)."""
     SILENT_CLOSE = "silent_close"
     """The connection closed after a silence (:data:`SILENCE` seconds, or half the header
     timeout) without a byte of response: the upstream was silent, not reset."""
@@ -328,7 +331,10 @@ class HttpClient:
         self.host_header = host if default_port else f"{host}:{self.port}"
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.scheme == "https" else None
         self._idle: deque[_Conn] = deque()
+        self.max_connections = max_connections
         self._slots = asyncio.Semaphore(max_connections)
+        self.pool_full = 0
+        """Requests that found every connection busy for their whole wait."""
         self._active: set[_Conn] = set()
         self._closed = False
 
@@ -342,8 +348,18 @@ class HttpClient:
         connect_timeout: float,
         first_byte_timeout: float,
     ) -> UpstreamResponse:
-        """Send a request; return once the response headers are in."""
-        await self._slots.acquire()
+        """Send a request; return once the response headers are in. Waiting for a free connection
+        of the pool counts against ``connect_timeout`` (then :attr:`FailureKind.POOL_FULL`)."""
+        try:
+            async with asyncio.timeout(connect_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            self.pool_full += 1
+            raise UpstreamFailure(
+                FailureKind.POOL_FULL,
+                f"all {self.max_connections} connections to {self.host}:{self.port} were busy "
+                f"for {connect_timeout:g}s (providers.<name>.max_connections)",
+            ) from None
         conn: _Conn | None = None
         try:
             conn = await self._checkout(connect_timeout)

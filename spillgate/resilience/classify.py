@@ -120,6 +120,15 @@ _SERVER_ERRORS = ("server_error", "api_error", "internal_error")
 BUILTIN_RULES: tuple[Rule, ...] = (
     # Below HTTP: the upstream client says what happened.
     _builtin("connect_failed", _C.CONNECT_FAILED, transports=(_T.CONNECT, _T.CONNECT_TIMEOUT)),
+    # The gateway's own pool to the upstream was full: go elsewhere, but it says nothing about
+    # the upstream's health (count: false).
+    Rule(
+        name=BUILTIN_PREFIX + "pool_full",
+        error_class=_C.CAPACITY,
+        transports=frozenset({_T.POOL_FULL}),
+        match="any",
+        count=False,
+    ),
     _builtin("reset", _C.RESET, transports=(_T.RESET,), phases=(Phase.BEFORE_HEADERS,)),
     _builtin(
         "stream_cut",

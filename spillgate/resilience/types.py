@@ -64,6 +64,8 @@ class Transport(Enum):
     MALFORMED = "malformed"
     SILENT_CLOSE = "silent_close"
     """The connection closed after seconds of silence, before any byte of a response."""
+    POOL_FULL = "pool_full"
+    """Every connection the gateway may open to the upstream was busy: nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)

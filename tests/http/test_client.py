@@ -116,6 +116,23 @@ async def test_connect_refused() -> None:
     await client.close()
 
 
+async def test_a_full_pool_is_a_typed_failure_within_the_connect_timeout(fake: FakeUpstream) -> None:
+    fake.set("m", Fault.hang())
+    client = HttpClient(fake.openai_base_url, max_connections=1)
+    holder = asyncio.ensure_future(post(client, body=b'{"model":"m"}', first_byte=30))
+    await asyncio.sleep(0.1)  # the only connection is taken by a request that never ends
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(UpstreamFailure) as info:
+        await client.request(
+            "POST", "/chat/completions", HEADERS, BODY, connect_timeout=0.3, first_byte_timeout=5
+        )
+    assert info.value.kind is FailureKind.POOL_FULL and "all 1 connections" in info.value.message
+    assert 0.3 <= loop.time() - started < 1.0 and client.pool_full == 1
+    holder.cancel()
+    await client.close()
+
+
 async def test_pool_limit_waits_for_a_free_connection(fake: FakeUpstream) -> None:
     fake.set("m", Fault(headers_delay=0.2))
     client = HttpClient(fake.openai_base_url, max_connections=2)

@@ -91,6 +91,8 @@ CASES: list[tuple[str, Signal, ErrorClass, Scope, str]] = [
     ("first_byte_timeout", transport(T.FIRST_BYTE_TIMEOUT), C.TIMEOUT, S.ACCOUNT_MODEL, "builtin.timeout"),
     # Closed after seconds of silence with no byte: silence, not a reset (never retried on the route).
     ("silent_close", transport(T.SILENT_CLOSE), C.TIMEOUT, S.ACCOUNT_MODEL, "builtin.timeout"),
+    # The gateway's own pool was full: go elsewhere; nothing about the upstream's health.
+    ("pool_full", transport(T.POOL_FULL), C.CAPACITY, S.ACCOUNT_MODEL, "builtin.pool_full"),
     (
         "first_content_timeout",
         transport(T.FIRST_CONTENT_TIMEOUT, P.BEFORE_CONTENT),
@@ -500,7 +502,7 @@ CASES: list[tuple[str, Signal, ErrorClass, Scope, str]] = [
 def test_builtin_table(signal: Signal, error_class: ErrorClass, scope: Scope, rule: str) -> None:
     verdict = Classifier().classify(signal)
     assert (verdict.error_class, verdict.scope, verdict.rule) == (error_class, scope, rule)
-    assert verdict.count is True
+    assert verdict.count is (rule != "builtin.pool_full")  # the gateway's own pool is not the upstream
     assert verdict.client_status is None and verdict.client_message is None
 
 
