@@ -18,7 +18,7 @@ import orjson
 from spillgate.http.client import FailureKind, HttpClient, UpstreamFailure, UpstreamResponse
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.request import ParsedRequest
-from spillgate.protocols.sse import SseSplitter
+from spillgate.protocols.sse import EventTooLarge, SseSplitter
 from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import Phase, Signal, Transport, Verdict
 
@@ -221,7 +221,10 @@ async def _read_to_commit(
                 message="the upstream stream ended before any content",
             )
             return
-        blob = splitter.feed(chunk)
+        try:
+            blob = splitter.feed(chunk)
+        except EventTooLarge as exc:
+            raise UpstreamFailure(FailureKind.PROTOCOL, str(exc)) from None
         if not blob:
             continue
         events = split_events(blob)

@@ -20,7 +20,7 @@ from spillgate.http.client import FailureKind, UpstreamFailure, UpstreamResponse
 from spillgate.protocols.apis import Api
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.request import ParsedRequest
-from spillgate.protocols.sse import SseSplitter
+from spillgate.protocols.sse import EventTooLarge, SseSplitter
 from spillgate.protocols.synth import in_band_error, renumber, stream_end, text_delta
 from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport
@@ -190,7 +190,12 @@ class StreamSession:
                         transport=Transport.RESET,
                         message="the upstream stream ended before its answer was complete",
                     )
-                blob = src.splitter.feed(chunk)
+                try:
+                    blob = src.splitter.feed(chunk)
+                except EventTooLarge as exc:
+                    return transport_signal(
+                        UpstreamFailure(FailureKind.PROTOCOL, str(exc)), Phase.AFTER_CONTENT
+                    )
                 events = split_events(blob) if blob else []
         finally:
             src.outcome.close()
@@ -229,9 +234,8 @@ class StreamSession:
         if src.mode is Mode.DIRECT:
             kind = self.client.observe(event)
         else:
-            before = len(src.tracker.text)
             kind = src.tracker.observe(event)
-            new_text = "".join(src.tracker.text[before:])
+            new_text = src.tracker.last_text
         if kind is Kind.MALFORMED:
             self.d.malformed_events += 1
             return None
@@ -309,8 +313,14 @@ class StreamSession:
     async def _recover(self) -> tuple[Mode, Outcome, Signal | _End] | None:
         """Try to finish the answer elsewhere; None when it cannot be done (then: in-band error)."""
         d, ex, res = self.d, self.ex, self.d.settings.resilience
-        text_only = not self.client.non_text_output
-        if not text_only:
+        if self.client.non_text_output:
+            return None
+        if self.client.replay_lost:
+            log.warning(
+                "the stream for model '%s' broke after more than %d characters: not replayable",
+                ex.parsed.model,
+                self.client.replay_limit,
+            )
             return None
         while ex.attempts < res.max_attempts:
             candidate = self.plan.next()

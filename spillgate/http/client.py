@@ -47,6 +47,10 @@ class UpstreamFailure(Exception):
 
 
 _MAX_BUFFER = 1 << 20
+MAX_HEADER_BYTES = 64 * 1024
+"""Response status line + headers an upstream may send."""
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""A non-streamed response body read whole (:meth:`UpstreamResponse.read`) at most."""
 SILENCE = 5.0
 """Seconds without a byte after which a closed connection counts as silence, not as a reset
 (or half the header timeout, when that is shorter)."""
@@ -57,6 +61,7 @@ class _Conn(asyncio.Protocol):
         "_buffered",
         "_chunks",
         "_error",
+        "_header_bytes",
         "_headers_done",
         "_paused",
         "_waiter",
@@ -87,6 +92,7 @@ class _Conn(asyncio.Protocol):
         self.keep_alive = True
         self._paused = False
         self.received = False
+        self._header_bytes = 0
         self.sent_at = 0.0
         self.silence = SILENCE
 
@@ -129,6 +135,14 @@ class _Conn(asyncio.Protocol):
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_HEADER_BYTES:
+            if self._error is None:
+                self._fail(
+                    UpstreamFailure(FailureKind.PROTOCOL, f"response headers over {MAX_HEADER_BYTES} bytes")
+                )
+                self.transport.abort()
+            return
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -185,6 +199,7 @@ class _Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers = []
+        self._header_bytes = 0
         self._chunks.clear()
         self._buffered = 0
         self._headers_done = False
@@ -197,6 +212,8 @@ class _Conn(asyncio.Protocol):
             if self._error is not None:
                 raise self._error
             await self._wait(timeout, UpstreamFailure(FailureKind.FIRST_BYTE_TIMEOUT, message))
+        if self._error is not None:  # e.g. headers over the limit, parsed to their end all the same
+            raise self._error
 
     async def next_chunk(self, timeout: float, kind: FailureKind, message: str) -> bytes | None:
         while True:
@@ -259,11 +276,12 @@ class UpstreamResponse:
             self.release()
         return data
 
-    async def read(self, timeout: float) -> bytes:
-        """The whole body, within ``timeout`` seconds in all."""
+    async def read(self, timeout: float, limit: int = MAX_BODY_BYTES) -> bytes:
+        """The whole body, within ``timeout`` seconds in all and ``limit`` bytes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         parts: list[bytes] = []
+        size = 0
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -279,6 +297,10 @@ class UpstreamResponse:
             if data is None:
                 self.release()
                 return parts[0] if len(parts) == 1 else b"".join(parts)
+            size += len(data)
+            if size > limit:
+                self.close()
+                raise UpstreamFailure(FailureKind.PROTOCOL, f"upstream response body over {limit} bytes")
             parts.append(data)
 
     def finish(self) -> None:

@@ -16,6 +16,9 @@ import orjson
 from spillgate.protocols.apis import Api
 from spillgate.protocols.usage import Usage, from_usage_object
 
+MAX_REPLAY_CHARS = 1 << 20
+"""Output text a stream keeps for a continuation or a replay (about 1 MiB)."""
+
 
 class Kind(Enum):
     PREAMBLE = "preamble"
@@ -77,7 +80,16 @@ class StreamTracker:
 
     api: Api
     text: list[str] = field(default_factory=list)
-    """Output text in order (what a continuation or a replay must reproduce)."""
+    """Output text in order (what a continuation or a replay must reproduce), up to
+    ``replay_limit`` characters; past it, dropped and ``replay_lost`` set."""
+    replay_limit: int = MAX_REPLAY_CHARS
+    text_chars: int = 0
+    """Characters of output text seen in all (kept or not)."""
+    replay_lost: bool = False
+    """More text than ``replay_limit`` went by: a continuation or a replay can no longer be
+    checked against it, so the stream is not recovered mid-way (memory stays bounded)."""
+    last_text: str = ""
+    """The output text of the last event observed ("" when it carried none)."""
     non_text_output: bool = False
     """Output other than answer text was emitted (tool calls, reasoning): a continuation or a
     replay cannot reproduce it exactly, so such a stream is not recovered mid-way."""
@@ -103,10 +115,23 @@ class StreamTracker:
     def sent_text(self) -> str:
         return "".join(self.text)
 
+    def keep_text(self, piece: str) -> None:
+        """Record output text (an upstream's, or text the gateway wrote itself)."""
+        self.last_text += piece
+        self.text_chars += len(piece)
+        if self.replay_lost:
+            return
+        if self.text_chars > self.replay_limit:
+            self.text.clear()
+            self.replay_lost = True
+            return
+        self.text.append(piece)
+
     def observe(self, event: Event) -> Kind:
         """What ``event`` is. Whatever an upstream sends, this never raises: an event that is not
         JSON, or whose fields have the wrong types, is :attr:`Kind.MALFORMED` (dropped and
         counted by the caller) and changes nothing the tracker knows."""
+        self.last_text = ""
         if not event.data:
             return Kind.META  # comments, keep-alives, bare event lines
         try:
@@ -149,7 +174,7 @@ class StreamTracker:
             delta = choice.get("delta")
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str) and content:
-                self.text.append(content)
+                self.keep_text(content)
                 kind = Kind.CONTENT
             if isinstance(delta, dict):
                 if delta.get("tool_calls") or delta.get("function_call"):
@@ -164,7 +189,7 @@ class StreamTracker:
         if kind is not None:
             return kind
         # A role-only chunk, a usage chunk, an empty delta.
-        return Kind.PREAMBLE if not self.text and not self.finished else Kind.META
+        return Kind.PREAMBLE if not self.text_chars and not self.finished else Kind.META
 
     # -- OpenAI Responses ---------------------------------------------------------------
     def _responses(self, event: Event) -> Kind:
@@ -191,16 +216,16 @@ class StreamTracker:
                 if item.get("type") not in (None, "message", "reasoning"):
                     self.non_text_output = True
                     return Kind.CONTENT
-            return Kind.PREAMBLE if not self.text else Kind.META
+            return Kind.PREAMBLE if not self.text_chars else Kind.META
         if kind_name == "response.content_part.added":
             self.content_index = _count(payload, "content_index", self.content_index)
-            return Kind.PREAMBLE if not self.text else Kind.META
+            return Kind.PREAMBLE if not self.text_chars else Kind.META
         if kind_name == "response.output_text.delta":
             delta = payload.get("delta")
             if not isinstance(delta, str):
                 self.malformed += 1
                 return Kind.MALFORMED
-            self.text.append(delta)
+            self.keep_text(delta)
             self.item_id = _text(payload, "item_id", self.item_id)
             return Kind.CONTENT
         if kind_name.endswith(".delta"):
@@ -245,13 +270,13 @@ class StreamTracker:
             if isinstance(block, dict) and block.get("type") not in (None, "text", "thinking"):
                 self.non_text_output = True
                 return Kind.CONTENT
-            return Kind.PREAMBLE if not self.text else Kind.META
+            return Kind.PREAMBLE if not self.text_chars else Kind.META
         if kind_name == "content_block_delta":
             delta = payload.get("delta")
             self.block_index = _count(payload, "index", self.block_index)
             if isinstance(delta, dict):
                 if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
-                    self.text.append(delta["text"])
+                    self.keep_text(delta["text"])
                 else:  # input_json_delta, thinking_delta, signature_delta...
                     self.non_text_output = True
             return Kind.CONTENT
@@ -271,7 +296,7 @@ class StreamTracker:
             self.error = payload
             return Kind.ERROR
         if kind_name == "ping":
-            return Kind.META if self.text else Kind.PREAMBLE
+            return Kind.META if self.text_chars else Kind.PREAMBLE
         return Kind.META
 
 

@@ -24,7 +24,7 @@ def _next_seq(tracker: StreamTracker) -> int:
 
 def text_delta(tracker: StreamTracker, text: str) -> bytes:
     """A content event carrying ``text``, continuing the client's stream."""
-    tracker.text.append(text)
+    tracker.keep_text(text)
     if tracker.api is Api.OPENAI_CHAT:
         return _sse(
             None,

@@ -159,3 +159,20 @@ async def test_cancel_closes_the_connection(fake: FakeUpstream) -> None:
         await task
     assert not client._active and client.idle_connections == 0
     await client.close()
+
+
+async def test_upstream_headers_and_bodies_are_bounded(fake: FakeUpstream) -> None:
+    """Issue 10, item 3 / 11: an upstream cannot make the gateway hold unbounded headers or a whole
+    unbounded body."""
+    client = HttpClient(fake.openai_base_url)
+    fake.set("m", Fault(headers=(("x-huge", "a" * 70_000),)))
+    with pytest.raises(UpstreamFailure) as info:
+        await post(client, body=b'{"model":"m"}')
+    assert info.value.kind is FailureKind.PROTOCOL and "headers over" in info.value.message
+    fake.set("m", Fault(text="y" * 5000))
+    resp = await post(client, body=b'{"model":"m"}')
+    with pytest.raises(UpstreamFailure) as info:
+        await resp.read(2.0, limit=1000)
+    assert info.value.kind is FailureKind.PROTOCOL and "body over 1000 bytes" in info.value.message
+    assert not client._active
+    await client.close()

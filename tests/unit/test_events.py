@@ -204,3 +204,20 @@ def test_wrongly_typed_fields_are_ignored(api: Api, raw: bytes, kind: Kind) -> N
     assert (tracker.output_index, tracker.content_index, tracker.block_index, tracker.created) == (0, 0, 0, 0)
     # What the gateway would write next in this stream's ids still renders.
     assert text_delta(tracker, "more").startswith((b"data:", b"event:"))
+
+
+@pytest.mark.parametrize("api", list(Api))
+def test_the_text_kept_for_replay_is_bounded(api: Api) -> None:
+    """Issue 10, item 3: an endless stream no longer grows the gateway; past the limit the
+    stream is simply no longer replayable."""
+    deltas = tuple(["x" * 100] * 50)  # 5,000 characters
+    events = stream_events(FAKE[api], "m", deltas, 10, 0, True)  # type: ignore[arg-type]
+    tracker = StreamTracker(api, replay_limit=1000)
+    seen = [tracker.observe(parse_event(f)) for f in events.frames]
+    assert seen[-1] is Kind.TERMINAL and Kind.CONTENT in seen
+    assert tracker.replay_lost and tracker.text == [] and tracker.text_chars == 5000
+    assert tracker.last_text == ""  # the terminal event carries no text
+    short = StreamTracker(api, replay_limit=10_000)
+    for f in events.frames:
+        short.observe(parse_event(f))
+    assert not short.replay_lost and short.sent_text() == "x" * 5000
