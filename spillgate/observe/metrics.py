@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from spillgate.observe.events import AttemptFinished, Event, RequestFinished
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+MAX_UNCONFIGURED_MODELS = 50
+"""Model names a ``*`` route forwards as they were asked for get their own label up to this many;
+every further one is counted as ``other`` (a client cannot grow /metrics without bound)."""
+OTHER = "other"
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return escaped if escaped.isprintable() else "".join(c if c.isprintable() else "?" for c in escaped)
 
 
 def _labels(names: Sequence[str], values: Sequence[str]) -> str:
@@ -124,12 +129,24 @@ class Metrics:
             "spillgate_attempt_duration_seconds", "Upstream attempt duration until its outcome.", ("route",)
         )
         self.scraped: list[Scraped] = []
+        self.configured: frozenset[str] = frozenset()
+        """Public names of the configuration: always their own label."""
+        self._unconfigured: set[str] = set()
+
+    def model_label(self, name: str) -> str:
+        """``name``, or ``other`` once :data:`MAX_UNCONFIGURED_MODELS` unconfigured names have one."""
+        if name in self.configured or name in self._unconfigured:
+            return name
+        if len(self._unconfigured) < MAX_UNCONFIGURED_MODELS:
+            self._unconfigured.add(name)
+            return name
+        return OTHER
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, AttemptFinished):
             outcome = "ok" if event.ok else "error"
             self.attempts.inc(
-                event.public_model,
+                self.model_label(event.public_model),
                 event.route,
                 event.account or "",
                 event.kind,
@@ -140,19 +157,18 @@ class Metrics:
             self.attempt_latency.observe(event.latency, event.route)
         elif isinstance(event, RequestFinished):
             outcome = "ok" if event.ok else "error"
+            model = self.model_label(event.public_model)
             self.requests.inc(
-                event.public_model,
+                model,
                 event.api,
                 event.route or "",
                 outcome,
                 event.error_class or "",
                 event.recovered or "",
             )
-            self.latency.observe(
-                event.latency, event.public_model, event.api, "true" if event.stream else "false"
-            )
+            self.latency.observe(event.latency, model, event.api, "true" if event.stream else "false")
             if event.first_token is not None:
-                self.first_token.observe(event.first_token, event.public_model)
+                self.first_token.observe(event.first_token, model)
 
     def gauge(self, name: str, help: str, labels: tuple[str, ...], read: Reader) -> None:
         """A value read at scrape time; registering a name again replaces the reader (a reload)."""

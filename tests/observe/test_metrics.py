@@ -106,3 +106,39 @@ async def test_metrics_through_the_gateway(fake: FakeUpstream) -> None:
     finally:
         await sc.http.close()
         await sc.app.stop(grace=1)
+
+
+async def test_names_from_clients_cannot_grow_metrics_without_bound(fake: FakeUpstream) -> None:
+    """Issue 10, item 6: every distinct name through a `*` route became a label (twenty 1 MB names
+    grew /metrics to 421 MB). Names are bounded at the door, and unconfigured ones share an
+    `other` label past a few dozen."""
+    from spillgate.observe.metrics import MAX_UNCONFIGURED_MODELS
+
+    config = scenario_config(fake)
+    config["models"]["*"] = {"routes": [{"accounts": ["oa-p"], "model": "*"}]}
+    sc = await start_scenario(fake, config)
+    try:
+        too_long = await sc.ask("chat", model="m" * 1_000_000)
+        assert too_long.status == 400 and too_long.reply.json()["error"]["param"] == "model"
+        for i in range(MAX_UNCONFIGURED_MODELS + 20):
+            assert (await sc.ask("chat", model=f"free-{i}")).status == 200
+        assert (await sc.ask("chat")).status == 200  # "coder", configured: its own label always
+        async with sc.http.get(sc.app.url + "/metrics") as resp:
+            text = await resp.text()
+        names = {
+            line.split('model="')[1].split('"')[0]
+            for line in text.splitlines()
+            if line.startswith("spillgate_requests_total{")
+        }
+        assert "coder" in names and "other" in names
+        assert len(names - {"coder", "other"}) == MAX_UNCONFIGURED_MODELS
+        assert len(text) < 200_000
+    finally:
+        await sc.http.close()
+        await sc.app.stop(grace=1)
+
+
+def test_label_values_never_carry_control_characters() -> None:
+    c = Counter("x_total", "Things.", ("route",))
+    c.inc("a\rb\x00c\nd")
+    assert list(c.render())[-1] == 'x_total{route="a?b?c\\nd"} 1'
