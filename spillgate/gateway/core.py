@@ -92,6 +92,7 @@ class Gateway:
             self.auth.set_stored(previous.auth.stored, any_made=previous.auth.any_made)
             malformed = previous.dispatcher.malformed_events
         self._count_tokens_if_limited()
+        self.metrics.configured = frozenset([*settings.models, *settings.deprecated])
         self.classifier = Classifier(settings.error_rules)
         if previous is not None:
             self.classifier.carry_hits(previous.classifier)
