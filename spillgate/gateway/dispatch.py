@@ -274,7 +274,7 @@ class Dispatcher:
             if candidate.rebind and candidate.session and account is not None:
                 self.affinity.bind(candidate.session, account.id)
         else:
-            outcome.verdict = self.judge(outcome, candidate)
+            outcome.verdict = self.judge(outcome, candidate, ex=ex)
             ex.failures.append((outcome.verdict, outcome))
         self._emit_attempt(ex, outcome, kind)
         return outcome
@@ -293,8 +293,11 @@ class Dispatcher:
                 self.health.release_probe(key)
             outcome.settled = True
 
-    def judge(self, outcome: Outcome, candidate: Candidate, trip: bool = False) -> Verdict:
-        """Classify a failed outcome and mark the scope it says is unhealthy."""
+    def judge(
+        self, outcome: Outcome, candidate: Candidate, trip: bool = False, ex: Exchange | None = None
+    ) -> Verdict:
+        """Classify a failed outcome and mark the scope it says is unhealthy (``ex``: the request,
+        whose client key weighs in when a credential is refused)."""
         assert outcome.signal is not None
         # Where a failure enters: from here on its text goes to health, logs and the client.
         message = self.redact.text(outcome.signal.message)
@@ -305,7 +308,14 @@ class Dispatcher:
         attempt = candidate.attempt
         marked: list[str] = []
         outcome.settled = True
-        if verdict.count and verdict.scope is not Scope.REQUEST:
+        proof: str | None = None
+        mark = verdict.count
+        if mark and verdict.error_class is ErrorClass.AUTH and verdict.widen:
+            # A refused credential is disabled for everyone only on proof that it is the credential.
+            client, request_id = (ex.client_key or "", ex.request_id) if ex is not None else ("", "")
+            proof = self.scopes.auth_refused(attempt.owner, client, request_id)
+            mark = proof is not None
+        if mark and verdict.scope is not Scope.REQUEST:
             marking = self.scopes.mark(
                 verdict,
                 outcome.signal,
@@ -314,7 +324,7 @@ class Dispatcher:
                 model=attempt.upstream_model,
             )
             retry_at = None if outcome.retry_in is None else time.monotonic() + outcome.retry_in
-            reason = outcome.signal.message[:200]
+            reason = outcome.signal.message[:200] + (f" ({proof})" if proof else "")
             for i, scope in enumerate(marking.scopes):
                 key = attempt.key(scope)
                 widened = i > 0

@@ -125,7 +125,7 @@ class StreamSession:
             failed.signal = result
             # A break after the commit point opens the route at once: the client's own retry
             # (Codex replays the turn) must land elsewhere.
-            verdict = self.d.judge(failed, Candidate(failed.attempt, failed.probes), trip=True)
+            verdict = self.d.judge(failed, Candidate(failed.attempt, failed.probes), trip=True, ex=ex)
             ex.failures.append((verdict, failed))
             error_class = verdict.error_class
             log.warning(

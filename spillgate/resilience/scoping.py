@@ -13,6 +13,10 @@ classifier's) says, per error class:
 - ``account_wide``: a failure whose body or headers say the limit is the credential's own (an
   account-wide limit, a spent usage window) marks the credential at once.
 
+An auth refusal (401 / 403) disables a credential only on proof (:meth:`ScopeEvidence.auth_refused`):
+refusals on requests of two client keys, or two in a row for one, so that nothing one client
+sends can take a shared account away from everyone.
+
 A success is counter-evidence: any request answered on a credential (or provider) forgets the
 failures counted against it, so a healthy fallback model on the same key keeps the key open.
 
@@ -139,7 +143,7 @@ _Evidence = dict[str, dict[ErrorClass, dict[str, float]]]
 class ScopeEvidence:
     """Failures counted per credential and provider, to widen a scope only on more evidence."""
 
-    __slots__ = ("_clock", "_owners", "_providers", "window")
+    __slots__ = ("_auth", "_clock", "_owners", "_providers", "window")
 
     def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         if not window > 0:
@@ -148,6 +152,8 @@ class ScopeEvidence:
         self._clock = clock
         self._owners: _Evidence = {}
         self._providers: _Evidence = {}
+        self._auth: dict[str, list[tuple[str, str, float]]] = {}
+        """owner -> its refusals since it last answered: (client key, request id, when)."""
 
     def __len__(self) -> int:
         """Credentials and providers holding evidence."""
@@ -184,6 +190,27 @@ class ScopeEvidence:
             self._owners.pop(owner, None)
         if self._providers:
             self._providers.pop(provider, None)
+        if self._auth:
+            self._auth.pop(owner, None)
+
+    def auth_refused(self, owner: str, client: str, request_id: str) -> str | None:
+        """The upstream refused ``owner``'s credential on a request of ``client`` (a client key's
+        name, "" without keys). Whether that proves the credential bad — then the evidence, to
+        disable it — or may be the client's doing (one client, once): ``None``, the request goes
+        elsewhere and nothing is marked. Proof: refusals for two client keys, or two in a row for
+        one, within the window and with nothing answered on the credential in between."""
+        now = self._clock()
+        refusals = [r for r in self._auth.pop(owner, []) if r[2] >= now - self.window]
+        refusals.append((client, request_id, now))
+        while len(self._auth) >= MAX_KEYS:
+            del self._auth[next(iter(self._auth))]
+        self._auth[owner] = refusals[-MAX_NAMES:]
+        clients = list(dict.fromkeys(c for c, _, _ in refusals))
+        if len(clients) < 2 and len(refusals) < 2:
+            return None
+        who = ", ".join(c or "(no client key)" for c in clients)
+        requests = ", ".join(r for _, r, _ in refusals[-4:])
+        return f"refused for client keys {who} (requests {requests})"
 
     def _note(self, table: _Evidence, key: str, cls: ErrorClass, name: str, now: float) -> int:
         """Record that ``name`` failed with ``cls`` under ``key``; how many distinct names did

@@ -47,3 +47,41 @@ def test_forward_headers_cannot_name_a_credential(fake: FakeUpstream) -> None:
         ConfigError, match=r"providers\.oa\.forward_headers\[0\]: 'authorization' is never forwarded"
     ):
         parse_settings(config, env={}, source="t")
+
+
+async def test_one_clients_401_does_not_disable_a_shared_account(fake: FakeUpstream) -> None:
+    """Issue 10, item 10: a refusal on one client's request could be that client's doing; the
+    shared account is disabled only when requests of two client keys were refused, and the
+    dashboard's reason names the requests."""
+    from spillgate.gateway.auth import hash_key
+
+    from .conftest import start_harness
+
+    config = {
+        "listen": "127.0.0.1:0",
+        "client_keys": [
+            {"name": "team-a", "hash": hash_key("sk-a-123456")},
+            {"name": "team-b", "hash": hash_key("sk-b-123456")},
+        ],
+        "providers": {"oa": {"protocol": "openai", "base_url": fake.openai_base_url}},
+        "accounts": [{"id": "shared", "provider": "oa", "api_key": "sk-up-shared-0123"}],
+        "models": {"coder": {"routes": [{"accounts": ["shared"], "model": "up-coder"}]}},
+    }
+    harness = await start_harness(fake, config)
+    try:
+        body = {"model": "coder", "messages": []}
+        fake.set("up-coder", Fault(status=401, error_message="invalid api key", times=1))
+        first = await harness.call("/v1/chat/completions", body, key="sk-a-123456")
+        assert first.status == 503  # that request failed...
+        assert not harness.app.gateway.health.snapshot()  # ...but nothing was disabled
+        assert (await harness.call("/v1/chat/completions", body, key="sk-b-123456")).status == 200
+        # Refused for two client keys: the credential itself is bad.
+        fake.set("up-coder", Fault(status=401, error_message="invalid api key"))
+        await harness.call("/v1/chat/completions", body, key="sk-a-123456")
+        await harness.call("/v1/chat/completions", body, key="sk-b-123456")
+        (scope,) = harness.app.gateway.health.snapshot()
+        assert scope.key == "account:shared" and scope.state == "disabled"
+        assert "refused for client keys team-a, team-b (requests sg-" in scope.reason
+    finally:
+        await harness.http.close()
+        await harness.app.stop(grace=1)

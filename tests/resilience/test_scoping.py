@@ -274,3 +274,29 @@ def test_successes_cost_nothing_and_memory_is_bounded() -> None:
 def test_window_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ScopeEvidence(window=0)
+
+
+# (time, client key, or "ok") -> whether the refusal proves the credential bad
+AUTH_SEQUENCES = [
+    ("one client once: maybe its own doing", [(0, "team-a", False)]),
+    ("two client keys", [(0, "team-a", False), (1, "team-b", True)]),
+    ("one client twice in a row", [(0, "team-a", False), (1, "team-a", True)]),
+    ("an answer in between clears it", [(0, "team-a", False), (1, "ok", None), (2, "team-a", False)]),
+    ("too far apart", [(0, "team-a", False), (61, "team-b", False)]),
+    ("the open gateway: two in a row", [(0, "", False), (1, "", True)]),
+]
+
+
+@pytest.mark.parametrize("steps", [s for _, s in AUTH_SEQUENCES], ids=[n for n, _ in AUTH_SEQUENCES])
+def test_a_credential_is_disabled_only_on_proof(steps: list[tuple[float, str, bool | None]]) -> None:
+    clock = FakeClock()
+    evidence = ScopeEvidence(window=60.0, clock=clock)
+    for i, (at, client, proves) in enumerate(steps):
+        clock.now = at
+        if client == "ok":
+            evidence.record_success("account:shared", "p")
+            continue
+        proof = evidence.auth_refused("account:shared", client, f"req-{i}")
+        assert (proof is not None) is proves, f"step {i}: {proof!r}"
+        if proof is not None:
+            assert f"req-{i}" in proof and "refused for client keys" in proof
