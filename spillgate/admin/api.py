@@ -17,6 +17,7 @@ import orjson
 
 from spillgate.admin import scopes
 from spillgate.admin.auth import AdminAuth
+from spillgate.admin.browser import browser_denial
 from spillgate.admin.dashboard import DASHBOARD_HEADERS, dashboard_html
 from spillgate.admin.errors import AdminError, render_admin_error
 from spillgate.admin.health_view import health_report
@@ -105,7 +106,15 @@ class AdminApi:
                 raise AdminError(
                     404, f"no such page: {request.path}; the dashboard is /dashboard", "unknown_url"
                 )
-            self.auth().check(request.headers, request.remote)
+            auth = self.auth()
+            auth.check(request.headers, request.remote)
+            denied = browser_denial(
+                request.headers,
+                loopback_only=not auth.token_configured,
+                state_changing=request.method not in ("GET", "HEAD"),
+            )
+            if denied is not None:
+                raise AdminError(denied.status, denied.message, denied.code)
             payload = await self._dispatch(request)
             await writer.send(
                 200, _JSON, orjson.dumps(payload, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)

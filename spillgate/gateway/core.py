@@ -9,6 +9,7 @@ import random
 import orjson
 
 from spillgate.admin.auth import AdminAuth
+from spillgate.admin.browser import browser_denial
 from spillgate.config.schema import WILDCARD, ClientKey, Provider, Route, Settings
 from spillgate.http.client import HttpClient
 from spillgate.http.server import Request, ResponseWriter
@@ -153,6 +154,7 @@ class Gateway:
             elif request.path in ("/v1/models", "/models"):
                 if request.method != "GET":
                     raise _method_not_allowed(request, "GET")
+                self._check_open_api(request)
                 self.auth.authenticate(request.headers)
                 anthropic = "anthropic-version" in request.headers
                 await writer.send(200, _JSON, self._models_anthropic if anthropic else self._models_openai)
@@ -190,8 +192,11 @@ class Gateway:
             await writer.send(error.status, headers, body)
 
     def _check_admin(self, request: Request) -> None:
-        """The admin API's rule (``spillgate.admin.auth``): the admin token, else loopback only."""
-        denied = self.admin_auth.decide(request.headers, request.remote)
+        """The admin API's rule (``spillgate.admin.auth``): the admin token, else loopback only;
+        and never for another web page (``spillgate.admin.browser``)."""
+        denied = self.admin_auth.decide(request.headers, request.remote) or browser_denial(
+            request.headers, loopback_only=not self.admin_auth.token_configured
+        )
         if denied is not None:
             raise GatewayError(
                 denied.status,
@@ -267,7 +272,18 @@ class Gateway:
         return render_error(family_for_path(path), error_for_status(status, message))
 
     # -- API endpoints ------------------------------------------------------------------
+    def _check_open_api(self, request: Request) -> None:
+        """With no client keys the API is open to loopback: not to a web page on that machine."""
+        if self.auth.enabled:
+            return
+        denied = browser_denial(request.headers, loopback_only=True)
+        if denied is not None:
+            raise GatewayError(
+                denied.status, ErrorKind.PERMISSION, denied.message, code=denied.code, should_retry=False
+            )
+
     async def _serve_api(self, api: Api, request: Request, writer: ResponseWriter) -> None:
+        self._check_open_api(request)
         client_key = self.auth.authenticate(request.headers)
         parsed = parse_request(api, request.body, request.headers)
         alias, replacement = self.settings.resolve(parsed.model)

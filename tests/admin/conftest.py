@@ -26,6 +26,8 @@ async def admin(
     sc: Scenario, path: str, *, method: str = "GET", token: str | None = ADMIN_TOKEN
 ) -> AdminReply:
     headers = {"authorization": f"Bearer {token}"} if token is not None else {}
+    if method not in ("GET", "HEAD"):  # what a state-changing call carries (the dashboard sends it too)
+        headers |= {"content-type": "application/json", "x-spillgate-admin": "1"}
     async with sc.http.request(method, sc.app.url + path, headers=headers) as resp:
         raw = await resp.read()
         body = orjson.loads(raw) if resp.content_type == "application/json" else raw
