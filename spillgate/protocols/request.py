@@ -49,6 +49,7 @@ def parse_request(api: Api, body: bytes, headers: dict[str, str]) -> ParsedReque
         raise invalid("'model' must be a non-empty string", param="model")
     if len(model) > MAX_MODEL_NAME or not model.isprintable():
         raise invalid(f"'model' must be at most {MAX_MODEL_NAME} printable characters", param="model")
+    _check_conversation(api, data)
     stream = data.get("stream", False)
     if stream is None:
         stream = False
@@ -61,6 +62,27 @@ def parse_request(api: Api, body: bytes, headers: dict[str, str]) -> ParsedReque
         session_key=_session_key(api, data, headers),
         body=body,
         data=data,
+    )
+
+
+def _check_conversation(api: Api, data: dict[str, Any]) -> None:
+    """The conversation field has the type its API gives it (a list of messages; Responses'
+    ``input`` a string or a list), so a careless client hears it here, in its own protocol."""
+    if api is Api.OPENAI_RESPONSES:
+        value = data.get("input")
+        if value is not None and not isinstance(value, str | list):
+            raise invalid(f"'input' must be a string or a list of items, got {_kind(value)}", param="input")
+        return
+    value = data.get("messages")
+    if value is not None and not isinstance(value, list):
+        raise invalid(f"'messages' must be a list of messages, got {_kind(value)}", param="messages")
+    if isinstance(value, list) and any(not isinstance(m, dict) for m in value):
+        raise invalid("every item of 'messages' must be an object", param="messages")
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
     )
 
 

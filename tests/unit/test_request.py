@@ -121,3 +121,26 @@ def test_model_names_are_bounded_and_printable(model: str) -> None:
         parse_request(Api.OPENAI_CHAT, orjson.dumps({"model": model}), {})
     assert info.value.status == 400 and info.value.param == "model"
     assert parse_request(Api.OPENAI_CHAT, orjson.dumps({"model": "x" * 256}), {}).model == "x" * 256
+
+
+@pytest.mark.parametrize(
+    ("api", "body", "param"),
+    [
+        (Api.OPENAI_CHAT, b'{"model":"m","messages":"hi"}', "messages"),
+        (Api.OPENAI_CHAT, b'{"model":"m","messages":{"role":"user"}}', "messages"),
+        (Api.OPENAI_CHAT, b'{"model":"m","messages":["hi"]}', "messages"),
+        (Api.ANTHROPIC_MESSAGES, b'{"model":"m","messages":7}', "messages"),
+        (Api.OPENAI_RESPONSES, b'{"model":"m","input":{"role":"user"}}', "input"),
+        (Api.OPENAI_RESPONSES, b'{"model":"m","input":true}', "input"),
+    ],
+)
+def test_the_conversation_field_is_type_checked(api: Api, body: bytes, param: str) -> None:
+    with pytest.raises(GatewayError) as info:
+        parse_request(api, body, {})
+    assert info.value.status == 400 and info.value.param == param
+
+
+def test_well_typed_conversations_pass() -> None:
+    assert parse_request(Api.OPENAI_RESPONSES, b'{"model":"m","input":"hi"}', {}).model == "m"
+    assert parse_request(Api.OPENAI_RESPONSES, b'{"model":"m","input":[]}', {}).model == "m"
+    assert parse_request(Api.OPENAI_CHAT, b'{"model":"m","messages":[{"role":"user"}]}', {}).model == "m"
