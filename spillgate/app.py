@@ -20,11 +20,13 @@ from spillgate.config.loader import ConfigError, load_settings
 from spillgate.config.reloading import ReloadResult, keep_restart_only, restart_only_changes
 from spillgate.config.schema import Settings
 from spillgate.gateway.core import Gateway
-from spillgate.http.server import HttpServer, Request, ResponseWriter
+from spillgate.http.server import EarlyReply, Headers, HttpServer, Request, ResponseWriter
 from spillgate.limits.sync import KeySync
 from spillgate.observe.recent import RecentFailures
 from spillgate.observe.timeline import Timeline
 from spillgate.observe.usage import UsageObserver
+from spillgate.protocols.apis import ROUTES, family_for_path
+from spillgate.protocols.errors import ErrorKind, GatewayError, render_error
 from spillgate.store import UsageRecorder, UsageStore, open_store
 from spillgate.store.keys import KeyRegistry
 from spillgate.store.writer import WriterProcess
@@ -54,11 +56,31 @@ class App:
         self.gateway.events.subscribe(self.timeline)
         self.gateway.events.subscribe(self.recent)
         self.admin = AdminApi(self, self.timeline, self.recent)
+        limits = settings.limits
         self.server = HttpServer(
             self.handle,
-            max_body_bytes=settings.limits.max_body_bytes,
-            error_responder=lambda status, message, path: self.gateway.error_responder(status, message, path),
+            max_body_bytes=limits.max_body_bytes,
+            error_responder=self._http_error,
+            max_header_bytes=limits.max_header_bytes,
+            max_headers=limits.max_headers,
+            header_timeout=limits.header_timeout,
+            body_timeout=limits.body_timeout,
+            idle_timeout=limits.idle_timeout,
+            write_timeout=limits.write_timeout,
+            max_connections=limits.max_connections,
+            early_check=self._early_check,
         )
+        if settings.metrics:
+            refusals = self.server.refusals
+            # The registry carries over to the gateway a reload makes: registered once, here.
+            self.gateway.metrics.counter_from(
+                "spillgate_http_refusals_total",
+                "Requests the HTTP server refused and connections it closed, by reason: header and body "
+                "limits and timeouts, idle keep-alives, clients that do not read, the connection limit, "
+                "the early client-key check.",
+                ("reason",),
+                lambda: [((reason,), float(n)) for reason, n in refusals.items()],
+            )
         self._retiring: set[asyncio.Task[None]] = set()
         self._demo_upstream = demo_upstream
         self.usage: UsageRecorder | None = None
@@ -84,6 +106,29 @@ class App:
             await self.key_sync.refresh()
             self.key_sync.start()
         await self.server.start(self.settings.host, self.settings.port)
+
+    def _early_check(self, method: str, path: str, headers: dict[str, str]) -> EarlyReply | None:
+        """An API request's client key, checked on its headers before its body is read (or
+        ``100 Continue`` sent): a missing or unknown key is answered at once, in the endpoint's
+        protocol, and the body never buffered. The gateway checks the key again as it serves."""
+        if method != "POST" or path not in ROUTES:
+            return None
+        try:
+            self.gateway.auth.authenticate(headers)
+        except GatewayError as error:
+            error_headers, body = render_error(family_for_path(path), error)
+            return error.status, error_headers, body
+        return None
+
+    def _http_error(self, status: int, message: str, path: str) -> tuple[Headers, bytes]:
+        """Errors the HTTP server answers itself, in the protocol of the endpoint called."""
+        typed = _HTTP_ERRORS.get(status)
+        if typed is None:
+            return self.gateway.error_responder(status, message, path)
+        kind, code, retry = typed
+        return render_error(
+            family_for_path(path), GatewayError(status, kind, message, code=code, should_retry=retry)
+        )
 
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
         if request.path.startswith(("/admin/", "/dashboard")) or request.path == "/admin":
@@ -148,6 +193,17 @@ class App:
             await self.store.close()
         if self._demo_upstream is not None:
             await self._demo_upstream.close()
+
+
+_HTTP_ERRORS: dict[int, tuple[ErrorKind, str, bool]] = {
+    408: (ErrorKind.INVALID_REQUEST, "request_timeout", True),
+    411: (ErrorKind.INVALID_REQUEST, "length_required", False),
+    414: (ErrorKind.INVALID_REQUEST, "url_too_long", False),
+    431: (ErrorKind.INVALID_REQUEST, "headers_too_large", False),
+    501: (ErrorKind.INVALID_REQUEST, "not_implemented", False),
+    503: (ErrorKind.OVERLOADED, "too_many_connections", True),
+}
+"""HTTP-layer statuses the gateway's own mapping would call internal errors: (kind, code, should_retry)."""
 
 
 async def build_app(

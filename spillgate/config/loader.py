@@ -375,13 +375,35 @@ def _timeouts(value: object, path: str, base: Timeouts) -> Timeouts:
 
 def _limits(value: object) -> Limits:
     m = _mapping(value, "limits")
-    _only(m, "limits", {"max_body_bytes", "session_bindings", "key_refresh"})
+    _only(
+        m,
+        "limits",
+        {
+            "max_body_bytes",
+            "session_bindings",
+            "key_refresh",
+            "max_header_bytes",
+            "max_headers",
+            "header_timeout",
+            "body_timeout",
+            "idle_timeout",
+            "write_timeout",
+            "max_connections",
+        },
+    )
     base = Limits()
     max_body = m.get("max_body_bytes", base.max_body_bytes)
     return Limits(
         max_body_bytes=_size(max_body, "limits.max_body_bytes"),
         session_bindings=_int(m.get("session_bindings", base.session_bindings), "limits.session_bindings", 1),
         key_refresh=_dur(m, "key_refresh", "limits", base.key_refresh),
+        max_header_bytes=_size(m.get("max_header_bytes", base.max_header_bytes), "limits.max_header_bytes"),
+        max_headers=_int(m.get("max_headers", base.max_headers), "limits.max_headers", 1),
+        header_timeout=_dur(m, "header_timeout", "limits", base.header_timeout),
+        body_timeout=_dur(m, "body_timeout", "limits", base.body_timeout),
+        idle_timeout=_dur(m, "idle_timeout", "limits", base.idle_timeout),
+        write_timeout=_dur(m, "write_timeout", "limits", base.write_timeout),
+        max_connections=_int(m.get("max_connections", base.max_connections), "limits.max_connections", 1),
     )
 
 

@@ -159,6 +159,21 @@ class Limits:
     key_refresh: float = 5.0
     """Seconds between re-reads of the stored client keys (``spillgate keys create``/``revoke``) and
     of their budgets' token counts from the usage store."""
+    max_header_bytes: int = 64 * 1024
+    """The request line and headers of one request: 431 (414 for the URL alone) above it."""
+    max_headers: int = 100
+    """Header lines in one request: 431 above it."""
+    header_timeout: float = 10.0
+    """Seconds for the request line and headers to arrive once their first byte has: 408."""
+    body_timeout: float = 60.0
+    """Seconds for the body to arrive once the headers have: 408."""
+    idle_timeout: float = 60.0
+    """Seconds a keep-alive connection (or a new one) may stay without a request before it is closed."""
+    write_timeout: float = 30.0
+    """Seconds a response write may wait for a client that does not read: the connection is dropped
+    and its request (the upstream call included) cancelled."""
+    max_connections: int = 4096
+    """Open client connections; a new one beyond it gets 503 and is closed."""
 
 
 _HEALTH = HealthConfig()
