@@ -68,6 +68,7 @@ class App:
             idle_timeout=limits.idle_timeout,
             write_timeout=limits.write_timeout,
             max_connections=limits.max_connections,
+            send_buffer=limits.send_buffer,
             early_check=self._early_check,
         )
         if settings.metrics:

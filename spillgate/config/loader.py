@@ -389,6 +389,11 @@ def _limits(value: object) -> Limits:
             "idle_timeout",
             "write_timeout",
             "max_connections",
+            "send_buffer",
+            "max_replay_text",
+            "max_event_bytes",
+            "max_upstream_header_bytes",
+            "max_upstream_body_bytes",
         },
     )
     base = Limits()
@@ -404,6 +409,16 @@ def _limits(value: object) -> Limits:
         idle_timeout=_dur(m, "idle_timeout", "limits", base.idle_timeout),
         write_timeout=_dur(m, "write_timeout", "limits", base.write_timeout),
         max_connections=_int(m.get("max_connections", base.max_connections), "limits.max_connections", 1),
+        send_buffer=_size(m.get("send_buffer", base.send_buffer), "limits.send_buffer", zero=True),
+        max_replay_text=_size(m.get("max_replay_text", base.max_replay_text), "limits.max_replay_text"),
+        max_event_bytes=_size(m.get("max_event_bytes", base.max_event_bytes), "limits.max_event_bytes"),
+        max_upstream_header_bytes=_size(
+            m.get("max_upstream_header_bytes", base.max_upstream_header_bytes),
+            "limits.max_upstream_header_bytes",
+        ),
+        max_upstream_body_bytes=_size(
+            m.get("max_upstream_body_bytes", base.max_upstream_body_bytes), "limits.max_upstream_body_bytes"
+        ),
     )
 
 
@@ -572,7 +587,9 @@ def _int(value: object, path: str, minimum: int = 0) -> int:
     return value
 
 
-def _size(value: object, path: str) -> int:
+def _size(value: object, path: str, *, zero: bool = False) -> int:
+    if zero and value in (0, "0"):
+        return 0
     if isinstance(value, int) and not isinstance(value, bool):
         size = value
     elif isinstance(value, str) and (m := _SIZE.match(value)):
@@ -580,7 +597,8 @@ def _size(value: object, path: str) -> int:
     else:
         raise ConfigError(f"{path}: expected a size such as 32MiB or a number of bytes, got {value!r}")
     if size < 1024:
-        raise ConfigError(f"{path}: must be at least 1024 bytes, got {size}")
+        floor = "0 or " if zero else ""
+        raise ConfigError(f"{path}: must be {floor}at least 1024 bytes, got {size}")
     return size
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from spillgate.config.schema import Settings
 
@@ -27,9 +27,10 @@ def restart_only_changes(old: Settings, new: Settings) -> tuple[str, ...]:
         ("listen", (old.host, old.port) != (new.host, new.port)),
         ("usage.dsn", old.usage_dsn != new.usage_dsn),
         ("metrics", old.metrics != new.metrics),
-        ("limits.max_body_bytes", old.limits.max_body_bytes != new.limits.max_body_bytes),
-        ("limits.key_refresh", old.limits.key_refresh != new.limits.key_refresh),
-        ("limits.session_bindings", old.limits.session_bindings != new.limits.session_bindings),
+        *(
+            (f"limits.{f.name}", getattr(old.limits, f.name) != getattr(new.limits, f.name))
+            for f in fields(old.limits)
+        ),
         ("resilience.retry_budget.window", old.resilience.budget_window != new.resilience.budget_window),
     )
     return tuple(name for name, changed in checks if changed)

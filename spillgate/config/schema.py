@@ -174,6 +174,19 @@ class Limits:
     and its request (the upstream call included) cancelled."""
     max_connections: int = 4096
     """Open client connections; a new one beyond it gets 503 and is closed."""
+    send_buffer: int = 128 * 1024
+    """The kernel send buffer of a client connection (``SO_SNDBUF``; 0: the kernel's autotuning,
+    up to ``net.ipv4.tcp_wmem``, 4 MiB by default): what a client that does not read can make
+    the kernel hold before the write timeout starts counting."""
+    max_replay_text: int = 128 * 1024
+    """Characters of answer text a stream keeps to continue or replay it after a cut; past it
+    the stream is no longer recoverable mid-way (its recovery decision says so)."""
+    max_event_bytes: int = 4 * 1024 * 1024
+    """One SSE event (or line) from an upstream: a larger one fails the stream as malformed."""
+    max_upstream_header_bytes: int = 64 * 1024
+    """An upstream response's status line and headers: more is a protocol failure."""
+    max_upstream_body_bytes: int = 64 * 1024 * 1024
+    """A non-streamed upstream response body: more is a protocol failure (failed over)."""
 
 
 _HEALTH = HealthConfig()

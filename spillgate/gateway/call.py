@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from spillgate.config.schema import Limits
 from spillgate.http.client import FailureKind, HttpClient, UpstreamFailure, UpstreamResponse
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.request import ParsedRequest
@@ -23,6 +24,8 @@ from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import Phase, Signal, Transport, Verdict
 
 from .attempt import Attempt
+
+_LIMITS = Limits()
 
 _ERROR_BODY_LIMIT = 1 << 20
 _ERROR_BODY_TIMEOUT = 10.0
@@ -105,9 +108,11 @@ async def call(
     headers: list[tuple[str, str]],
     client: HttpClient,
     bound: float | None = None,
+    limits: Limits = _LIMITS,
 ) -> Outcome:
     """``bound``: the longest this try may wait for response headers and for its first content
-    event, so that a failover can still start in time (``None``: the route's timeouts alone)."""
+    event, so that a failover can still start in time (``None``: the route's timeouts alone).
+    ``limits``: the stream's event size and kept replay text."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     clock = time.perf_counter()  # uvloop's loop.time() has millisecond resolution
@@ -137,7 +142,7 @@ async def call(
         if not 200 <= response.status < 300:
             await _read_error(outcome, response)
         elif parsed.stream and (response.header("content-type") or "").startswith("text/event-stream"):
-            await _read_to_commit(outcome, response, parsed, started, started + first_token)
+            await _read_to_commit(outcome, response, parsed, started, started + first_token, limits)
         else:
             remaining = max(timeouts.total - (loop.time() - started), 0.001)
             outcome.body = await response.read(remaining)
@@ -191,11 +196,16 @@ def _retry_in(headers: dict[str, str], hint: float | None) -> float | None:
 
 
 async def _read_to_commit(
-    outcome: Outcome, response: UpstreamResponse, parsed: ParsedRequest, started: float, deadline: float
+    outcome: Outcome,
+    response: UpstreamResponse,
+    parsed: ParsedRequest,
+    started: float,
+    deadline: float,
+    limits: Limits,
 ) -> None:
     loop = asyncio.get_running_loop()
-    tracker = StreamTracker(parsed.api)
-    splitter = SseSplitter()
+    tracker = StreamTracker(parsed.api, replay_limit=limits.max_replay_text)
+    splitter = SseSplitter(limits.max_event_bytes)
     outcome.tracker = tracker
     outcome.splitter = splitter
     pending = outcome.pending

@@ -55,7 +55,12 @@ class Gateway:
         res = settings.resilience
         self.clients = {
             name: (previous and _reused_client(previous, p))
-            or HttpClient(p.base_url, max_connections=p.max_connections)
+            or HttpClient(
+                p.base_url,
+                max_connections=p.max_connections,
+                max_header_bytes=settings.limits.max_upstream_header_bytes,
+                max_body_bytes=settings.limits.max_upstream_body_bytes,
+            )
             for name, p in settings.providers.items()
         }
         if previous is None:

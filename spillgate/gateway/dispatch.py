@@ -251,9 +251,8 @@ class Dispatcher:
         try:
             payload = body if body is not None else rewrite_model(ex.parsed, attempt.upstream_model)
             headers = upstream_headers(ex.client_headers, attempt.provider, account)
-            outcome = await call(
-                attempt, ex.parsed, payload, headers, self.clients[attempt.provider.name], bound
-            )
+            client = self.clients[attempt.provider.name]
+            outcome = await call(attempt, ex.parsed, payload, headers, client, bound, self.settings.limits)
         finally:
             if outcome is None:  # cancelled: the client went away
                 self._release(candidate)

@@ -140,11 +140,12 @@ class StreamSession:
             recovery = await self._recover()
             if recovery is None:
                 await self._fail_in_band(verdict.error_class, failed)
-                recovered = "in_band_error"
+                # Past the replay cap the text to reproduce was not kept: the record says so.
+                recovered = "not_replayable" if self.client.replay_lost else "in_band_error"
                 break
             mode, failed, result = recovery
             recovered = mode.value
-        ok = recovered != "in_band_error"
+        ok = recovered not in ("in_band_error", "not_replayable")
         if ok:
             self.d.outages.answered(outage_key(ex))
         usage = self.client.usage
@@ -357,7 +358,7 @@ class StreamSession:
                     outcome,
                     outcome.response,
                     outcome.splitter,
-                    StreamTracker(ex.parsed.api),
+                    StreamTracker(ex.parsed.api, replay_limit=d.settings.limits.max_replay_text),
                     mode,
                     target=target,
                     skip=skip,

@@ -46,11 +46,14 @@ class UpstreamFailure(Exception):
         self.message = message
 
 
-_MAX_BUFFER = 1 << 20
+_MAX_BUFFER = 64 * 1024
+"""Body bytes read ahead of the consumer before reading pauses (a slow client's stream costs at
+most this much here)."""
 MAX_HEADER_BYTES = 64 * 1024
-"""Response status line + headers an upstream may send."""
+"""Response status line + headers an upstream may send (``limits.max_upstream_header_bytes``)."""
 MAX_BODY_BYTES = 64 * 1024 * 1024
-"""A non-streamed response body read whole (:meth:`UpstreamResponse.read`) at most."""
+"""A non-streamed response body read whole (:meth:`UpstreamResponse.read`) at most
+(``limits.max_upstream_body_bytes``)."""
 SILENCE = 5.0
 """Seconds without a byte after which a closed connection counts as silence, not as a reset
 (or half the header timeout, when that is shorter)."""
@@ -63,6 +66,7 @@ class _Conn(asyncio.Protocol):
         "_error",
         "_header_bytes",
         "_headers_done",
+        "_max_header_bytes",
         "_paused",
         "_waiter",
         "closed",
@@ -77,8 +81,9 @@ class _Conn(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self._max_header_bytes = max_header_bytes
         self.parser: httptools.HttpResponseParser | None = None
         self.closed = False
         self.status = 0
@@ -136,11 +141,10 @@ class _Conn(asyncio.Protocol):
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > MAX_HEADER_BYTES:
+        if self._header_bytes > self._max_header_bytes:
             if self._error is None:
-                self._fail(
-                    UpstreamFailure(FailureKind.PROTOCOL, f"response headers over {MAX_HEADER_BYTES} bytes")
-                )
+                limit = self._max_header_bytes
+                self._fail(UpstreamFailure(FailureKind.PROTOCOL, f"response headers over {limit} bytes"))
                 self.transport.abort()
             return
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
@@ -276,8 +280,11 @@ class UpstreamResponse:
             self.release()
         return data
 
-    async def read(self, timeout: float, limit: int = MAX_BODY_BYTES) -> bytes:
-        """The whole body, within ``timeout`` seconds in all and ``limit`` bytes."""
+    async def read(self, timeout: float, limit: int | None = None) -> bytes:
+        """The whole body, within ``timeout`` seconds in all and ``limit`` bytes (default: the
+        client's ``max_body_bytes``)."""
+        if limit is None:
+            limit = self._client.max_body_bytes
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         parts: list[bytes] = []
@@ -338,7 +345,14 @@ class UpstreamResponse:
 class HttpClient:
     """Keep-alive connections to one origin, at most ``max_connections`` at a time."""
 
-    def __init__(self, base_url: str, *, max_connections: int = 256) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int = 256,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -354,6 +368,8 @@ class HttpClient:
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.scheme == "https" else None
         self._idle: deque[_Conn] = deque()
         self.max_connections = max_connections
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
         self._slots = asyncio.Semaphore(max_connections)
         self.pool_full = 0
         """Requests that found every connection busy for their whole wait."""
@@ -417,7 +433,7 @@ class HttpClient:
         try:
             async with asyncio.timeout(connect_timeout):
                 _, protocol = await loop.create_connection(
-                    _Conn,
+                    lambda: _Conn(self.max_header_bytes),
                     self.host,
                     self.port,
                     ssl=self._ssl,

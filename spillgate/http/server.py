@@ -8,7 +8,8 @@ here; a client that disconnects cancels the task running its handler.
 
 What a client may cost is bounded: the request line and headers (size, count, time to arrive),
 the body (size, time to arrive), an idle keep-alive connection, a response the client does not
-read (the connection is dropped and its handler cancelled), pipelined requests (reading stops
+read (the kernel's send buffer is fixed, so the write stalls soon; after the write timeout the
+connection is dropped and its handler cancelled), pipelined requests (reading stops
 once one is queued) and the number of open connections. An optional early check sees the
 headers before the body is read (and before ``100 Continue``), so a request without a valid
 key is answered without buffering its body. Every refusal is a clean HTTP error or a closed
@@ -30,7 +31,7 @@ from http import HTTPStatus
 
 import httptools
 
-from spillgate.http.sockets import adopt, linger_zero
+from spillgate.http.sockets import adopt, limit_send_buffer, linger_zero
 
 log = logging.getLogger("spillgate.http")
 
@@ -345,6 +346,7 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
             return
         server.connections.add(self)
+        limit_send_buffer(transport, server.send_buffer)
         self._deadline = self._loop.time() + server.idle_timeout
 
     def data_received(self, data: bytes) -> None:
@@ -643,7 +645,9 @@ class _Connection(asyncio.Protocol):
                 "write_timeout", self._remote, f"a write did not drain in {server.write_timeout:g} s"
             )
             task = self._task
-            self.abort(False)
+            # Reset, not closed: a FIN would wait behind the unread bytes in the kernel's send
+            # buffer (held for as long as the client takes to read them); a reset frees them now.
+            self.abort(True)
             if task is not None and not task.done():
                 task.cancel()
             return
@@ -781,6 +785,7 @@ class HttpServer:
         idle_timeout: float = 60.0,
         write_timeout: float = 30.0,
         max_connections: int = 4096,
+        send_buffer: int = 128 * 1024,
         early_check: EarlyCheck | None = None,
     ) -> None:
         self.handler = handler
@@ -793,6 +798,8 @@ class HttpServer:
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
         self.max_connections = max_connections
+        self.send_buffer = send_buffer
+        """``SO_SNDBUF`` of each client connection (0: the kernel's autotuning)."""
         self.early_check = early_check
         self.connections: set[_Connection] = set()
         self.refusals: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)

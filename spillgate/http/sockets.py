@@ -27,3 +27,14 @@ def linger_zero(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
             pass
+
+
+def limit_send_buffer(transport: asyncio.BaseTransport, size: int) -> None:
+    """Fix the kernel send buffer at ``size`` bytes (the kernel doubles it for bookkeeping),
+    which turns its autotuning off: a peer that does not read then holds at most this much."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and size > 0:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        except OSError:
+            pass

@@ -52,7 +52,8 @@ class RequestFinished:
     latency: float
     first_token: float | None
     recovered: str | None = None
-    """After a mid-stream failure: ``continuation``, ``replay`` or ``in_band_error``."""
+    """After a mid-stream failure: ``continuation``, ``replay`` or ``in_band_error``
+    (``not_replayable``: an in-band error because the stream had passed ``limits.max_replay_text``)."""
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_tokens: int | None = None

@@ -16,8 +16,11 @@ import orjson
 from spillgate.protocols.apis import Api
 from spillgate.protocols.usage import Usage, from_usage_object
 
-MAX_REPLAY_CHARS = 1 << 20
-"""Output text a stream keeps for a continuation or a replay (about 1 MiB)."""
+MAX_REPLAY_CHARS = 128 * 1024
+"""Output text a stream keeps for a continuation or a replay (``limits.max_replay_text``)."""
+_COMPACT_PIECES = 128
+"""Pieces of kept text joined into one string at a time: a stream of one-token deltas then costs
+about a byte per character, not a string object per token."""
 
 
 class Kind(Enum):
@@ -81,7 +84,8 @@ class StreamTracker:
     api: Api
     text: list[str] = field(default_factory=list)
     """Output text in order (what a continuation or a replay must reproduce), up to
-    ``replay_limit`` characters; past it, dropped and ``replay_lost`` set."""
+    ``replay_limit`` characters; past it, dropped and ``replay_lost`` set. Runs of pieces are
+    joined as they accumulate: read it whole with :meth:`sent_text`."""
     replay_limit: int = MAX_REPLAY_CHARS
     text_chars: int = 0
     """Characters of output text seen in all (kept or not)."""
@@ -111,6 +115,8 @@ class StreamTracker:
     model: str | None = None
     created: int = 0
     sequence_number: int = -1
+    _loose: int = 0
+    """Pieces at the end of :attr:`text` not joined into a run yet."""
 
     def sent_text(self) -> str:
         return "".join(self.text)
@@ -123,9 +129,18 @@ class StreamTracker:
             return
         if self.text_chars > self.replay_limit:
             self.text.clear()
+            self._loose = 0
             self.replay_lost = True
             return
-        self.text.append(piece)
+        text = self.text
+        text.append(piece)
+        self._loose += 1
+        if self._loose >= _COMPACT_PIECES:
+            # Join the newest pieces into one run; older runs stay (each character copied once).
+            run = "".join(text[-_COMPACT_PIECES:])
+            del text[-_COMPACT_PIECES:]
+            text.append(run)
+            self._loose = 0
 
     def observe(self, event: Event) -> Kind:
         """What ``event`` is. Whatever an upstream sends, this never raises: an event that is not

@@ -39,7 +39,8 @@ class RequestRecord:
     output_tokens: int | None = None
     cached_tokens: int | None = None
     recovered: str | None = None
-    """After a mid-stream failure: ``continuation``, ``replay`` or ``in_band_error``."""
+    """After a mid-stream failure: ``continuation``, ``replay`` or ``in_band_error``
+    (``not_replayable``: an in-band error because the stream had passed ``limits.max_replay_text``)."""
 
     @property
     def failed(self) -> bool:

@@ -12,12 +12,47 @@ import pytest
 
 from spillgate.config.loader import ConfigError, parse_settings
 from spillgate.config.schema import Limits
-from spillgate.fake import FakeUpstream
+from spillgate.fake import FakeUpstream, Fault
 from tests.gateway.conftest import CLIENT_KEY, Harness, base_config, start_harness
 
 
 def _limits(**keys: Any) -> Limits:
     return parse_settings({"limits": keys}, env={}, source="test").limits
+
+
+def test_stream_and_upstream_limits_parse_and_reach_their_users() -> None:
+    limits = _limits(
+        send_buffer=0,
+        max_replay_text="64KiB",
+        max_event_bytes="1MiB",
+        max_upstream_header_bytes="16KiB",
+        max_upstream_body_bytes="8MiB",
+    )
+    assert (limits.send_buffer, limits.max_replay_text, limits.max_event_bytes) == (0, 65536, 1 << 20)
+    assert (limits.max_upstream_header_bytes, limits.max_upstream_body_bytes) == (16384, 8 << 20)
+    default = Limits()
+    assert (default.send_buffer, default.max_replay_text, default.max_event_bytes) == (
+        128 * 1024,
+        128 * 1024,
+        4 << 20,
+    )
+    assert (default.max_upstream_header_bytes, default.max_upstream_body_bytes) == (64 * 1024, 64 << 20)
+
+
+async def test_upstream_limits_reach_the_pools(fake: FakeUpstream) -> None:
+    config = base_config(fake)
+    config["limits"] = {"max_upstream_header_bytes": "2KiB", "max_upstream_body_bytes": "4KiB"}
+    harness = await start_harness(fake, config)
+    try:
+        for client in harness.app.gateway.clients.values():
+            assert (client.max_header_bytes, client.max_body_bytes) == (2048, 4096)
+        # A non-streamed answer over the body limit is a failure, not a 4 KiB prefix relayed.
+        fake.set("*", Fault(text="x" * 8000))
+        reply = await harness.call("/v1/chat/completions", {"model": "coder", "messages": []})
+        assert reply.status >= 500 and "x" * 100 not in reply.body.decode()
+    finally:
+        await harness.http.close()
+        await harness.app.stop(grace=1)
 
 
 def test_limit_keys_parse_with_units_and_defaults() -> None:
@@ -59,6 +94,11 @@ def test_limit_keys_parse_with_units_and_defaults() -> None:
         ("idle_timeout", -1),
         ("write_timeout", True),
         ("max_connections", 0),
+        ("send_buffer", "1B"),
+        ("max_replay_text", 0),
+        ("max_event_bytes", "huge"),
+        ("max_upstream_header_bytes", 10),
+        ("max_upstream_body_bytes", -1),
     ],
 )
 def test_a_bad_limit_names_its_key(key: str, value: object) -> None:

@@ -18,6 +18,8 @@ from spillgate.http.server import REFUSAL_REASONS, EarlyReply, HttpServer, Reque
 
 events: list[str] = []
 release = asyncio.Event()
+written: list[int] = [0]
+"""Bytes /forever handed to the writer before it was cancelled."""
 
 
 async def handler(request: Request, writer: ResponseWriter) -> None:
@@ -27,6 +29,7 @@ async def handler(request: Request, writer: ResponseWriter) -> None:
         try:
             while True:
                 await writer.write(chunk)
+                written[0] += len(chunk)
         except asyncio.CancelledError:
             events.append("forever cancelled")
             raise
@@ -51,6 +54,7 @@ Start = Callable[..., Awaitable[HttpServer]]
 async def start() -> AsyncIterator[Start]:
     global release
     events.clear()
+    written[0] = 0
     release = asyncio.Event()  # bound to this test's loop
     servers: list[HttpServer] = []
 
@@ -117,6 +121,7 @@ def test_server_defaults_are_the_config_defaults() -> None:
         "idle_timeout",
         "write_timeout",
         "max_connections",
+        "send_buffer",
     ):
         assert getattr(srv, name) == getattr(limits, name), name
     assert set(srv.refusals) == set(REFUSAL_REASONS) and not any(srv.refusals.values())
@@ -237,6 +242,24 @@ async def test_a_client_that_never_reads_a_stream_is_dropped_and_its_handler_can
     assert time.monotonic() - started < 3.0
     await wait_for(lambda: not server.connections)
     assert server.refusals["write_timeout"] == 1
+    writer.close()
+
+
+@pytest.mark.parametrize("send_buffer", [64 * 1024, 0])
+async def test_the_send_buffer_bounds_what_a_client_that_never_reads_absorbs(
+    start: Start, send_buffer: int
+) -> None:
+    """With the kernel's autotuning (0) a loopback client that reads nothing absorbs megabytes
+    before the write stalls (at an agent's token rate, minutes before the write timeout even
+    starts); a fixed send buffer stalls it after a few hundred KiB."""
+    server = await start(write_timeout=0.3, send_buffer=send_buffer)
+    _reader, writer = await connect(server)  # the client's default receive buffer
+    writer.write(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+    await wait_for(lambda: events == ["forever cancelled"], wait=5)
+    if send_buffer:
+        assert written[0] < 1024 * 1024, written[0]
+    else:
+        assert written[0] > 2 * 1024 * 1024, written[0]
     writer.close()
 
 

@@ -221,3 +221,20 @@ def test_the_text_kept_for_replay_is_bounded(api: Api) -> None:
     for f in events.frames:
         short.observe(parse_event(f))
     assert not short.replay_lost and short.sent_text() == "x" * 5000
+
+
+def test_many_small_deltas_are_kept_compactly_and_in_order() -> None:
+    """A stream of one-token deltas is kept as a few long strings, not one object per token, and
+    reads back exactly."""
+    tracker = StreamTracker(Api.OPENAI_CHAT, replay_limit=1_000_000)
+    pieces = [f"t{i} " for i in range(10_000)]
+    for piece in pieces:
+        tracker.keep_text(piece)
+    assert tracker.sent_text() == "".join(pieces)
+    assert len(tracker.text) < 10_000 // 100
+    assert tracker.text_chars == len("".join(pieces)) and not tracker.replay_lost
+    for cut in (1, 127, 128, 129, 5000):
+        partial = StreamTracker(Api.OPENAI_CHAT)
+        for piece in pieces[:cut]:
+            partial.keep_text(piece)
+        assert partial.sent_text() == "".join(pieces[:cut])
