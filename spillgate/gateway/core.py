@@ -266,6 +266,13 @@ class Gateway:
             lambda: [((key, limit), float(n)) for (key, limit), n in self.limiter.refusals.items()],
         )
         m.counter_from(
+            "spillgate_upstream_pool_full_total",
+            "Attempts that found every pooled connection to the provider busy for their whole wait "
+            "(providers.<name>.max_connections): nothing was sent, the next route was tried.",
+            ("provider",),
+            lambda: [((name,), float(c.pool_full)) for name, c in self.clients.items()],
+        )
+        m.counter_from(
             "spillgate_malformed_events_total",
             "Malformed stream events dropped.",
             (),

@@ -44,7 +44,9 @@ async def test_a_full_pool_fails_over_within_the_connect_timeout(fake: FakeUpstr
         # Not the upstream's fault: its health is untouched, the next request tries it again.
         assert not [s for s in sc.app.gateway.health.snapshot() if "up-p" in s.key]
         metrics = await sc.http.get(sc.app.url + "/metrics")
-        assert 'spillgate_error_rule_hits_total{rule="builtin.pool_full"} 1' in await metrics.text()
+        text = await metrics.text()
+        assert 'spillgate_error_rule_hits_total{rule="builtin.pool_full"} 1' in text
+        assert 'spillgate_upstream_pool_full_total{provider="small"} 1' in text
         holder.cancel()
     finally:
         await sc.http.close()
