@@ -1239,32 +1239,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        say("bench/overhead: wrk is not installed (apt-get install wrk)")
-        return 2
+def run_benchmark(
+    prog: str,
+    args: argparse.Namespace,
+    benchmark: Callable[[argparse.Namespace, Path], int],
+    failures: tuple[type[BaseException], ...] = (SetupError,),
+) -> int:
+    """Run ``benchmark(args, work_dir)`` in a fresh temp dir, SIGTERM taken as Ctrl-C: 2 on one of
+    ``failures`` (the dir, with configs and logs, is kept), 130 when interrupted; the dir is kept
+    with ``args.keep_logs`` too. The benchmarks' shared ``main``."""
 
     def on_sigterm(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    work_dir = Path(tempfile.mkdtemp(prefix="spillgate-bench-"))
+    work_dir = Path(tempfile.mkdtemp(prefix=f"spillgate-{prog.replace('/', '-')}-"))
     keep = args.keep_logs
     try:
         return benchmark(args, work_dir)
-    except SetupError as exc:
+    except failures as exc:
         keep = True
-        say(f"bench/overhead: {exc}")
+        say(f"{prog}: {exc}")
         return 2
     except KeyboardInterrupt:
-        say("bench/overhead: interrupted; processes stopped")
+        say(f"{prog}: interrupted; processes stopped")
         return 130
     finally:
         if keep:
-            say(f"bench/overhead: logs and config kept in {work_dir}")
+            say(f"{prog}: logs and config kept in {work_dir}")
         else:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        say("bench/overhead: wrk is not installed (apt-get install wrk)")
+        return 2
+    return run_benchmark("bench/overhead", args, benchmark)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,8 @@ import http.client
 import json
 import os
 import platform
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -56,6 +54,7 @@ from overhead import (
     percentile,
     pinning,
     process_tree,
+    run_benchmark,
     running,
     say,
     start_child,
@@ -828,28 +827,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    work_dir = Path(tempfile.mkdtemp(prefix="spillgate-bench-resilience-"))
-    keep = args.keep_logs
-    try:
-        return benchmark(args, work_dir)
-    except (SetupError, HarnessError, OSError, http.client.HTTPException) as exc:
-        keep = True
-        say(f"bench/resilience: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        say("bench/resilience: interrupted; processes stopped")
-        return 130
-    finally:
-        if keep:
-            say(f"bench/resilience: logs and config kept in {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    failures = (SetupError, HarnessError, OSError, http.client.HTTPException)
+    return run_benchmark("bench/resilience", parse_args(argv), benchmark, failures)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,10 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,6 +53,7 @@ from overhead import (
     http_call,
     percentile,
     pinning,
+    run_benchmark,
     running,
     say,
     start_child,
@@ -591,28 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     raw = sys.argv[1:] if argv is None else argv
     if raw[:1] == ["--probe"]:
         return probe(int(raw[1]), float(raw[2]), Path(raw[3]))
-    args = parse_args(raw)
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    work_dir = Path(tempfile.mkdtemp(prefix="spillgate-bench-soak-"))
-    keep = args.keep_logs
-    try:
-        return benchmark(args, work_dir)
-    except (SetupError, OSError, http.client.HTTPException) as exc:
-        keep = True
-        say(f"bench/soak: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        say("bench/soak: interrupted; processes stopped")
-        return 130
-    finally:
-        if keep:
-            say(f"bench/soak: logs and config kept in {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    failures = (SetupError, OSError, http.client.HTTPException)
+    return run_benchmark("bench/soak", parse_args(raw), benchmark, failures)
 
 
 if __name__ == "__main__":

@@ -375,27 +375,7 @@ def _timeouts(value: object, path: str, base: Timeouts) -> Timeouts:
 
 def _limits(value: object) -> Limits:
     m = _mapping(value, "limits")
-    _only(
-        m,
-        "limits",
-        {
-            "max_body_bytes",
-            "session_bindings",
-            "key_refresh",
-            "max_header_bytes",
-            "max_headers",
-            "header_timeout",
-            "body_timeout",
-            "idle_timeout",
-            "write_timeout",
-            "max_connections",
-            "send_buffer",
-            "max_replay_text",
-            "max_event_bytes",
-            "max_upstream_header_bytes",
-            "max_upstream_body_bytes",
-        },
-    )
+    _only(m, "limits", {f.name for f in fields(Limits)})
     base = Limits()
     max_body = m.get("max_body_bytes", base.max_body_bytes)
     return Limits(

@@ -251,6 +251,8 @@ _MAX_PIPELINED = 16
 """Requests queued behind the one being served. Reading stops at the first queued one; more can
 only come from the same read (at most this many), beyond which the rest are left unanswered and
 the connection is closed after the queued ones (a client retries unanswered pipelined requests)."""
+_EXPIRE_BATCH = 16
+"""Connections a sweep expires per event-loop iteration (a 408, a close or a reset each)."""
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -826,9 +828,18 @@ class HttpServer:
     def _sweep(self) -> None:
         now = self.loop.time()
         expired = [c for c in self.connections if c._deadline <= now or c._write_deadline <= now]
-        for conn in expired:
-            conn.expire(now)
+        if expired:
+            self._expire(expired, now)
         self._sweeper = self.loop.call_later(self.sweep_interval, self._sweep)
+
+    def _expire(self, due: list[_Connection], now: float) -> None:
+        """Expire ``due`` a batch at a time, other callbacks running in between: a thousand
+        connections timing out together never stall the requests being served."""
+        for conn in due[:_EXPIRE_BATCH]:
+            if conn._deadline <= now or conn._write_deadline <= now:  # still due
+                conn.expire(now)
+        if len(due) > _EXPIRE_BATCH:
+            self.loop.call_soon(self._expire, due[_EXPIRE_BATCH:], now)
 
     def refused(self, reason: str, remote: str, detail: str, level: int = logging.INFO) -> None:
         """Count a refusal; log it (one line a second per reason at most, saying how many more)."""

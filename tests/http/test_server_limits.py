@@ -6,6 +6,7 @@ Limits are configured short so that every test ends within a couple of seconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -112,17 +113,9 @@ async def wait_for(condition: Callable[[], bool], wait: float = 3.0) -> None:
 
 def test_server_defaults_are_the_config_defaults() -> None:
     srv, limits = HttpServer(handler), Limits()
-    for name in (
-        "max_body_bytes",
-        "max_header_bytes",
-        "max_headers",
-        "header_timeout",
-        "body_timeout",
-        "idle_timeout",
-        "write_timeout",
-        "max_connections",
-        "send_buffer",
-    ):
+    shared = [f.name for f in dataclasses.fields(Limits) if hasattr(srv, f.name)]
+    assert len(shared) >= 9, shared  # max_body_bytes, the header, timeout, connection, buffer limits
+    for name in shared:
         assert getattr(srv, name) == getattr(limits, name), name
     assert set(srv.refusals) == set(REFUSAL_REASONS) and not any(srv.refusals.values())
 
@@ -180,6 +173,23 @@ async def test_many_slowloris_sockets_are_all_dropped(start: Start) -> None:
         task.cancel()
     await wait_for(lambda: not server.connections)
     assert server.refusals["header_timeout"] == 200
+
+
+async def test_a_mass_expiry_is_done_in_batches_between_other_callbacks(start: Start) -> None:
+    """Hundreds of connections due together are expired a batch per loop iteration, so the
+    requests being served run in between instead of waiting for all of them."""
+    server = await start(idle_timeout=30)
+    clients = [await connect(server) for _ in range(100)]
+    await wait_for(lambda: len(server.connections) == 100)
+    now = server.loop.time() + 60  # every idle deadline has passed by then
+    due = list(server.connections)
+    server._expire(due, now)
+    assert server.refusals["idle_timeout"] == 16  # one batch now, the rest on later iterations
+    await asyncio.sleep(0)
+    assert 16 < server.refusals["idle_timeout"] < 100
+    await wait_for(lambda: server.refusals["idle_timeout"] == 100)
+    for _reader, writer in clients:
+        writer.close()
 
 
 async def test_idle_keep_alive_and_silent_connections_are_closed(start: Start) -> None:
