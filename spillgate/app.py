@@ -30,8 +30,12 @@ from spillgate.protocols.errors import ErrorKind, GatewayError, render_error
 from spillgate.store import UsageRecorder, UsageStore, open_store
 from spillgate.store.keys import KeyRegistry
 from spillgate.store.writer import WriterProcess
+from spillgate.textutil import plural
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from spillgate.doctor.demo import DemoAddress
     from spillgate.fake import FakeUpstream
 
 log = logging.getLogger("spillgate")
@@ -84,6 +88,7 @@ class App:
             )
         self._retiring: set[asyncio.Task[None]] = set()
         self._demo_upstream = demo_upstream
+        self._demo_published: tuple[Path, DemoAddress] | None = None
         self.usage: UsageRecorder | None = None
         self.store: UsageStore | None = None
         self.key_sync: KeySync | None = None
@@ -107,6 +112,21 @@ class App:
             await self.key_sync.refresh()
             self.key_sync.start()
         await self.server.start(self.settings.host, self.settings.port)
+        if self._demo_upstream is not None:
+            self._publish_demo(self._demo_upstream)
+
+    def _publish_demo(self, upstream: FakeUpstream) -> None:
+        """Tell ``spillgate doctor --alias demo`` where the demo's fake upstream listens."""
+        from spillgate.doctor.demo import DemoAddress, demo_file, publish
+
+        address = DemoAddress(self.url, upstream.openai_base_url, upstream.anthropic_base_url, os.getpid())
+        path = demo_file(os.environ if self._env is None else self._env)
+        try:
+            publish(path, address)
+        except OSError as exc:
+            log.warning("cannot write %s (for `spillgate doctor --alias demo`): %s", path, exc)
+            return
+        self._demo_published = (path, address)
 
     def _early_check(self, method: str, path: str, headers: dict[str, str]) -> EarlyReply | None:
         """An API request's client key, checked on its headers before its body is read (or
@@ -194,6 +214,11 @@ class App:
             await self.store.close()
         if self._demo_upstream is not None:
             await self._demo_upstream.close()
+        if self._demo_published is not None:
+            from spillgate.doctor.demo import withdraw
+
+            withdraw(*self._demo_published)
+            self._demo_published = None
 
 
 _HTTP_ERRORS: dict[int, tuple[ErrorKind, str, bool]] = {
@@ -246,7 +271,7 @@ def describe(app: App) -> str:
     for alias in s.models.values():
         name = "* (any model name)" if alias.name == "*" else alias.name
         routes = ", ".join(
-            f"{r.provider}:{r.model}" + (f" [{len(r.accounts)} accounts]" if r.accounts else "")
+            f"{r.provider}:{r.model}" + (f" [{plural(len(r.accounts), 'account')}]" if r.accounts else "")
             for r in alias.routes
         )
         lines.append(f"  model {name} -> {routes}")
@@ -267,6 +292,7 @@ def describe(app: App) -> str:
             f"'{DEMO_MODEL}' routes to a built-in fake upstream whose first route is at capacity.",
             f"  curl -s {url}/v1/chat/completions -H 'content-type: application/json' "
             f'-d \'{{"model":"{DEMO_MODEL}","messages":[{{"role":"user","content":"hi"}}]}}\'',
+            f"  Probe each route on its own: spillgate doctor --alias {DEMO_MODEL}",
         ]
     return "\n".join(lines)
 

@@ -9,14 +9,16 @@ from collections.abc import Sequence
 
 from spillgate import __version__
 from spillgate.cli_keys import add_store_commands, run_store_command
+from spillgate.config.listen import parse_listen
 from spillgate.config.loader import ConfigError
+from spillgate.textutil import plural
 
 
 def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    try:
+        return parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("new", help="make a new random key and print it with its hash (for the config)")
     add_store_commands(keys_sub)
 
-    fake = sub.add_parser("fake-upstream", help="run the fault-injecting fake upstream (for demos and tests)")
+    fake = sub.add_parser(
+        "fake-upstream",
+        help="run the fault-injecting fake upstream (for demos and tests)",
+        epilog=_behaviors_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     fake.add_argument("--listen", type=_listen, default=("127.0.0.1", 9090))
     fake.add_argument("--behaviors", help="YAML/JSON file: {models: {NAME: {fault fields}}}")
     fake.add_argument("--max-attempts", type=int, default=10_000, help="attempt log size (newest kept)")
@@ -103,7 +110,7 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     s = load_settings(path)
     print(f"{path}: OK")
-    print(f"  listen {s.host}:{s.port}; {len(s.client_keys)} client keys")
+    print(f"  listen {s.host}:{s.port}; {plural(len(s.client_keys), 'client key')}")
     for p in s.providers.values():
         t = p.timeouts
         print(
@@ -162,13 +169,45 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _behaviors_help() -> str:
+    """The behaviours file's format, from the code so it cannot drift from it."""
+    import textwrap
+
+    from spillgate.fake.behavior import behavior_keys
+
+    fields, presets = behavior_keys()
+    wrap = textwrap.TextWrapper(width=100, initial_indent="  ", subsequent_indent="  ")
+    return "\n".join(
+        [
+            "behaviours file (--behaviors), YAML or JSON; model '*' applies to every other model:",
+            "  models:",
+            "    gpt-x: {preset: capacity, times: 2}",
+            "    claude-y: {status: 429, headers: {retry-after: '3'}, rate: 0.5}",
+            "presets (start from one, then override its fields):",
+            wrap.fill(", ".join(presets)),
+            "fault fields:",
+            wrap.fill(", ".join(fields)),
+            "retry_after (seconds) goes with preset rate_limited only.",
+        ]
+    )
+
+
 def _fake(args: argparse.Namespace) -> int:
     from spillgate.app import run
-    from spillgate.fake import load_behaviors, serve
+    from spillgate.fake import FaultConfigError, load_behaviors, serve
 
-    behaviors = load_behaviors(args.behaviors) if args.behaviors else {}
+    try:
+        behaviors = load_behaviors(args.behaviors) if args.behaviors else {}
+    except FaultConfigError as exc:
+        print(f"spillgate: fake-upstream: {exc}", file=sys.stderr)
+        return 2
     host, port = args.listen
-    run(serve(host, port, behaviors, max_attempts=args.max_attempts))
+    try:
+        run(serve(host, port, behaviors, max_attempts=args.max_attempts))
+    except OSError as exc:  # only start-up raises it: serving handles its own connection errors
+        reason = exc.strerror or exc
+        print(f"spillgate: fake-upstream: cannot listen on {host}:{port}: {reason}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -218,3 +218,94 @@ def test_serve_reloads_the_config_on_sighup(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+# -- argument and start-up errors are one line, no traceback ----------------------------------
+
+
+@pytest.mark.parametrize("command", ["serve", "fake-upstream"])
+@pytest.mark.parametrize(
+    ("listen", "fragment"),
+    [
+        (
+            "127.0.0.1:99999",
+            "port must be between 0 and 65535 (0: any free port), got 99999 in '127.0.0.1:99999'",
+        ),
+        (
+            "127.0.0.1:65536",
+            "port must be between 0 and 65535 (0: any free port), got 65536 in '127.0.0.1:65536'",
+        ),
+        ("localhost", "expected HOST:PORT such as 127.0.0.1:8080, got 'localhost'"),
+    ],
+)
+def test_listen_out_of_range_is_an_argument_error(
+    command: str, listen: str, fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spillgate.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([command, "--listen", listen])
+    assert info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"spillgate {command}: error: argument --listen: {fragment}"
+
+
+def _one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+def test_fake_upstream_on_a_busy_port() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = _one_line_error(run("fake-upstream", "--listen", f"127.0.0.1:{port}"))
+    assert line.startswith(f"spillgate: fake-upstream: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in line
+
+
+def test_fake_upstream_with_an_unknown_preset(tmp_path: Path) -> None:
+    behaviors = tmp_path / "faults.yaml"
+    behaviors.write_text("models:\n  gpt-x: {preset: capcity}\n")
+    line = _one_line_error(run("fake-upstream", "--listen", "127.0.0.1:0", "--behaviors", str(behaviors)))
+    assert line.startswith(
+        f"spillgate: fake-upstream: {behaviors}.models.gpt-x.preset: unknown preset 'capcity'"
+    )
+
+
+def test_fake_upstream_with_a_missing_behaviors_file(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.yaml"
+    line = _one_line_error(run("fake-upstream", "--listen", "127.0.0.1:0", "--behaviors", str(absent)))
+    assert line == f"spillgate: fake-upstream: {absent}: cannot read: No such file or directory"
+
+
+def test_fake_upstream_help_documents_the_behaviors_file(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from spillgate.cli import main
+    from spillgate.fake import Fault
+
+    with pytest.raises(SystemExit) as info:
+        main(["fake-upstream", "--help"])
+    assert info.value.code == 0
+    words = set(re.findall(r"[a-z_]+", capsys.readouterr().out))
+    fields = [f.name for f in dataclasses.fields(Fault) if f.init]
+    assert fields and Fault.PRESETS
+    assert {*fields, *Fault.PRESETS, "preset", "retry_after", "models"} <= words
+
+
+def test_check_counts_one_client_key_in_the_singular(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spillgate.cli import main
+
+    config = tmp_path / "one-key.yaml"
+    config.write_text(f"client_keys:\n  - {{name: team, hash: 'sha256:{'0' * 64}'}}\n")
+    assert main(["check", "--config", str(config)]) == 0
+    assert "; 1 client key\n" in capsys.readouterr().out

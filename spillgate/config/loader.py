@@ -12,6 +12,7 @@ from typing import Any, cast
 import yaml
 
 from spillgate.config.durations import parse_duration
+from spillgate.config.listen import parse_listen
 from spillgate.config.schema import (
     WILDCARD,
     Account,
@@ -53,13 +54,29 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{p} is not valid YAML: {_yaml_error_in(exc, str(p))}") from None
     return parse_settings(raw if raw is not None else {}, env=env, source=str(p))
+
+
+def _yaml_error_in(exc: yaml.YAMLError, name: str) -> yaml.YAMLError:
+    """``exc`` with its positions naming ``name`` rather than ``"<unicode string>"``."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        for mark in (exc.context_mark, exc.problem_mark):
+            if mark is not None:
+                mark.name = name
+    return exc
 
 
 def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: str = "config") -> Settings:
     """Validate an already-parsed config tree."""
     env = os.environ if env is None else env
+    try:
+        return _parse_settings(raw, env, source)
+    except _MissingEnvError as exc:
+        raise ConfigError(_missing_env_message([(exc.path, exc.name), *_unset_refs(raw, "", env)])) from None
+
+
+def _parse_settings(raw: object, env: Mapping[str, str], source: str) -> Settings:
     root = _mapping(raw, "config")
     _only(
         root,
@@ -105,10 +122,10 @@ def parse_settings(raw: object, env: Mapping[str, str] | None = None, source: st
 
 def _listen(value: object, env: Mapping[str, str]) -> tuple[str, int]:
     text = _expand(_str(value, "listen"), "listen", env)
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"listen: expected HOST:PORT such as 127.0.0.1:8080, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port_text)
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise ConfigError(f"listen: {exc}") from None
 
 
 def _client_keys(value: object, env: Mapping[str, str]) -> tuple[ClientKey, ...]:
@@ -626,6 +643,15 @@ def _only(m: Mapping[str, object], path: str, allowed: set[str], required: set[s
             raise ConfigError(f"{path}.{key}: required key is missing")
 
 
+class _MissingEnvError(ConfigError):
+    """``${NAME}`` without a default names a variable that is not set."""
+
+    def __init__(self, path: str, name: str) -> None:
+        super().__init__(f"{path}: environment variable {name} is not set")
+        self.path = path
+        self.name = name
+
+
 def _expand(text: str, path: str, env: Mapping[str, str]) -> str:
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -633,13 +659,53 @@ def _expand(text: str, path: str, env: Mapping[str, str]) -> str:
             return env[name]
         if default is not None:
             return default
-        raise ConfigError(f"{path}: environment variable {name} is not set")
+        raise _MissingEnvError(path, name)
 
     return _ENV_REF.sub(replace, text)
 
 
+def _unset_refs(value: object, path: str, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(path, name) of every ``${NAME}`` without a default, in any string of the tree, whose
+    variable is not set; so that one error can name them all."""
+    if isinstance(value, str):
+        unset = (m.group(1) for m in _ENV_REF.finditer(value) if m.group(2) is None)
+        return [(path, name) for name in unset if name not in env]
+    if isinstance(value, dict):
+        items = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return []
+    return [ref for sub, v in items for ref in _unset_refs(v, sub, env)]
+
+
+def _missing_env_message(refs: list[tuple[str, str]]) -> str:
+    """``accounts[0].api_key: environment variable A is not set``, and with more than one
+    variable, ``...; also not set: B (providers.x.api_key), C (admin_token)``."""
+    first: dict[str, str] = {}
+    for path, name in refs:
+        first.setdefault(name, path)
+    (name, path), *others = first.items()
+    message = f"{path}: environment variable {name} is not set"
+    if others:
+        message += "; also not set: " + ", ".join(f"{n} ({p})" for n, p in others)
+    return message
+
+
 def _secret(value: object, path: str, env: Mapping[str, str]) -> Secret:
-    text = _expand(_str(value, path), path, env)
+    raw = _str(value, path)
+    text = _expand(raw, path, env)
     if not text:
-        raise ConfigError(f"{path}: the credential is empty")
+        raise ConfigError(f"{path}: the credential is empty{_empty_source(raw, env)}")
     return Secret(text)
+
+
+def _empty_source(raw: str, env: Mapping[str, str]) -> str:
+    """Why an expanded credential is empty: `` (environment variable KEY is empty)``."""
+    reasons = [
+        f"environment variable {m.group(1)} is empty"
+        if m.group(1) in env
+        else f"environment variable {m.group(1)} is not set and its default is empty"
+        for m in _ENV_REF.finditer(raw)
+    ]
+    return f" ({'; '.join(reasons)})" if reasons else ""

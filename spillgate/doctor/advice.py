@@ -42,11 +42,19 @@ class Facts:
     alias: str | None = None
     route: str = ""
     provider: str = ""
+    answered_elsewhere: tuple[str, ...] = ()
+    """Routes (alias) on another provider than the deciding failure's that answered."""
+    also_failing: tuple[str, ...] = ()
+    """Routes (alias) that failed besides the deciding one, each with its category."""
+    primary_answers: bool = False
+    """The alias's primary route (the first in its order) answered: a later route decides."""
 
 
 def explain(category: Category, facts: Facts) -> tuple[str, tuple[str, ...]]:
     """The summary line and the advice lines for ``category``."""
     summary, advice = _EXPLAIN[category](facts, facts.primary or facts.reference)
+    if facts.alias is not None and facts.also_failing:
+        advice.append(f"Also failing: {', '.join(facts.also_failing)} (see the evidence above).")
     return summary, tuple(advice)
 
 
@@ -82,8 +90,23 @@ def _wait_source(r: ProbeResult) -> str:
 def _routes_served(f: Facts) -> str:
     if not f.answered:
         return f"; no route of {f.alias} answers"
-    verb = "answers" if len(f.answered) == 1 else "answer"
-    return f"; {', '.join(f.answered)} {verb}, so Spillgate fails over to it"
+    one = len(f.answered) == 1
+    verb = "answers" if one else "answer"
+    if f.primary_answers:
+        return f"; the primary route {f.answered[0]} answers, so clients are served"
+    return f"; {', '.join(f.answered)} {verb}, so Spillgate fails over to {'it' if one else 'them'}"
+
+
+def _other_provider(f: Facts) -> str:
+    """Add a route on another provider, unless (alias) one there already answers: then failover works."""
+    if f.alias is not None and f.answered_elsewhere:
+        one = len(f.answered_elsewhere) == 1
+        return (
+            f"Failover to another provider works: {', '.join(f.answered_elsewhere)} "
+            f"{'answers' if one else 'answer'}, so Spillgate serves {f.alias} from "
+            f"{'it' if one else 'them'} while {f.provider} is unavailable."
+        )
+    return "Add a route on another provider: Spillgate fails over to it while this one is overloaded."
 
 
 def _spillgate_routes(f: Facts) -> str:
@@ -280,7 +303,7 @@ def _provider_overloaded(f: Facts, r: ProbeResult) -> Explained:
     advice = [
         f"Wait and retry{wait}: the provider as a whole is short of capacity, so switching models there "
         "will not help.",
-        "Add a route on another provider: Spillgate fails over to it while this one is overloaded.",
+        _other_provider(f),
     ]
     if f.via_spillgate:
         advice.append(_spillgate_routes(f))

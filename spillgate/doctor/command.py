@@ -47,6 +47,7 @@ examples:
   spillgate doctor --base-url https://api.openai.com/v1 --api-key-env OPENAI_API_KEY --model gpt-5
   spillgate doctor --base-url http://127.0.0.1:8080 --api-key-env SPILLGATE_KEY --model coder
   spillgate doctor --alias coder --config spillgate.yaml
+  spillgate doctor --alias demo        (the routes of a running `spillgate serve` demo)
 
 exit codes: 0 everything answered, 1 a problem was found, 2 usage or config error"""
 
@@ -78,7 +79,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     )
     alias = doctor.add_argument_group("a configured alias")
     alias.add_argument("--alias", help="probe every route/account of this model alias against its provider")
-    alias.add_argument("--config", help="the gateway's config file (default: $SPILLGATE_CONFIG)")
+    alias.add_argument(
+        "--config",
+        help="the gateway's config file (default: $SPILLGATE_CONFIG, else a running demo's routes)",
+    )
     doctor.add_argument(
         "--protocol",
         choices=PROTOCOL_CHOICES,
@@ -132,9 +136,18 @@ def build_target(
             if value is not None:
                 raise UsageError(f"{flag} does not go with --alias (the config names the routes and keys)")
         path = args.config or env.get("SPILLGATE_CONFIG")
-        if not path:
-            raise UsageError("--alias needs --config PATH or SPILLGATE_CONFIG")
-        settings = load_settings(path, env=env)
+        if path:
+            settings = load_settings(path, env=env)
+        else:
+            from spillgate.doctor.demo import running_demo
+
+            demo = running_demo(env)
+            if demo is None:
+                raise UsageError(
+                    "--alias needs --config PATH or SPILLGATE_CONFIG (or a running demo: `spillgate "
+                    "serve` with neither a config nor OPENAI_API_KEY / ANTHROPIC_API_KEY)"
+                )
+            settings = demo
         try:
             target = alias_target(settings, args.alias, protocol)
         except ValueError as exc:

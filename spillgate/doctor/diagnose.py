@@ -8,7 +8,9 @@ only decides *where* the trouble is, from how the probes compare:
 - for a base URL the deciding failure is the most severe one among the asked-about model's
   probes; a model that is unavailable while other models answer is that model's capacity, and
   unavailable everywhere is the provider's overload;
-- for an alias, each route is judged on its own and the most severe failing route decides.
+- for an alias, each route is judged on its own and the report leads with the primary route (the
+  first in the alias's order) when it fails, else with the most severe failing later route; the
+  other failures are named after it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from spillgate.doctor.advice import Facts, explain
 from spillgate.doctor.plan import kept_api
 from spillgate.doctor.types import UNAVAILABLE, BodyKind, Category, ProbeResult, Role
 from spillgate.resilience.types import ErrorClass
+from spillgate.textutil import plural
 
 SEVERITY: tuple[Category, ...] = (
     Category.NETWORK,
@@ -192,12 +195,33 @@ def _intermittent(primary: ProbeResult | None, main: Sequence[ProbeResult]) -> b
     return any(r.ok and (r.probe.stream == primary.probe.stream or not primary.probe.stream) for r in main)
 
 
+def _route_of(result: ProbeResult) -> str:
+    """The route a probe's label names: ``coder[0]`` of ``coder[0]/oa-1``."""
+    return result.probe.endpoint.label.partition("/")[0]
+
+
+def deciding_route_failure(results: Sequence[ProbeResult]) -> ProbeResult | None:
+    """The failure an alias's report leads with: the primary route's (the first in the alias's
+    order; the most severe of its accounts' failures), else the most severe of the later routes'."""
+    if not results:
+        return None
+    primary = _route_of(results[0])
+    return most_severe([r for r in results if _route_of(r) == primary]) or most_severe(results)
+
+
 def _alias_facts(results: Sequence[ProbeResult], alias: str, via: bool) -> tuple[Category, Facts]:
-    primary = most_severe(results)
+    primary = deciding_route_failure(results)
     category = Category.OK if primary is None else category_of(primary)
     answered = tuple(r.probe.endpoint.label for r in results if r.ok)
     down = tuple(r.probe.endpoint.label for r in results if not r.ok)
     reference = primary or results[0]
+    provider = reference.probe.endpoint.provider.name
+    elsewhere = tuple(
+        r.probe.endpoint.label for r in results if r.ok and r.probe.endpoint.provider.name != provider
+    )
+    also = tuple(
+        f"{r.probe.endpoint.label} ({category_of(r).value})" for r in results if not r.ok and r is not primary
+    )
     facts = Facts(
         primary=primary,
         model=reference.probe.model,
@@ -208,8 +232,11 @@ def _alias_facts(results: Sequence[ProbeResult], alias: str, via: bool) -> tuple
         via_spillgate=via,
         alias=alias,
         route=reference.probe.endpoint.label,
-        provider=reference.probe.endpoint.provider.name,
+        provider=provider,
         reference=reference,
+        answered_elsewhere=elsewhere,
+        also_failing=also,
+        primary_answers=results[0].ok,
     )
     return category, facts
 
@@ -234,7 +261,7 @@ def describe_result(r: ProbeResult) -> str:
     took = f"({_ms(r.latency)})"
     if r.ok:
         if r.probe.role is Role.LIST:
-            outcome = f"{r.status}, {len(r.models)} models listed"
+            outcome = f"{r.status}, {plural(len(r.models), 'model')} listed"
         elif r.first_content is not None:
             outcome = f"{r.status} OK, first content after {_ms(r.first_content)}"
             took = ""

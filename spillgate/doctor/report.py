@@ -10,13 +10,14 @@ from spillgate.config.durations import format_wait
 from spillgate.doctor.diagnose import category_of
 from spillgate.doctor.runner import DoctorReport
 from spillgate.doctor.types import BodyKind, Probe, ProbeResult
+from spillgate.textutil import plural
 
 
 def outcome_text(result: ProbeResult) -> str:
     """``200 OK (12 ms)``, ``503 capacity (41 ms)``, ``connect_failed (1 ms)``, with an announced wait."""
     took = f"({result.latency * 1000:.0f} ms)"
     if result.ok:
-        listed = f", {len(result.models)} models" if result.models else ""
+        listed = f", {plural(len(result.models), 'model')}" if result.models else ""
         return f"{result.status} OK{listed} {took}"
     name = result.error_class.value if result.error_class is not None else "failed"
     head = f"{result.status} {name}" if result.status is not None else name

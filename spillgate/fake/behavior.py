@@ -450,6 +450,11 @@ _CONVERTERS: dict[str, Callable[[str, object], object]] = {
 }
 
 
+def behavior_keys() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the fault fields a behaviours file may set, the preset names), for help texts."""
+    return tuple(f.name for f in dataclasses.fields(Fault) if f.init), Fault.PRESETS
+
+
 def parse_behaviors(data: object, *, source: str = "behaviors") -> dict[str, Fault]:
     """``{"models": {"model-name": {fault fields}, ...}}`` -> ``{"model-name": Fault}``.
 
@@ -485,5 +490,9 @@ def load_behaviors(path: str | os.PathLike[str]) -> dict[str, Fault]:
     try:
         data: object = orjson.loads(raw) if file.suffix.lower() == ".json" else yaml.safe_load(raw)
     except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        if isinstance(exc, yaml.MarkedYAMLError):  # name the file, not "<byte string>"
+            for mark in (exc.context_mark, exc.problem_mark):
+                if mark is not None:
+                    mark.name = str(file)
         raise FaultConfigError(f"{file}: not valid {file.suffix.lstrip('.') or 'YAML'}: {exc}") from None
     return parse_behaviors(data, source=str(file))

@@ -275,6 +275,8 @@ class Dispatcher:
         else:
             outcome.verdict = self.judge(outcome, candidate, ex=ex)
             ex.failures.append((outcome.verdict, outcome))
+        if log.isEnabledFor(logging.DEBUG):
+            _log_attempt(ex, outcome, kind)
         self._emit_attempt(ex, outcome, kind)
         return outcome
 
@@ -538,6 +540,27 @@ class Dispatcher:
                 fingerprint=zlib.crc32(ex.parsed.body),
             )
         )
+
+
+def _log_attempt(ex: Exchange, outcome: Outcome, kind: str) -> None:
+    """One DEBUG line per attempt, answered or failed, to follow a request through the log (ids and
+    names only: never a key)."""
+    attempt = outcome.attempt
+    verdict = outcome.verdict
+    result = "ok" if verdict is None else f"failed {verdict.error_class.value} (rule {verdict.rule})"
+    log.debug(
+        "request %s attempt %d (%s): route %s account %s provider %s model %s -> %s %s in %.0f ms",
+        ex.request_id,
+        ex.attempts,
+        kind,
+        attempt.route.label,
+        attempt.account.id if attempt.account is not None else "-",
+        attempt.provider.name,
+        attempt.upstream_model,
+        outcome.status if outcome.status is not None else "no status",
+        result,
+        outcome.latency * 1000,
+    )
 
 
 __all__ = ["Attempt", "Dispatcher", "Exchange"]

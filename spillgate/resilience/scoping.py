@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from spillgate.resilience.types import ErrorClass, Scope, Signal, Verdict
+from spillgate.textutil import plural
 
 WIDEN_AT = 2
 """Distinct models (or credentials) failing the same way that widen the scope."""
@@ -175,12 +176,12 @@ class ScopeEvidence:
             models = self._note(self._owners, owner, verdict.error_class, model, now)
             if models >= WIDEN_AT:
                 scopes.append(Scope.ACCOUNT)
-                why = f"{cls} on {models} models of this credential within {self.window:g}s"
+                why = f"{cls} on {plural(models, 'model')} of this credential within {self.window:g}s"
         if rule.over_accounts and base in (Scope.ACCOUNT_MODEL, Scope.ACCOUNT):
             owners = self._note(self._providers, provider, verdict.error_class, owner, now)
             if owners >= WIDEN_AT:
                 scopes.append(Scope.PROVIDER)
-                why = f"{cls} on {owners} credentials of this provider within {self.window:g}s"
+                why = f"{cls} on {plural(owners, 'credential')} of this provider within {self.window:g}s"
         return Marking(tuple(scopes), why)
 
     def record_success(self, owner: str, provider: str) -> None:

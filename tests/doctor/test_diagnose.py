@@ -303,14 +303,80 @@ ALIAS_CASES = {
         summary=("no route of coder answers",),
         advice=("Add a route on another provider",),
     ),
-    "a rejected key outranks capacity": Case(
+    "the primary route's failure leads, a later route's rejected key is named after it": Case(
         (
             route("coder[0]/a", "m", **CAPACITY),  # type: ignore[arg-type]
             route("coder[1]/b", "m", status=401, cls=C.AUTH),
         ),
+        Category.MODEL_CAPACITY,
+        summary=("Route coder[0]/a (m at provider up) is at capacity", "no route of coder answers"),
+        advice=("Also failing: coder[1]/b (auth)",),
+    ),
+    "the primary leads even when the last route's failure ranks higher": Case(
+        (
+            route("coder[0]/a", "m", **CAPACITY),  # type: ignore[arg-type]
+            route("coder[1]/b", "m", "other"),
+            route("coder[2]/c", "m", "third", **OVERLOADED),  # type: ignore[arg-type]
+        ),
+        Category.MODEL_CAPACITY,
+        summary=("Route coder[0]/a (m at provider up) is at capacity", "coder[1]/b answers"),
+        advice=("Clients are served meanwhile", "Also failing: coder[2]/c (provider_overloaded)"),
+        answered=("coder[1]/b",),
+    ),
+    "the worst of the primary route's accounts leads": Case(
+        (
+            route("coder[0]/a1", "m", **CAPACITY),  # type: ignore[arg-type]
+            route("coder[0]/a2", "m", status=401, cls=C.AUTH),
+            route("coder[1]/b", "m", status=429, cls=C.QUOTA_EXHAUSTED),
+        ),
         Category.AUTH,
-        summary=("The key of coder[1]/b (sk-…abcd) is rejected by provider up",),
-        advice=("Fix the api_key of b",),
+        summary=("The key of coder[0]/a2",),
+        advice=("Also failing: coder[0]/a1 (model_capacity), coder[1]/b (quota)",),
+    ),
+    "the primary answers: the most severe later failure leads": Case(
+        (
+            route("coder[0]/a", "m"),
+            route("coder[1]/b", "m", **CAPACITY),  # type: ignore[arg-type]
+            route("coder[2]/c", "m", status=401, cls=C.AUTH),
+        ),
+        Category.AUTH,
+        summary=("The key of coder[2]/c",),
+        advice=("Also failing: coder[1]/b (model_capacity)",),
+        answered=("coder[0]/a",),
+    ),
+    "the primary answers, a later route at capacity": Case(
+        (route("coder[0]/a", "m"), route("coder[1]/b", "m", **CAPACITY)),  # type: ignore[arg-type]
+        Category.MODEL_CAPACITY,
+        summary=("Route coder[1]/b", "the primary route coder[0]/a answers, so clients are served"),
+        answered=("coder[0]/a",),
+    ),
+    "overloaded provider, a route on another provider answers: failover works": Case(
+        (
+            route("coder[0]/a", "m", "anthropic", **OVERLOADED),  # type: ignore[arg-type]
+            route("coder[1]/b", "m", "openai"),
+        ),
+        Category.PROVIDER_OVERLOADED,
+        summary=("Provider anthropic is overloaded", "coder[1]/b answers, so Spillgate fails over to it"),
+        advice=("Failover to another provider works: coder[1]/b answers",),
+        answered=("coder[1]/b",),
+    ),
+    "overloaded provider, only a route on the same provider answers: add one elsewhere": Case(
+        (
+            route("coder[0]/a", "m", "anthropic", **OVERLOADED),  # type: ignore[arg-type]
+            route("coder[1]/b", "m2", "anthropic"),
+        ),
+        Category.PROVIDER_OVERLOADED,
+        advice=("Add a route on another provider",),
+        answered=("coder[1]/b",),
+    ),
+    "overloaded provider, nothing answers: add a route elsewhere": Case(
+        (
+            route("coder[0]/a", "m", "anthropic", **OVERLOADED),  # type: ignore[arg-type]
+            route("coder[1]/b", "m", "openai", **OVERLOADED),  # type: ignore[arg-type]
+        ),
+        Category.PROVIDER_OVERLOADED,
+        summary=("no route of coder answers",),
+        advice=("Add a route on another provider",),
     ),
     "all routes answer": Case(
         (route("coder[0]/a", "m"), route("coder[1]/b", "m")),
@@ -333,6 +399,9 @@ def test_alias_diagnosis(case: Case) -> None:
     for part in case.evidence:
         assert part in evidence, (part, evidence)
     assert d.answered == case.answered
+    every = "\n".join(d.advice)
+    if "Failover to another provider works" in every:
+        assert "Add a route on another provider" not in every, d.advice
 
 
 @pytest.mark.parametrize(
