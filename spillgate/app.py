@@ -20,15 +20,15 @@ from spillgate.config.loader import ConfigError, load_settings
 from spillgate.config.reloading import ReloadResult, keep_restart_only, restart_only_changes
 from spillgate.config.schema import Settings
 from spillgate.gateway.core import Gateway
+from spillgate.gateway.key_sync import KeySync
 from spillgate.http.server import EarlyReply, Headers, HttpServer, Request, ResponseWriter
-from spillgate.limits.sync import KeySync
 from spillgate.observe.recent import RecentFailures
 from spillgate.observe.timeline import Timeline
-from spillgate.observe.usage import UsageObserver
 from spillgate.protocols.apis import ROUTES, family_for_path
 from spillgate.protocols.errors import ErrorKind, GatewayError, render_error
 from spillgate.store import UsageRecorder, UsageStore, open_store
 from spillgate.store.keys import KeyRegistry
+from spillgate.store.observer import UsageObserver
 from spillgate.store.writer import WriterProcess
 from spillgate.textutil import plural
 
@@ -152,7 +152,7 @@ class App:
         )
 
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
-        if request.path.startswith(("/admin/", "/dashboard")) or request.path == "/admin":
+        if request.path.startswith(("/admin/", "/dashboard")) or request.path in ("/admin", "/metrics"):
             await self.admin.handle(request, writer)
             return
         # The gateway is looked up per request: a reload replaces it.

@@ -17,13 +17,13 @@ import orjson
 
 from spillgate.admin import scopes
 from spillgate.admin.auth import AdminAuth
-from spillgate.admin.browser import browser_denial
 from spillgate.admin.dashboard import DASHBOARD_HEADERS, dashboard_html
 from spillgate.admin.errors import AdminError, render_admin_error
 from spillgate.admin.health_view import health_report
 from spillgate.admin.params import choice, duration, instant, limit, query_params, time_range
 from spillgate.config.loader import ConfigError
 from spillgate.config.schema import Settings
+from spillgate.http.browser import browser_denial
 from spillgate.http.server import Request, ResponseWriter
 from spillgate.observe.recent import RecentFailures
 from spillgate.observe.timeline import Timeline
@@ -39,6 +39,7 @@ _T = TypeVar("_T")
 USAGE_BY = ("client_key", "client_app", "public_model", "route", "account")
 FAILURE_SOURCES = ("store", "memory")
 
+_PROMETHEUS = [("content-type", "text/plain; version=0.0.4; charset=utf-8")]
 _JSON = [("content-type", "application/json"), ("cache-control", "no-store")]
 
 ENDPOINTS = (
@@ -102,19 +103,21 @@ class AdminApi:
                 _allow(request, "GET", "HEAD")
                 await writer.send(200, DASHBOARD_HEADERS, dashboard_html())
                 return
+            if request.path == "/metrics":
+                _allow(request, "GET", "HEAD")
+                self._guard(request)
+                gateway = self.host.gateway
+                if not gateway.settings.metrics:
+                    raise AdminError(
+                        404, "metrics are off in this gateway's config (metrics: off)", "unknown_url"
+                    )
+                await writer.send(200, _PROMETHEUS, gateway.metrics.render())
+                return
             if not (request.path == "/admin" or request.path.startswith("/admin/")):
                 raise AdminError(
                     404, f"no such page: {request.path}; the dashboard is /dashboard", "unknown_url"
                 )
-            auth = self.auth()
-            auth.check(request.headers, request.remote)
-            denied = browser_denial(
-                request.headers,
-                loopback_only=not auth.token_configured,
-                state_changing=request.method not in ("GET", "HEAD"),
-            )
-            if denied is not None:
-                raise AdminError(denied.status, denied.message, denied.code)
+            self._guard(request)
             payload = await self._dispatch(request)
             await writer.send(
                 200, _JSON, orjson.dumps(payload, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
@@ -125,6 +128,18 @@ class AdminApi:
                 return
             headers, body = render_admin_error(error)
             await writer.send(error.status, headers, body)
+
+    def _guard(self, request: Request) -> None:
+        """The admin token (else loopback clients only), and never for another web page."""
+        auth = self.auth()
+        auth.check(request.headers, request.remote)
+        denied = browser_denial(
+            request.headers,
+            loopback_only=not auth.token_configured,
+            state_changing=request.method not in ("GET", "HEAD"),
+        )
+        if denied is not None:
+            raise AdminError(denied.status, denied.message, denied.code)
 
     def auth(self) -> AdminAuth:
         """The check for the current configuration's admin token (rebuilt after a reload)."""

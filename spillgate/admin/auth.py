@@ -15,20 +15,13 @@ import hashlib
 import hmac
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from spillgate.admin.errors import AdminError
 from spillgate.config.schema import Secret
 from spillgate.gateway.auth import bearer_token
+from spillgate.http.browser import Denied as Denied
 
 _CHALLENGE = (("www-authenticate", 'Bearer realm="spillgate-admin"'),)
-
-
-@dataclass(frozen=True, slots=True)
-class Denied:
-    status: int
-    code: str
-    message: str
 
 
 MISSING_TOKEN = Denied(

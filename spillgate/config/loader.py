@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import yaml
 
+from spillgate.config.dsn import parse_dsn
 from spillgate.config.durations import parse_duration
 from spillgate.config.listen import parse_listen
 from spillgate.config.schema import (
@@ -439,8 +440,6 @@ def _usage(value: object, env: Mapping[str, str]) -> str | None:
     if m["dsn"] is False or m["dsn"] == "off":
         return None
     dsn = _expand(_str(m["dsn"], "usage.dsn"), "usage.dsn", env)
-    from spillgate.store import parse_dsn
-
     try:
         parse_dsn(dsn)
     except ValueError as exc:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from spillgate.protocols.apis import ProviderProtocol as ProviderProtocol
 from spillgate.resilience.health import HealthConfig
-
-ProviderProtocol = Literal["openai", "anthropic"]
 
 WILDCARD = "*"
 """A model alias (or a route's upstream model) of ``*`` matches any requested name."""

@@ -8,9 +8,8 @@ import random
 
 import orjson
 
-from spillgate.admin.auth import AdminAuth
-from spillgate.admin.browser import browser_denial
 from spillgate.config.schema import WILDCARD, ClientKey, Provider, Route, Settings
+from spillgate.http.browser import browser_denial
 from spillgate.http.client import HttpClient
 from spillgate.http.server import Request, ResponseWriter
 from spillgate.limits import KeyLimiter
@@ -123,7 +122,6 @@ class Gateway:
         }
         if settings.metrics:
             self._register_gauges()
-        self.admin_auth = AdminAuth(settings.admin_token)
         self._models_openai = orjson.dumps(self._model_list_openai())
         self._models_anthropic = orjson.dumps(self._model_list_anthropic())
 
@@ -163,19 +161,6 @@ class Gateway:
                 self.auth.authenticate(request.headers)
                 anthropic = "anthropic-version" in request.headers
                 await writer.send(200, _JSON, self._models_anthropic if anthropic else self._models_openai)
-            elif request.path == "/metrics":
-                if request.method not in ("GET", "HEAD"):
-                    raise _method_not_allowed(request, "GET")
-                self._check_admin(request)
-                if not self.settings.metrics:
-                    raise GatewayError(
-                        404,
-                        ErrorKind.NOT_FOUND,
-                        "metrics are off in this gateway's config (metrics: off)",
-                        code="unknown_url",
-                        should_retry=False,
-                    )
-                await writer.send(200, [("content-type", _PROMETHEUS)], self.metrics.render())
             elif request.path == "/healthz":
                 if request.method not in ("GET", "HEAD"):
                     raise _method_not_allowed(request, "GET")
@@ -195,21 +180,6 @@ class Gateway:
                 return
             headers, body = render_error(family_for_path(request.path), error)
             await writer.send(error.status, headers, body)
-
-    def _check_admin(self, request: Request) -> None:
-        """The admin API's rule (``spillgate.admin.auth``): the admin token, else loopback only;
-        and never for another web page (``spillgate.admin.browser``)."""
-        denied = self.admin_auth.decide(request.headers, request.remote) or browser_denial(
-            request.headers, loopback_only=not self.admin_auth.token_configured
-        )
-        if denied is not None:
-            raise GatewayError(
-                denied.status,
-                ErrorKind.AUTHENTICATION if denied.status == 401 else ErrorKind.PERMISSION,
-                denied.message,
-                code=denied.code,
-                should_retry=False,
-            )
 
     def _register_gauges(self) -> None:
         m, health, budget, classifier = self.metrics, self.health, self.budget, self.classifier
@@ -388,9 +358,6 @@ class Gateway:
         for client in self.clients.values():
             if id(client) not in kept:
                 await client.close()
-
-
-_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _count_by_reason(reports: list[LoopReport]) -> list[tuple[tuple[str, ...], float]]:

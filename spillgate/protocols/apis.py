@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
-from spillgate.config.schema import ProviderProtocol
+ProviderProtocol = Literal["openai", "anthropic"]
+"""The wire protocol a provider speaks (``providers.<name>.protocol``)."""
 
 
 class Api(Enum):

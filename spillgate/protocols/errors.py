@@ -7,7 +7,7 @@ from enum import Enum
 
 import orjson
 
-from spillgate.config.schema import ProviderProtocol
+from spillgate.protocols.apis import ProviderProtocol
 
 
 class ErrorKind(Enum):

@@ -6,8 +6,8 @@ import aiohttp
 import orjson
 import pytest
 
-from spillgate.admin.browser import ADMIN_HEADER, browser_denial, loopback_host, same_origin
 from spillgate.fake import FakeUpstream
+from spillgate.http.browser import ADMIN_HEADER, browser_denial, loopback_host, same_origin
 
 from ..scenarios.conftest import scenario_config, start_scenario
 

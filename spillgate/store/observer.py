@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from spillgate.observe.events import Event
-from spillgate.store import UsageRecorder
+from spillgate.store.recorder import UsageRecorder
 from spillgate.store.wire import encode_event
 
 

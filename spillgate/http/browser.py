@@ -20,12 +20,21 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from spillgate.admin.auth import Denied
 
 ADMIN_HEADER = "x-spillgate-admin"
 """The header a state-changing admin call must carry (value ``1``); the dashboard sends it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """Why a request is refused: an HTTP status, a machine-readable code and a message."""
+
+    status: int
+    code: str
+    message: str
+
 
 FOREIGN_HOST = Denied(
     403,
