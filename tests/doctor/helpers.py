@@ -1,6 +1,10 @@
-"""Building probe results by hand for the table tests."""
+"""Building probe results by hand for the table tests, and running the doctor's command line."""
 
 from __future__ import annotations
+
+import asyncio
+import os
+import sys
 
 from spillgate.config.schema import Account, Provider, Secret
 from spillgate.doctor.target import Endpoint, UrlTarget
@@ -69,3 +73,23 @@ def route(label: str, model: str, provider: str = "up", **kw: object) -> ProbeRe
         Provider(name=provider, protocol="openai", base_url=f"http://{provider}.test:9000/v1"), account, label
     )
     return result(Role.ROUTE, model, endpoint=endpoint, **kw)  # type: ignore[arg-type]
+
+
+async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``spillgate doctor ARGS`` as a process of its own, with no config in its environment:
+    (exit status, stdout, stderr)."""
+    environ = {k: v for k, v in os.environ.items() if k != "SPILLGATE_CONFIG"}
+    environ.update(env or {})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "spillgate",
+        "doctor",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -4,11 +4,9 @@ demo publishes its fake upstream's address, the doctor reads it and probes the d
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 
 import orjson
@@ -21,6 +19,8 @@ from spillgate.doctor.demo import DEMO_FILE_ENV, DemoAddress, demo_file, parse_a
 from spillgate.doctor.runner import run_doctor
 from spillgate.doctor.target import AliasTarget
 from spillgate.doctor.types import Category
+
+from .helpers import cli
 
 GOOD = {
     "gateway": "http://127.0.0.1:8080",
@@ -113,7 +113,7 @@ async def test_doctor_alias_demo_probes_the_running_demo(tmp_path: Path) -> None
         target, _ = build_target(alias_args("--alias", DEMO_MODEL), env)
         assert isinstance(target, AliasTarget) and target.source == f"the running demo at {app.url}"
         report = await run_doctor(target, timeout=3)
-        code, out = await cli("--alias", DEMO_MODEL, "--quiet", "--json", env=env)
+        code, out, _err = await cli("--alias", DEMO_MODEL, "--quiet", "--json", env=env)
     finally:
         await app.stop(grace=1)
     d = report.diagnosis
@@ -138,22 +138,3 @@ async def test_a_stopping_demo_leaves_a_newer_demos_address(tmp_path: Path) -> N
     finally:
         await second.stop(grace=1)
     assert not path.exists()
-
-
-async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    """``spillgate doctor ARGS`` as a process of its own, with no config in its environment."""
-    environ = {k: v for k, v in os.environ.items() if k != "SPILLGATE_CONFIG"}
-    environ.update(env)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "spillgate",
-        "doctor",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environ,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode is not None, err
-    return proc.returncode, out.decode()

@@ -3,11 +3,8 @@ in-process and as the real command line."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +19,8 @@ from spillgate.doctor.target import UrlTarget, alias_target, candidate_apis, roo
 from spillgate.doctor.types import Category, Role
 from spillgate.fake import FakeUpstream, Fault
 from spillgate.gateway.auth import hash_key
+
+from .helpers import cli
 
 KEY = "sk-doctor-test-key-0123456789"
 CLIENT_KEY = "sk-sg-doctor-client-key-42"
@@ -292,24 +291,6 @@ async def test_alias_first_route_at_capacity(tmp_path: Path) -> None:
 
 
 # -- the command line ------------------------------------------------------------------------------
-
-
-async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    environ = {k: v for k, v in os.environ.items() if k != "SPILLGATE_CONFIG"}
-    environ.update(env or {})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "spillgate",
-        "doctor",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environ,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_cli_capacity_exit_code_progress_and_json(tmp_path: Path) -> None:
