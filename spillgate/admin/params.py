@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from spillgate.admin.errors import AdminError, bad_parameter
+from spillgate.config.durations import duration_seconds
 
-_RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _EPOCH = re.compile(r"^\d+(?:\.\d+)?$")
 _MS_THRESHOLD = 1e11
 """An epoch number above this (year 5138 in seconds) is milliseconds sent by mistake."""
@@ -36,13 +35,8 @@ def query_params(query: str) -> dict[str, str]:
 
 def duration(text: str, param: str) -> float:
     """A positive length of time: ``90s``, ``15m``, ``24h``, ``7d``, ``1w`` or a number of seconds."""
-    value = text.strip().lower()
-    m = _RELATIVE.match(value)
-    if m is not None and not value.startswith("-"):
-        seconds = float(m.group(1)) * _UNIT[m.group(2)]
-    elif _EPOCH.match(value):
-        seconds = float(value)
-    else:
+    seconds = duration_seconds(text)
+    if seconds is None:
         raise bad_parameter(param, f"expected a duration like 90s, 15m, 24h or 7d, got {_quote(text)}")
     if not seconds > 0 or math.isinf(seconds):
         raise bad_parameter(param, f"a duration must be positive, got {_quote(text)}")
@@ -55,14 +49,15 @@ def instant(text: str, param: str, now: float) -> float:
     lowered = value.lower()
     if lowered == "now":
         return now
-    m = _RELATIVE.match(lowered)
-    if m is not None:
-        return now - float(m.group(1)) * _UNIT[m.group(2)]
     if _EPOCH.match(value):
         seconds = float(value)
         if seconds > _MS_THRESHOLD:
             raise bad_parameter(param, f"{_quote(text)} looks like milliseconds: send epoch seconds")
         return seconds
+    relative = lowered.removeprefix("-")
+    ago = None if _EPOCH.match(relative) else duration_seconds(relative)  # a relative time has a unit
+    if ago is not None:
+        return now - ago
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

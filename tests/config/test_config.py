@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from spillgate.admin.params import duration as admin_duration
 from spillgate.config import ConfigError, load_settings, parse_settings
 from spillgate.config.durations import parse_duration
 
@@ -179,10 +180,24 @@ def test_priority_and_route_timeouts_override() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("1h", 3600.0), (3, 3.0), ("1.5s", 1.5)],
+    [
+        ("250ms", 0.25),
+        ("5s", 5.0),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        (3, 3.0),
+        ("1.5s", 1.5),
+        ("7d", 604800.0),
+        ("1w", 604800.0),
+        ("10S", 10.0),
+        (" 90 s ", 90.0),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
+    """One grammar for config values and the admin API's query parameters."""
     assert parse_duration(text) == seconds
+    if isinstance(text, str):
+        assert admin_duration(text, "window") == seconds
 
 
 @pytest.mark.parametrize("text", ["", "fast", "-1s", True, "5 parsecs"])
