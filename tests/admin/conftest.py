@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from tests.eventually import eventually as eventually
 
 from ..scenarios.conftest import Scenario
 
@@ -47,11 +46,3 @@ def account(health: Any, account_id: str) -> Any:
         if a["id"] == account_id:
             return a
     raise AssertionError(f"no account {account_id} in the health report")
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        await asyncio.sleep(0.05)

@@ -26,6 +26,7 @@ from spillgate.fake import (
 )
 from spillgate.fake.content import split_text
 from spillgate.fake.protocol import ApiProtocol
+from tests.eventually import eventually
 
 PATHS: dict[ApiProtocol, str] = {
     "openai-chat": "/v1/chat/completions",
@@ -138,13 +139,6 @@ async def stream(
             got.error = exc
             resp.close()
     return got
-
-
-async def wait_until(condition: Any, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def healthy_stream_names(protocol: ApiProtocol) -> list[str | None]:
@@ -485,7 +479,7 @@ async def test_never_answer_until_client_leaves(fake: FakeUpstream) -> None:
         with pytest.raises(TimeoutError):
             await post(client, fake, "anthropic-messages", request_body("anthropic-messages", "m", True))
         assert 0.25 < time.monotonic() - started < 1.0
-    await wait_until(lambda: fake.in_flight == 0)
+    await eventually(lambda: fake.in_flight == 0)
     assert [a.outcome for a in fake.attempts] == ["never_answer"]
 
 
@@ -497,7 +491,7 @@ async def test_close_drops_held_requests_quickly(session: aiohttp.ClientSession)
     stalled = asyncio.ensure_future(
         stream(session, upstream, "openai-chat", request_body("openai-chat", "s", True))
     )
-    await wait_until(lambda: upstream.in_flight == 2)
+    await eventually(lambda: upstream.in_flight == 2)
     started = time.monotonic()
     await upstream.close()
     assert time.monotonic() - started < 0.5
@@ -620,7 +614,7 @@ async def test_stall_after_events(fake: FakeUpstream, session: aiohttp.ClientSes
     )
     assert isinstance(got.error, TimeoutError)
     assert got.names() == ["message_start", "content_block_start", "ping", "content_block_delta"]
-    await wait_until(lambda: fake.in_flight == 0)  # the client left; the held handler is gone
+    await eventually(lambda: fake.in_flight == 0)  # the client left; the held handler is gone
     assert [a.outcome for a in fake.attempts] == ["stall"]
 
 
@@ -951,7 +945,7 @@ async def test_serve_prints_urls_and_runs_until_cancelled(
         printed += capsys.readouterr().out
         return "\n" in printed
 
-    await wait_until(has_line)
+    await eventually(has_line)
     assert printed.count("\n") == 1
     match = re.search(r"(http://127\.0\.0\.1:\d+)/v1", printed)
     assert match, printed

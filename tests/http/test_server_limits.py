@@ -16,6 +16,7 @@ import pytest
 
 from spillgate.config.schema import Limits
 from spillgate.http.server import REFUSAL_REASONS, EarlyReply, HttpServer, Request, ResponseWriter
+from tests.eventually import eventually
 
 events: list[str] = []
 release = asyncio.Event()
@@ -104,13 +105,6 @@ async def read_to_eof(reader: asyncio.StreamReader, wait: float = 3.0) -> bytes:
     return data
 
 
-async def wait_for(condition: Callable[[], bool], wait: float = 3.0) -> None:
-    deadline = time.monotonic() + wait
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 def test_server_defaults_are_the_config_defaults() -> None:
     srv, limits = HttpServer(handler), Limits()
     shared = [f.name for f in dataclasses.fields(Limits) if hasattr(srv, f.name)]
@@ -171,7 +165,7 @@ async def test_many_slowloris_sockets_are_all_dropped(start: Start) -> None:
     assert all(a.startswith(b"HTTP/1.1 408") for a in answers)
     for task in senders:
         task.cancel()
-    await wait_for(lambda: not server.connections)
+    await eventually(lambda: not server.connections)
     assert server.refusals["header_timeout"] == 200
 
 
@@ -180,14 +174,14 @@ async def test_a_mass_expiry_is_done_in_batches_between_other_callbacks(start: S
     requests being served run in between instead of waiting for all of them."""
     server = await start(idle_timeout=30)
     clients = [await connect(server) for _ in range(100)]
-    await wait_for(lambda: len(server.connections) == 100)
+    await eventually(lambda: len(server.connections) == 100)
     now = server.loop.time() + 60  # every idle deadline has passed by then
     due = list(server.connections)
     server._expire(due, now)
     assert server.refusals["idle_timeout"] == 16  # one batch now, the rest on later iterations
     await asyncio.sleep(0)
     assert 16 < server.refusals["idle_timeout"] < 100
-    await wait_for(lambda: server.refusals["idle_timeout"] == 100)
+    await eventually(lambda: server.refusals["idle_timeout"] == 100)
     for _reader, writer in clients:
         writer.close()
 
@@ -205,7 +199,7 @@ async def test_idle_keep_alive_and_silent_connections_are_closed(start: Start) -
     started = time.monotonic()
     assert await asyncio.gather(*(read_to_eof(r) for r, _ in silent)) == [b""] * 300
     assert time.monotonic() - started < 1.0
-    await wait_for(lambda: not server.connections)
+    await eventually(lambda: not server.connections)
     assert server.refusals["idle_timeout"] == 301
     writer.close()
     for _, w in silent:
@@ -248,9 +242,9 @@ async def test_a_client_that_never_reads_a_stream_is_dropped_and_its_handler_can
     _reader, writer = await connect(server, rcvbuf=4096)
     writer.write(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
     started = time.monotonic()
-    await wait_for(lambda: events == ["forever cancelled"], wait=5)
+    await eventually(lambda: events == ["forever cancelled"], timeout=5)
     assert time.monotonic() - started < 3.0
-    await wait_for(lambda: not server.connections)
+    await eventually(lambda: not server.connections)
     assert server.refusals["write_timeout"] == 1
     writer.close()
 
@@ -265,7 +259,7 @@ async def test_the_send_buffer_bounds_what_a_client_that_never_reads_absorbs(
     server = await start(write_timeout=0.3, send_buffer=send_buffer)
     _reader, writer = await connect(server)  # the client's default receive buffer
     writer.write(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
-    await wait_for(lambda: events == ["forever cancelled"], wait=5)
+    await eventually(lambda: events == ["forever cancelled"], timeout=5)
     if send_buffer:
         assert written[0] < 1024 * 1024, written[0]
     else:
@@ -295,7 +289,7 @@ async def test_reading_stops_once_one_pipelined_request_is_queued(start: Start) 
     server = await start(max_body_bytes=1_000_000)
     reader, writer = await connect(server)
     writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
-    await wait_for(lambda: events == ["hold started"])
+    await eventually(lambda: events == ["hold started"])
     body = b"b" * 900_000
     post = b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
@@ -389,7 +383,7 @@ async def test_a_refusal_behind_a_running_response_is_answered_after_it(start: S
     server = await start(max_header_bytes=4096)
     reader, writer = await connect(server)
     writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
-    await wait_for(lambda: events == ["hold started"])
+    await eventually(lambda: events == ["hold started"])
     writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 8000 + b"\r\n\r\n")
     await asyncio.sleep(0.1)
     release.set()
@@ -492,14 +486,14 @@ async def test_connect_and_upgrade_get_a_response(start: Start) -> None:
 async def test_max_connections(start: Start) -> None:
     server = await start(max_connections=3)
     held = [await connect(server) for _ in range(3)]
-    await wait_for(lambda: len(server.connections) == 3)
+    await eventually(lambda: len(server.connections) == 3)
     reader, writer = await connect(server)
     refused = await read_to_eof(reader)
     assert refused.startswith(b"HTTP/1.1 503") and b"too many open connections" in refused
     writer.close()
     assert len(server.connections) == 3 and server.refusals["too_many_connections"] == 1
     held.pop()[1].close()
-    await wait_for(lambda: len(server.connections) == 2)
+    await eventually(lambda: len(server.connections) == 2)
     ok = await read_to_eof_after(server, b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert ok.startswith(b"HTTP/1.1 200")
     for _, w in held:
