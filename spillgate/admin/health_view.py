@@ -13,16 +13,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from spillgate.admin.scopes import (
+from spillgate.admin.scopes import is_drained
+from spillgate.config.schema import WILDCARD, Route, Settings
+from spillgate.observe.recent import FailedAttempt, RecentFailures
+from spillgate.resilience.health import ScopeSnapshot
+from spillgate.resilience.keys import (
     account_key,
-    is_drained,
+    owner_model_key,
     provider_key,
     provider_model_key,
     provider_scope_key,
 )
-from spillgate.config.schema import WILDCARD, Route, Settings
-from spillgate.observe.recent import FailedAttempt, RecentFailures
-from spillgate.resilience.health import ScopeSnapshot
 
 State = Literal["closed", "half_open", "open", "disabled", "drained"]
 
@@ -171,7 +172,7 @@ def _later(a: ScopeView, b: ScopeView) -> bool:
 def _route_keys(route: Route, owner: str) -> list[str]:
     keys = [provider_scope_key(route.provider), owner]
     if route.model != WILDCARD:
-        keys += [provider_model_key(route.provider, route.model), f"{owner}|{route.model}"]
+        keys += [provider_model_key(route.provider, route.model), owner_model_key(owner, route.model)]
     return keys
 
 

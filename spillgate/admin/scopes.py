@@ -1,9 +1,6 @@
 """Operator actions on health scopes: drain and re-enable an account or a provider's own key.
 
-The key names are those of :meth:`spillgate.gateway.attempt.Attempt.key` (a test keeps the two in
-step): ``account:<id>``, ``account:<id>|<upstream model>``, ``provider-key:<provider>``,
-``provider-key:<provider>|<upstream model>``, ``provider_model:<provider>|<model>``,
-``provider:<provider>``.
+The key names come from :mod:`spillgate.resilience.keys`, as the dispatcher's do.
 
 Draining disables the owner's key on the health board with :data:`DRAIN_REASON`: the planner
 admits nothing new on it, while requests already running on it finish (their outcomes do not
@@ -15,25 +12,12 @@ from __future__ import annotations
 import time
 
 from spillgate.resilience.health import HealthBoard, ScopeSnapshot
+from spillgate.resilience.keys import account_key as account_key
+from spillgate.resilience.keys import provider_key as provider_key
+from spillgate.resilience.keys import provider_model_key as provider_model_key
+from spillgate.resilience.keys import provider_scope_key as provider_scope_key
 
 DRAIN_REASON = "drained by operator"
-
-
-def account_key(account_id: str) -> str:
-    return f"account:{account_id}"
-
-
-def provider_key(provider: str) -> str:
-    """The scope of a provider's own credential (routes without accounts)."""
-    return f"provider-key:{provider}"
-
-
-def provider_model_key(provider: str, model: str) -> str:
-    return f"provider_model:{provider}|{model}"
-
-
-def provider_scope_key(provider: str) -> str:
-    return f"provider:{provider}"
 
 
 def is_drained(scope: ScopeSnapshot) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from spillgate.config.schema import Account, Provider, Route, Timeouts
+from spillgate.resilience.keys import owner_key, scope_key
 from spillgate.resilience.types import Scope
 
 
@@ -31,7 +32,7 @@ class Attempt:
     @property
     def owner(self) -> str:
         """Whose credential this attempt uses."""
-        return f"account:{self.account.id}" if self.account else f"provider-key:{self.provider.name}"
+        return owner_key(self.account.id if self.account else None, self.provider.name)
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -39,15 +40,7 @@ class Attempt:
 
     def key(self, scope: Scope) -> str:
         """The health key of ``scope`` for this attempt."""
-        if scope is Scope.ACCOUNT:
-            return self.owner
-        if scope is Scope.ACCOUNT_MODEL:
-            return f"{self.owner}|{self.upstream_model}"
-        if scope is Scope.PROVIDER_MODEL:
-            return f"provider_model:{self.provider.name}|{self.upstream_model}"
-        if scope is Scope.PROVIDER:
-            return f"provider:{self.provider.name}"
-        return ""
+        return scope_key(scope, self.owner, self.provider.name, self.upstream_model)
 
     def health_keys(self) -> tuple[str, ...]:
         """Every health key that must be healthy for this attempt to be tried."""

@@ -1,7 +1,7 @@
 """Health per scope: cooldowns and a circuit breaker, one board per gateway process.
 
-A scope is an opaque string key that the dispatcher builds (``account:oa-1``,
-``account_model:oa-1|gpt-5``, ``provider_model:openai|gpt-5``, ``provider:openai``). Each key is
+A scope is an opaque string key built by :mod:`spillgate.resilience.keys` (``account:oa-1``,
+``account:oa-1|gpt-5``, ``provider_model:openai|gpt-5``, ``provider:openai``). Each key is
 
 - closed: requests go through (a healthy key has no entry at all: ``admit`` is a dict lookup);
 - open: refused until a time, set by the failure class (capacity and overloaded with short
