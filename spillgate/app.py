@@ -21,11 +21,11 @@ from spillgate.config.reloading import ReloadResult, keep_restart_only, restart_
 from spillgate.config.schema import Settings
 from spillgate.gateway.core import Gateway
 from spillgate.gateway.key_sync import KeySync
-from spillgate.http.server import EarlyReply, Headers, HttpServer, Request, ResponseWriter
+from spillgate.http.server import EarlyReply, HttpServer, Request, ResponseWriter
 from spillgate.observe.recent import RecentFailures
 from spillgate.observe.timeline import Timeline
 from spillgate.protocols.apis import ROUTES, family_for_path
-from spillgate.protocols.errors import ErrorKind, GatewayError, render_error
+from spillgate.protocols.errors import GatewayError, render_error
 from spillgate.store import UsageRecorder, UsageStore, open_store
 from spillgate.store.keys import KeyRegistry
 from spillgate.store.observer import UsageObserver
@@ -64,7 +64,7 @@ class App:
         self.server = HttpServer(
             self.handle,
             max_body_bytes=limits.max_body_bytes,
-            error_responder=self._http_error,
+            error_responder=lambda status, message, path: self.gateway.error_responder(status, message, path),
             max_header_bytes=limits.max_header_bytes,
             max_headers=limits.max_headers,
             header_timeout=limits.header_timeout,
@@ -141,16 +141,6 @@ class App:
             return error.status, error_headers, body
         return None
 
-    def _http_error(self, status: int, message: str, path: str) -> tuple[Headers, bytes]:
-        """Errors the HTTP server answers itself, in the protocol of the endpoint called."""
-        typed = _HTTP_ERRORS.get(status)
-        if typed is None:
-            return self.gateway.error_responder(status, message, path)
-        kind, code, retry = typed
-        return render_error(
-            family_for_path(path), GatewayError(status, kind, message, code=code, should_retry=retry)
-        )
-
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
         if request.path.startswith(("/admin/", "/dashboard")) or request.path in ("/admin", "/metrics"):
             await self.admin.handle(request, writer)
@@ -219,17 +209,6 @@ class App:
 
             withdraw(*self._demo_published)
             self._demo_published = None
-
-
-_HTTP_ERRORS: dict[int, tuple[ErrorKind, str, bool]] = {
-    408: (ErrorKind.INVALID_REQUEST, "request_timeout", True),
-    411: (ErrorKind.INVALID_REQUEST, "length_required", False),
-    414: (ErrorKind.INVALID_REQUEST, "url_too_long", False),
-    431: (ErrorKind.INVALID_REQUEST, "headers_too_large", False),
-    501: (ErrorKind.INVALID_REQUEST, "not_implemented", False),
-    503: (ErrorKind.OVERLOADED, "too_many_connections", True),
-}
-"""HTTP-layer statuses the gateway's own mapping would call internal errors: (kind, code, should_retry)."""
 
 
 async def build_app(

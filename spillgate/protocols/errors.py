@@ -99,15 +99,27 @@ def render_error(family: ProviderProtocol, error: GatewayError) -> tuple[list[tu
     return headers, body
 
 
+_HTTP_LAYER: dict[int, tuple[ErrorKind, str, bool]] = {
+    400: (ErrorKind.INVALID_REQUEST, "invalid_request", False),
+    408: (ErrorKind.INVALID_REQUEST, "request_timeout", True),
+    411: (ErrorKind.INVALID_REQUEST, "length_required", False),
+    413: (ErrorKind.TOO_LARGE, "request_too_large", False),
+    414: (ErrorKind.INVALID_REQUEST, "url_too_long", False),
+    431: (ErrorKind.INVALID_REQUEST, "headers_too_large", False),
+    501: (ErrorKind.INVALID_REQUEST, "not_implemented", False),
+    503: (ErrorKind.OVERLOADED, "too_many_connections", True),
+}
+"""The statuses the HTTP layer answers itself: (kind, code, should_retry)."""
+
+
 def error_for_status(status: int, message: str) -> GatewayError:
-    """A GatewayError for a failure the HTTP layer detects on its own (parse errors, size)."""
-    if status == 413:
-        return GatewayError(413, ErrorKind.TOO_LARGE, message, code="request_too_large", should_retry=False)
-    if status == 400:
-        return GatewayError(
-            400, ErrorKind.INVALID_REQUEST, message, code="invalid_request", should_retry=False
-        )
-    return GatewayError(status, ErrorKind.INTERNAL, message, code="server_error")
+    """A GatewayError for a failure the HTTP layer detects on its own (parse errors, size, limits
+    and timeouts, the connection limit); any other status is an internal error."""
+    typed = _HTTP_LAYER.get(status)
+    if typed is None:
+        return GatewayError(status, ErrorKind.INTERNAL, message, code="server_error")
+    kind, code, retry = typed
+    return GatewayError(status, kind, message, code=code, should_retry=retry)
 
 
 def invalid(message: str, param: str | None = None, code: str = "invalid_request") -> GatewayError:
