@@ -21,6 +21,7 @@ from spillgate.config.reloading import ReloadResult, keep_restart_only, restart_
 from spillgate.config.schema import Settings
 from spillgate.gateway.core import Gateway
 from spillgate.gateway.key_sync import KeySync
+from spillgate.gateway.runtime import Runtime
 from spillgate.http.server import EarlyReply, HttpServer, Request, ResponseWriter
 from spillgate.observe.recent import RecentFailures
 from spillgate.observe.timeline import Timeline
@@ -49,11 +50,15 @@ class App:
         settings: Settings,
         demo_upstream: FakeUpstream | None = None,
         env: Mapping[str, str] | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
+        """``runtime``: the state to serve on (tests pass one with a clock they move)."""
         self.settings = settings
         self._env = env
         """The environment ``${VAR}`` in the config file is expanded from (a reload uses it again)."""
-        self.gateway = Gateway(settings)
+        self.runtime = runtime if runtime is not None else Runtime.create(settings)
+        """What outlives a reload: health, budgets, limits, metrics, pools, the clock."""
+        self.gateway = Gateway(settings, self.runtime)
         # Dashboard data: observers on the event bus, which a reload carries to the new gateway.
         self.timeline = Timeline()
         self.recent = RecentFailures()
@@ -159,9 +164,10 @@ class App:
         restart = restart_only_changes(self.settings, loaded)
         settings = keep_restart_only(self.settings, loaded)
         old = self.gateway
-        new = Gateway(settings, previous=old)
+        self.runtime.configure(settings)
+        new = Gateway(settings, self.runtime)
         self.settings, self.gateway = settings, new
-        retire = asyncio.create_task(old.retire(new), name="spillgate-retire-gateway")
+        retire = asyncio.create_task(old.retire(), name="spillgate-retire-gateway")
         self._retiring.add(retire)
         retire.add_done_callback(self._retiring.discard)
         kept = tuple(sorted(name for name, c in new.clients.items() if c in old.clients.values()))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 
-from spillgate.resilience.health import HealthBoard, ScopeSnapshot
+from spillgate.resilience.health import ScopeSnapshot
 from spillgate.resilience.keys import account_key as account_key
 from spillgate.resilience.keys import provider_key as provider_key
 from spillgate.resilience.keys import provider_model_key as provider_model_key
 from spillgate.resilience.keys import provider_scope_key as provider_scope_key
+from spillgate.resilience.stores import HealthStore
 
 DRAIN_REASON = "drained by operator"
 
@@ -24,13 +25,13 @@ def is_drained(scope: ScopeSnapshot) -> bool:
     return scope.state == "disabled" and scope.reason.startswith(DRAIN_REASON)
 
 
-def drain(board: HealthBoard, owner_key: str, now: float | None = None) -> None:
+def drain(board: HealthStore, owner_key: str, now: float | None = None) -> None:
     """No new request goes to ``owner_key``; those in flight finish."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now))
     board.disable(owner_key, f"{DRAIN_REASON} at {stamp}")
 
 
-def enable(board: HealthBoard, owner_key: str, *, provider: str | None = None) -> list[str]:
+def enable(board: HealthStore, owner_key: str, *, provider: str | None = None) -> list[str]:
     """Close ``owner_key`` and its per-model keys (with ``provider``: that provider's own scopes
     too); returns the keys that were not closed before, sorted."""
     starts = [owner_key + "|"]

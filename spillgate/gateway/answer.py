@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING
 
 from spillgate.config.durations import format_wait
 from spillgate.config.schema import WILDCARD, Account, ProviderProtocol, Route, Settings
-from spillgate.resilience.health import HealthBoard
 from spillgate.resilience.outage import OutageBoard
 from spillgate.resilience.policy import most_informative
+from spillgate.resilience.stores import HealthStore
 from spillgate.resilience.types import ErrorClass, Verdict
 
 from .attempt import Attempt
 from .call import Outcome
 
 if TYPE_CHECKING:
-    from .dispatch import Exchange
+    from .exchange import Exchange
     from .planner import RequestPlan
 
 MAX_LISTED = 8
@@ -88,7 +88,7 @@ def stop_message(
     model: str,
     out_for: float,
     settings: Settings,
-    health: HealthBoard,
+    health: HealthStore,
     outages: OutageBoard,
     family: ProviderProtocol,
 ) -> str:
@@ -106,7 +106,7 @@ def stop_message(
 
 
 def healthy_models(
-    settings: Settings, health: HealthBoard, outages: OutageBoard, family: ProviderProtocol, *, exclude: str
+    settings: Settings, health: HealthStore, outages: OutageBoard, family: ProviderProtocol, *, exclude: str
 ) -> Iterable[str]:
     """Public model names (aliases) of ``family`` with a route whose health admits it now."""
     for name, alias in settings.models.items():
@@ -119,7 +119,7 @@ def healthy_models(
             yield name
 
 
-def route_admitted(settings: Settings, health: HealthBoard, route: Route) -> bool:
+def route_admitted(settings: Settings, health: HealthStore, route: Route) -> bool:
     """Whether some account of ``route`` (or its provider's key) has every health scope closed."""
     provider = settings.providers[route.provider]
     accounts: list[Account | None] = [settings.accounts[a] for a in route.accounts]

@@ -44,7 +44,38 @@ _TRANSPORT = {
 
 
 @dataclass(slots=True)
+class Committed:
+    """A stream read up to its commit point and still open: the live part of a streamed attempt,
+    owned by whoever relays it (the stream session)."""
+
+    response: UpstreamResponse
+    """Positioned after ``pending``."""
+    pending: list[bytes]
+    """The stream's events up to and including its first content event."""
+    leftover: list[bytes]
+    """Events read in the same chunk after the commit event, not yet looked at."""
+    tracker: StreamTracker
+    splitter: SseSplitter
+    probes: tuple[str, ...] = ()
+    """Half-open probes the stream holds until it ends (success or failure)."""
+    settled: bool = False
+    """Its outcome was reported to the health board."""
+    on_close: Callable[[], None] | None = None
+    """Called once when the upstream response is done with."""
+
+    def close(self) -> None:
+        """Done with the upstream response (kept alive if it ended); run ``on_close`` once."""
+        self.response.finish()
+        callback, self.on_close = self.on_close, None
+        if callback is not None:
+            callback()
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
+    """What one attempt came to (data, never an exception); immutable. A judged failure is a new
+    Outcome with its ``verdict`` (and its redacted signal and body)."""
+
     attempt: Attempt
     ok: bool
     status: int | None = None
@@ -55,38 +86,52 @@ class Outcome:
     """What went wrong, for the classifier."""
     retry_in: float | None = None
     """Seconds the upstream asked us to wait (Retry-After, reset headers, the message)."""
-    response: UpstreamResponse | None = None
-    """A stream ready to commit: still open, positioned after ``pending``."""
-    pending: list[bytes] = field(default_factory=list)
-    """A stream's events up to and including its first content event."""
-    leftover: list[bytes] = field(default_factory=list)
-    """Events read in the same chunk after the commit event, not yet looked at."""
-    tracker: StreamTracker | None = None
-    splitter: SseSplitter | None = None
+    stream: Committed | None = None
+    """A stream ready to commit (``ok`` streamed attempts only)."""
     first_byte: float | None = None
     latency: float = 0.0
     malformed: int = 0
     payload: dict[str, Any] | None = None
     """A non-streamed success's decoded body."""
     verdict: Verdict | None = None
-    """Set by the dispatcher when the attempt failed."""
-    on_close: Callable[[], None] | None = None
-    """Called once when a committed stream's upstream response is done with."""
-    probes: tuple[str, ...] = ()
-    """Half-open probes a committed stream holds until it ends (success or failure)."""
-    settled: bool = False
-    """Its outcome was reported to the health board."""
-
-    def close(self) -> None:
-        """Done with the upstream response (kept alive if it ended); run ``on_close`` once."""
-        if self.response is not None:
-            self.response.finish()
-        callback, self.on_close = self.on_close, None
-        if callback is not None:
-            callback()
+    """Set (by judging) when the attempt failed."""
 
     def signal_message(self) -> str:
         return self.signal.message if self.signal is not None else ""
+
+
+@dataclass(slots=True)
+class _Draft:
+    """An attempt's outcome while it is being read."""
+
+    attempt: Attempt
+    ok: bool = False
+    status: int | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    signal: Signal | None = None
+    retry_in: float | None = None
+    stream: Committed | None = None
+    first_byte: float | None = None
+    latency: float = 0.0
+    malformed: int = 0
+    payload: dict[str, Any] | None = None
+
+    def freeze(self) -> Outcome:
+        return Outcome(
+            attempt=self.attempt,
+            ok=self.ok,
+            status=self.status,
+            headers=self.headers,
+            body=self.body,
+            signal=self.signal,
+            retry_in=self.retry_in,
+            stream=self.stream,
+            first_byte=self.first_byte,
+            latency=self.latency,
+            malformed=self.malformed,
+            payload=self.payload,
+        )
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
@@ -117,7 +162,7 @@ async def call(
     started = loop.time()
     clock = time.perf_counter()  # uvloop's loop.time() has millisecond resolution
     timeouts = attempt.timeouts
-    outcome = Outcome(attempt, ok=False)
+    outcome = _Draft(attempt)
     header_wait = timeouts.first_byte if parsed.stream else timeouts.total
     first_token = timeouts.first_token
     if bound is not None:
@@ -134,7 +179,7 @@ async def call(
     except UpstreamFailure as failure:
         outcome.signal = transport_signal(failure, Phase.BEFORE_HEADERS)
         outcome.latency = time.perf_counter() - clock
-        return outcome
+        return outcome.freeze()
     outcome.first_byte = time.perf_counter() - clock
     outcome.status = response.status
     outcome.headers = response.headers
@@ -163,13 +208,13 @@ async def call(
         outcome.signal = transport_signal(failure, phase)
         outcome.ok = False
     finally:
-        if outcome.response is None:
+        if outcome.stream is None:
             response.close()
         outcome.latency = time.perf_counter() - clock
-    return outcome
+    return outcome.freeze()
 
 
-async def _read_error(outcome: Outcome, response: UpstreamResponse) -> None:
+async def _read_error(outcome: _Draft, response: UpstreamResponse) -> None:
     parts: list[bytes] = []
     size = 0
     try:
@@ -196,7 +241,7 @@ def _retry_in(headers: dict[str, str], hint: float | None) -> float | None:
 
 
 async def _read_to_commit(
-    outcome: Outcome,
+    outcome: _Draft,
     response: UpstreamResponse,
     parsed: ParsedRequest,
     started: float,
@@ -206,9 +251,7 @@ async def _read_to_commit(
     loop = asyncio.get_running_loop()
     tracker = StreamTracker(parsed.api, replay_limit=limits.max_replay_text)
     splitter = SseSplitter(limits.max_event_bytes)
-    outcome.tracker = tracker
-    outcome.splitter = splitter
-    pending = outcome.pending
+    pending: list[bytes] = []
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -255,7 +298,6 @@ async def _read_to_commit(
                 return
             pending.append(raw)
             if kind in (Kind.CONTENT, Kind.TERMINAL):
-                outcome.leftover = events[i + 1 :]
-                outcome.response = response
+                outcome.stream = Committed(response, pending, events[i + 1 :], tracker, splitter)
                 outcome.ok = True
                 return

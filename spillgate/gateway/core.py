@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 import orjson
 
-from spillgate.config.schema import WILDCARD, ClientKey, Provider, Route, Settings
+from spillgate.config.schema import WILDCARD, ClientKey, Route, Settings
 from spillgate.http.browser import browser_denial
-from spillgate.http.client import HttpClient
 from spillgate.http.server import Request, ResponseWriter
-from spillgate.limits import KeyLimiter
-from spillgate.observe.events import EventBus
-from spillgate.observe.loops import LoopDetector, LoopReport
-from spillgate.observe.metrics import Metrics
+from spillgate.observe.loops import LoopReport
 from spillgate.protocols.apis import ROUTES, Api, family_for_path
 from spillgate.protocols.errors import ErrorKind, GatewayError, error_for_status, render_error
 from spillgate.protocols.request import parse_request
-from spillgate.resilience.budget import RetryBudget
-from spillgate.resilience.classify import Classifier
-from spillgate.resilience.health import HealthBoard, HealthConfig
-from spillgate.resilience.outage import OutageBoard
-from spillgate.resilience.scoping import ScopeEvidence
 from spillgate.routing.plan import compatible_routes
-from spillgate.state.memory import InflightCounter, SessionAffinity
 
 from .auth import ClientAuth, refusal_error
-from .dispatch import Dispatcher, Exchange
+from .dispatch import Dispatcher
+from .exchange import Exchange
+from .runtime import Runtime, StoredKeys
 
 log = logging.getLogger("spillgate.gateway")
 
@@ -36,85 +27,34 @@ _JSON = [("content-type", "application/json")]
 
 
 class Gateway:
-    """Owns the per-process runtime state; :meth:`handle` is the HTTP server's handler."""
+    """One configuration's request handling on a :class:`Runtime` (the state that outlives it);
+    :meth:`handle` is the HTTP server's handler. A reload builds a new Gateway on the same Runtime."""
 
     dispatcher: Dispatcher
 
-    def __init__(
-        self, settings: Settings, *, rng: random.Random | None = None, previous: Gateway | None = None
-    ) -> None:
-        """``previous``: the gateway this one replaces on a config reload. Its health, budget,
-        metrics, events, limits, scope evidence, outages, in-flight counts and session bindings carry
-        over, and so do its upstream connection pools where a provider's URL and pool size are
-        unchanged."""
+    def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
+        """``runtime``: the state to serve on (health, budgets, limits, metrics, pools...); a new
+        one for ``settings`` when omitted. A reload first applies the new settings to it with
+        :meth:`Runtime.configure`."""
         self.settings = settings
+        self.runtime = runtime = runtime if runtime is not None else Runtime.create(settings)
         self.active = 0
         """Requests this gateway is handling (a retired gateway closes its pools at 0)."""
         self.auth = ClientAuth(settings.client_keys)
-        res = settings.resilience
-        self.clients = {
-            name: (previous and _reused_client(previous, p))
-            or HttpClient(
-                p.base_url,
-                max_connections=p.max_connections,
-                max_header_bytes=settings.limits.max_upstream_header_bytes,
-                max_body_bytes=settings.limits.max_upstream_body_bytes,
-            )
-            for name, p in settings.providers.items()
-        }
-        if previous is None:
-            self.health = HealthBoard(health_config(settings))
-            self.scopes = ScopeEvidence(res.widen_window)
-            self.outages = OutageBoard(res.stop_retries_after)
-            self.budget = RetryBudget(
-                ratio=res.budget_ratio, floor=res.budget_floor, window=res.budget_window
-            )
-            self.inflight = InflightCounter()
-            self.affinity = SessionAffinity(settings.limits.session_bindings)
-            self.events = EventBus()
-            self.metrics = Metrics()
-            self.loops = LoopDetector()
-            self.limiter = KeyLimiter()
-            if settings.metrics:
-                self.events.subscribe(self.metrics)
-                self.events.subscribe(self.loops)
-            malformed = 0
-        else:
-            self.health = previous.health
-            self.health.config = health_config(settings)
-            self.scopes = previous.scopes
-            self.scopes.window = res.widen_window
-            self.outages = previous.outages
-            self.outages.stop_after = res.stop_retries_after
-            self.budget = previous.budget  # its window is fixed: a changed one needs a restart
-            self.budget.ratio, self.budget.floor = res.budget_ratio, res.budget_floor
-            self.inflight = previous.inflight
-            self.affinity = previous.affinity
-            self.events = previous.events
-            self.metrics = previous.metrics
-            self.loops = previous.loops
-            self.limiter = previous.limiter
-            self.auth.set_stored(previous.auth.stored, any_made=previous.auth.any_made)
-            malformed = previous.dispatcher.malformed_events
+        self.auth.set_stored(runtime.stored_keys.keys, any_made=runtime.stored_keys.any_made)
+        self.clients = runtime.pools.for_settings(settings)
+        # Shorthands for the admin API, the dashboard and tests.
+        self.health = runtime.health
+        self.budget = runtime.budget
+        self.inflight = runtime.inflight
+        self.events = runtime.events
+        self.metrics = runtime.metrics
+        self.loops = runtime.loops
+        self.limiter = runtime.limiter
+        self.classifier = runtime.classifier
         self._count_tokens_if_limited()
         self.metrics.configured = frozenset([*settings.models, *settings.deprecated])
-        self.classifier = Classifier(settings.error_rules)
-        if previous is not None:
-            self.classifier.carry_hits(previous.classifier)
-        self.dispatcher = Dispatcher(
-            settings,
-            self.clients,
-            self.health,
-            self.scopes,
-            self.outages,
-            self.budget,
-            self.classifier,
-            self.inflight,
-            self.affinity,
-            self.events,
-            rng,
-        )
-        self.dispatcher.malformed_events = malformed
+        self.dispatcher = Dispatcher(settings, self.clients, runtime)
         self._routes: dict[tuple[str, Api], tuple[Route, ...]] = {
             (alias.name, api): compatible_routes(alias, api, settings.providers)
             for alias in settings.models.values()
@@ -127,6 +67,7 @@ class Gateway:
 
     def set_stored_keys(self, keys: tuple[ClientKey, ...], *, any_made: bool) -> None:
         """The active keys of the usage store (``spillgate keys create``), re-read while running."""
+        self.runtime.stored_keys = StoredKeys(keys, any_made)
         self.auth.set_stored(keys, any_made=any_made)
         self._count_tokens_if_limited()
 
@@ -183,6 +124,7 @@ class Gateway:
 
     def _register_gauges(self) -> None:
         m, health, budget, classifier = self.metrics, self.health, self.budget, self.classifier
+        counters = self.runtime.counters
         m.gauge(
             "spillgate_scope_open",
             "Health scopes that are not closed (1 per scope): state open, half_open or disabled.",
@@ -246,7 +188,7 @@ class Gateway:
             "spillgate_malformed_events_total",
             "Malformed stream events dropped.",
             (),
-            lambda: [((), float(self.dispatcher.malformed_events))],
+            lambda: [((), float(counters.malformed_events))],
         )
 
     def error_responder(self, status: int, message: str, path: str) -> tuple[list[tuple[str, str]], bytes]:
@@ -294,6 +236,7 @@ class Gateway:
             writer=writer,
             extra_headers=extra,
             client_key=client_key.name if client_key else None,
+            started=self.runtime.clock(),
         )
         if client_key is None:
             await self.dispatcher.serve(exchange)
@@ -347,14 +290,14 @@ class Gateway:
         for client in self.clients.values():
             await client.close()
 
-    async def retire(self, successor: Gateway, *, poll: float = 0.1, limit: float = 3600.0) -> None:
+    async def retire(self, *, poll: float = 0.1, limit: float = 3600.0) -> None:
         """After a reload: once this gateway's last request (a long stream, say) has ended, close
-        the connection pools ``successor`` did not take over."""
+        the connection pools the runtime no longer uses (the successor did not take them over)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while self.active > 0 and loop.time() < deadline:
             await asyncio.sleep(poll)
-        kept = {id(c) for c in successor.clients.values()}
+        kept = self.runtime.pools.in_use()
         for client in self.clients.values():
             if id(client) not in kept:
                 await client.close()
@@ -365,38 +308,6 @@ def _count_by_reason(reports: list[LoopReport]) -> list[tuple[tuple[str, ...], f
     for report in reports:
         counts[report.reason] += 1
     return [((reason,), n) for reason, n in counts.items()]
-
-
-def _reused_client(previous: Gateway, provider: Provider) -> HttpClient | None:
-    """The previous gateway's pool for ``provider`` if it still points at the same place."""
-    old = previous.settings.providers.get(provider.name)
-    client = previous.clients.get(provider.name)
-    if old is None or client is None:
-        return None
-    if old.base_url != provider.base_url or old.max_connections != provider.max_connections:
-        return None
-    return client
-
-
-def health_config(settings: Settings) -> HealthConfig:
-    res = settings.resilience
-    c, b = res.cooldowns, res.breaker
-    return HealthConfig(
-        capacity_cooldown=c.capacity,
-        capacity_cooldown_max=c.capacity_max,
-        overloaded_cooldown=c.overloaded,
-        overloaded_cooldown_max=c.overloaded_max,
-        rate_limit_cooldown=c.rate_limited,
-        quota_cooldown=c.quota_exhausted,
-        not_found_cooldown=c.not_found,
-        failure_threshold=b.failures,
-        error_rate_threshold=b.error_rate,
-        error_rate_window=b.window,
-        error_rate_min_requests=b.min_requests,
-        breaker_cooldown=b.cooldown,
-        breaker_cooldown_max=b.cooldown_max,
-        probe_ttl=b.probe_ttl,
-    )
 
 
 def _method_not_allowed(request: Request, allowed: str) -> GatewayError:

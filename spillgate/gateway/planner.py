@@ -7,15 +7,15 @@ account), so that a final error can say, route by route, why none of them answer
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from spillgate.config.schema import Account, Route, Settings
-from spillgate.resilience.health import Admission, HealthBoard
+from spillgate.resilience.health import Admission
+from spillgate.resilience.stores import HealthStore
 from spillgate.resilience.types import ErrorClass
 from spillgate.routing.selection import choose_account
-from spillgate.state.memory import InflightCounter, SessionAffinity
+from spillgate.state.stores import AffinityStore, InflightStore
 
 from .attempt import Attempt
 
@@ -66,10 +66,11 @@ class RequestPlan:
     requested_model: str
     session_key: str | None
     estimated_tokens: int
-    health: HealthBoard
-    inflight: InflightCounter
-    affinity: SessionAffinity
+    health: HealthStore
+    inflight: InflightStore
+    affinity: AffinityStore
     rotation: Callable[[], int]
+    clock: Callable[[], float]
     cache: AttemptCache = field(default_factory=dict)
     tried: set[tuple[str, str]] = field(default_factory=set)
     avoid: set[str] = field(default_factory=set)
@@ -132,7 +133,7 @@ class RequestPlan:
 
     def next(self) -> Candidate | None:
         """The best attempt not yet tried whose health admits it (claiming probes), else None."""
-        now = time.monotonic()
+        now = self.clock()
         for route in self.routes:
             misfit = self.misfit(route)
             if misfit is not None:

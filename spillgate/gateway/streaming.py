@@ -8,8 +8,8 @@ a normal ending.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -25,12 +25,12 @@ from spillgate.protocols.synth import in_band_error, renumber, stream_end, text_
 from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport
 
-from .answer import outage_key
-from .call import Outcome, transport_signal
+from .attempts import AttemptService
+from .call import Committed, Outcome, transport_signal
+from .exchange import Exchange
 from .planner import Candidate
 
 if TYPE_CHECKING:
-    from .dispatch import Dispatcher, Exchange
     from .planner import RequestPlan
 
 log = logging.getLogger("spillgate.streaming")
@@ -58,6 +58,7 @@ class _Source:
     """One upstream stream feeding the client's stream."""
 
     outcome: Outcome
+    stream: Committed
     response: UpstreamResponse
     splitter: SseSplitter
     tracker: StreamTracker
@@ -92,47 +93,51 @@ def prefill_body(parsed: ParsedRequest, text: str, upstream_model: str) -> tuple
 
 
 class StreamSession:
-    def __init__(self, dispatcher: Dispatcher, ex: Exchange, plan: RequestPlan, outcome: Outcome) -> None:
-        assert outcome.tracker is not None and outcome.response is not None and outcome.splitter is not None
-        self.d = dispatcher
+    def __init__(
+        self, attempts: AttemptService, ex: Exchange, plan: RequestPlan, outcome: Outcome, stream: Committed
+    ) -> None:
+        self.a = attempts
         self.ex = ex
         self.plan = plan
         self.first = outcome
-        self.client = outcome.tracker
+        self.stream = stream
+        self.client = stream.tracker
         """What the client has been sent (the first upstream's tracker, then kept up to date)."""
-        self._sources: list[Outcome] = [outcome]
-        self._unsent: bytes | None = b"".join(outcome.pending)
+        self._sources: list[Committed] = [stream]
+        self._unsent: bytes | None = b"".join(stream.pending)
         """The committed first events, written with the headers at the first write."""
 
     async def run(self) -> None:
         try:
             await self._run()
         finally:
-            self.first.close()  # the client may have left before the first upstream was pumped
-            for outcome in self._sources:
-                self.d.settle_abandoned(outcome)
+            self.stream.close()  # the client may have left before the first upstream was pumped
+            for stream in self._sources:
+                self.a.settle_abandoned(stream)
 
     async def _run(self) -> None:
         ex, first = self.ex, self.first
-        first_token = time.monotonic() - ex.started
-        assert first.response is not None and first.splitter is not None
-        source = _Source(first, first.response, first.splitter, self.client, Mode.DIRECT)
-        result = await self._pump(source, first.leftover)
+        first_token = self.a.clock() - ex.started
+        stream = self.stream
+        source = _Source(first, stream, stream.response, stream.splitter, self.client, Mode.DIRECT)
+        result = await self._pump(source, stream.leftover)
         recovered: str | None = None
         error_class: ErrorClass | None = None
         failed = first
         while isinstance(result, Signal):
-            failed.signal = result
             # A break after the commit point opens the route at once: the client's own retry
             # (Codex replays the turn) must land elsewhere.
-            verdict = self.d.judge(failed, Candidate(failed.attempt, failed.probes), trip=True, ex=ex)
-            ex.failures.append((verdict, failed))
+            probes = failed.stream.probes if failed.stream is not None else ()
+            failed = self.a.judge(dataclasses.replace(failed, signal=result), probes, trip=True, ex=ex)
+            ex.failed(failed)
+            verdict = failed.verdict
+            assert verdict is not None
             error_class = verdict.error_class
             log.warning(
                 "stream broke after content on %s: %s (%s)",
                 failed.attempt.describe(),
                 verdict.error_class.value,
-                self.d.redact.text(result.message),
+                self.a.redact.text(result.message),
             )
             self.plan.tried.add(failed.attempt.identity)
             if verdict.scope is not Scope.REQUEST:
@@ -147,9 +152,9 @@ class StreamSession:
             recovered = mode.value
         ok = recovered not in ("in_band_error", "not_replayable")
         if ok:
-            self.d.outages.answered(outage_key(ex))
+            self.a.answered(ex)
         usage = self.client.usage
-        self.d._emit_request(
+        self.a.emit_request(
             ex,
             200,
             failed,
@@ -169,7 +174,7 @@ class StreamSession:
                 for raw in events:
                     verdict = self._event(src, raw, out)
                     if verdict is _End.DONE:
-                        self.d.settle_success(src.outcome)
+                        self.a.settle_success(src.outcome)
                         await self._end(b"".join(out))
                         return verdict
                     if verdict is not None:
@@ -199,11 +204,11 @@ class StreamSession:
                     )
                 events = split_events(blob) if blob else []
         finally:
-            src.outcome.close()
+            src.stream.close()
 
     async def _finish_for_upstream(self, src: _Source) -> _End:
         """The answer is complete but the terminator never came: write it ourselves."""
-        self.d.settle_success(src.outcome)
+        self.a.settle_success(src.outcome)
         last = b""
         if not self.client.terminal_seen:
             last = stream_end(self.client)
@@ -216,7 +221,7 @@ class StreamSession:
         unsent = self._unsent
         if unsent is not None:
             self._unsent = None
-            self.ex.writer.start(200, self.d.response_headers(self.ex, self.first), unsent + data)
+            self.ex.writer.start(200, self.a.response_headers(self.ex, self.first), unsent + data)
             return
         if data:
             await self.ex.writer.write(data)
@@ -225,7 +230,7 @@ class StreamSession:
         unsent = self._unsent
         if unsent is not None:
             self._unsent = None
-            headers = self.d.response_headers(self.ex, self.first)
+            headers = self.a.response_headers(self.ex, self.first)
             self.ex.writer.start(200, headers, unsent + last, final=True)
             return
         await self.ex.writer.end(last)
@@ -238,7 +243,7 @@ class StreamSession:
             kind = src.tracker.observe(event)
             new_text = src.tracker.last_text
         if kind is Kind.MALFORMED:
-            self.d.malformed_events += 1
+            self.a.count_malformed()
             return None
         if kind is Kind.ERROR:
             fields = event_error_fields(event.name, event.data) or error_fields(event.data)
@@ -313,7 +318,7 @@ class StreamSession:
     # -- recovery -----------------------------------------------------------------------
     async def _recover(self) -> tuple[Mode, Outcome, Signal | _End] | None:
         """Try to finish the answer elsewhere; None when it cannot be done (then: in-band error)."""
-        d, ex, res = self.d, self.ex, self.d.settings.resilience
+        a, ex, res = self.a, self.ex, self.a.settings.resilience
         if self.client.non_text_output:
             return None
         if self.client.replay_lost:
@@ -333,37 +338,39 @@ class StreamSession:
             if attempt.route.supports_prefill and target and ex.parsed.api is not Api.OPENAI_RESPONSES:
                 modes.insert(0, Mode.CONTINUATION)
             for mode in modes:
-                if not d.budget.try_spend():
-                    d._release(candidate)
+                if not a.spend_retry():
+                    a.release(candidate)
                     return None
                 body, skip = (None, "")
                 if mode is Mode.CONTINUATION:
                     body, skip = prefill_body(ex.parsed, target, attempt.upstream_model)
-                bound = d.try_bound(ex, self.plan, candidate, ex.started + res.deadline)
-                outcome = await d.run(ex, candidate, mode.value, body=body, bound=bound)
+                bound = a.try_bound(ex, self.plan, candidate, ex.started + res.deadline)
+                outcome = await a.run(ex, candidate, mode.value, body=body, bound=bound)
                 candidate = Candidate(attempt, forced=True)
                 if outcome.verdict is not None:
                     if mode is Mode.CONTINUATION and outcome.verdict.error_class is ErrorClass.BAD_REQUEST:
                         # The target refused the prefill: that 400 is not the real error.
-                        ex.failures.pop()
                         continue
+                    ex.failed(outcome)
                     self.plan.tried.add(attempt.identity)
                     break
-                self._sources.append(outcome)
-                if outcome.response is None or outcome.splitter is None:
+                if outcome.stream is None:
                     # Answered, but not as a stream: nothing to stitch onto the client's stream.
                     self.plan.tried.add(attempt.identity)
                     break
+                stream = outcome.stream
+                self._sources.append(stream)
                 src = _Source(
                     outcome,
-                    outcome.response,
-                    outcome.splitter,
-                    StreamTracker(ex.parsed.api, replay_limit=d.settings.limits.max_replay_text),
+                    stream,
+                    stream.response,
+                    stream.splitter,
+                    StreamTracker(ex.parsed.api, replay_limit=a.settings.limits.max_replay_text),
                     mode,
                     target=target,
                     skip=skip,
                 )
-                result = await self._pump(src, outcome.pending + outcome.leftover)
+                result = await self._pump(src, stream.pending + stream.leftover)
                 if result is _End.MISMATCH:
                     log.warning("replay on %s did not reproduce the text already sent", attempt.describe())
                     return None

@@ -314,12 +314,12 @@ def test_an_event_of_the_wrong_type_is_dropped_and_the_stream_goes_on(rig: Rig) 
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n" % len(body)
     rig.upstream.response = head + body
     rig.loop.run(forget_health(rig.app))
-    malformed = rig.app.gateway.dispatcher.malformed_events
+    malformed = rig.app.runtime.counters.malformed_events
     status, answer = ask(rig.app.server.port, "responses", True)
     assert status == 200 and not rig.logs.take()
     assert b'"delta":"Hello"' in answer and answer.rstrip().endswith(b"}")
     assert b'{"type":true}' not in answer
-    assert rig.app.gateway.dispatcher.malformed_events == malformed + 1
+    assert rig.app.runtime.counters.malformed_events == malformed + 1
 
 
 def test_an_unusable_plain_body_is_a_classified_failure(rig: Rig) -> None:

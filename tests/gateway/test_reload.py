@@ -14,6 +14,7 @@ from spillgate.app import App, build_app
 from spillgate.config.loader import ConfigError
 from spillgate.fake import FakeUpstream, Fault
 
+from ..clock import ShiftedClock
 from ..scenarios.conftest import PRIMARY, SECONDARY, Scenario, scenario_config
 
 
@@ -23,7 +24,8 @@ async def _start(fake: FakeUpstream, path: Path, config: dict[str, Any]) -> Scen
     path.write_text(yaml.safe_dump(config))
     app = await build_app(str(path), env={})
     await app.start()
-    return Scenario(app, fake, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
+    # Built from a file as `spillgate serve` does: this app keeps the real clock (not ``clock``).
+    return Scenario(app, fake, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)), ShiftedClock())
 
 
 def _only_secondary(config: dict[str, Any]) -> dict[str, Any]:

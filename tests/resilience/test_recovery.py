@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from spillgate.config.schema import Settings
-from spillgate.gateway.core import health_config
+from spillgate.gateway.runtime import health_config
 from spillgate.resilience.health import HealthBoard
 from spillgate.resilience.types import ErrorClass
 from tests.clock import FakeClock

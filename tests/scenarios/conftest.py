@@ -14,7 +14,9 @@ import pytest
 from spillgate.app import App
 from spillgate.config.loader import parse_settings
 from spillgate.fake import FakeUpstream
+from spillgate.gateway.runtime import Runtime
 
+from ..clock import ShiftedClock
 from ..gateway.conftest import Reply
 
 PRIMARY, SECONDARY = "up-primary", "up-secondary"
@@ -130,6 +132,8 @@ class Scenario:
     app: App
     fake: FakeUpstream
     http: aiohttp.ClientSession
+    clock: ShiftedClock
+    """The gateway's clock: ``clock.advance(s)`` ends cooldowns without waiting them out."""
 
     async def ask(self, api: str, stream: bool = False, model: str = "coder", **extra: Any) -> Result:
         body = {**BODIES[api], "model": model, **extra}
@@ -154,9 +158,11 @@ class Scenario:
 
 
 async def start_scenario(fake: FakeUpstream, config: dict[str, Any]) -> Scenario:
-    app = App(parse_settings(config, env={}, source="test"))
+    settings = parse_settings(config, env={}, source="test")
+    clock = ShiftedClock()
+    app = App(settings, runtime=Runtime.create(settings, clock=clock))
     await app.start()
-    return Scenario(app, fake, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
+    return Scenario(app, fake, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)), clock)
 
 
 @pytest.fixture

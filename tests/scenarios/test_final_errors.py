@@ -62,7 +62,7 @@ async def test_a_health_refusal_is_never_told_as_a_context_window_400(fake: Fake
         assert f"coder[1]: skipped: provider-key:oa|{BIG} open for capacity" in text, text
         # Once the larger model is back, it takes the request.
         fake.clear(BIG)
-        await asyncio.sleep(1.05)
+        sc.clock.advance(1.05)
         result = await sc.ask("chat")
         assert result.status == 200 and result.header("x-spillgate-route") == "coder[1]"
     finally:
@@ -117,7 +117,7 @@ async def test_a_model_out_for_long_tells_clients_to_stop(fake: FakeUpstream) ->
         assert first.status == 503 and first.header("x-should-retry") == "true"
         assert first.reply.json()["error"]["code"] == "server_error"  # Codex retries this one
         assert 1 <= int(first.header("retry-after") or 0) <= 2
-        await asyncio.sleep(1.1)
+        sc.clock.advance(1.1)
         # Out for longer than stop_retries_after: each client's own signal to stop.
         responses = await sc.ask("responses")
         assert responses.status == 503 and responses.header("x-should-retry") == "false"
@@ -134,10 +134,10 @@ async def test_a_model_out_for_long_tells_clients_to_stop(fake: FakeUpstream) ->
         assert (await sc.ask("chat", model="other")).status == 200
         # One answer ends the outage.
         fake.clear(SECONDARY)
-        await asyncio.sleep(2.1)  # the secondary's grown cooldown (1 s, then 2 s from its probe)
+        sc.clock.advance(2.1)  # the secondary's grown cooldown (1 s, then 2 s from its probe)
         assert (await sc.ask("chat")).status == 200
         fake.set(SECONDARY, Fault.capacity())
-        await asyncio.sleep(1.05)
+        sc.clock.advance(1.05)
         again = await sc.ask("chat")
         assert again.status == 503 and again.header("x-should-retry") == "true"
     finally:
@@ -194,6 +194,6 @@ async def test_too_long_for_every_declared_window_is_the_requests_400(fake: Fake
         assert "coder[0]: too small: context_window 100" in error["message"], error
         assert "coder[1]: too small: context_window 200" in error["message"], error
         assert not fake.attempts  # nothing was sent upstream
-        assert sc.app.gateway.outages.out_for("coder") is None  # the request's fault, not an outage
+        assert sc.app.runtime.outages.out_for("coder") is None  # the request's fault, not an outage
     finally:
         await stop(sc)

@@ -1,0 +1,39 @@
+"""The interface of per-client-key limit state (RPM, TPM, concurrency, token budgets).
+:class:`~spillgate.limits.limiter.KeyLimiter` is the in-memory implementation; a shared store
+implements the same methods so that a key's limits hold across instances."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from spillgate.config.schema import ClientKey
+from spillgate.limits.limiter import KeyUsage, LimitName, Refusal
+from spillgate.observe.events import Event
+
+
+class LimitStore(Protocol):
+    @property
+    def refusals(self) -> Mapping[tuple[str, LimitName], int]:
+        """Requests refused, per (key name, limit)."""
+        ...
+
+    def admit(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
+        """``None``: the request counts as started (call :meth:`release` when it ends); else why not."""
+        ...
+
+    def release(self, key: ClientKey) -> None: ...
+
+    def spend(self, name: str, tokens: int) -> None:
+        """Take ``tokens`` from the key's per-minute bucket and its budget."""
+        ...
+
+    def __call__(self, event: Event) -> None:
+        """Event observer: a finished request's tokens count against its key."""
+        ...
+
+    def budget_periods(self, keys: tuple[ClientKey, ...]) -> list[tuple[str, float]]: ...
+
+    def set_budget_used(self, key: ClientKey, start: float, used: int) -> None: ...
+
+    def usage(self) -> list[KeyUsage]: ...
