@@ -10,7 +10,7 @@ import logging
 import zlib
 
 from spillgate.config.schema import Settings
-from spillgate.http.client import HttpClient
+from spillgate.http.transport import Transport
 from spillgate.observe.events import AttemptFinished, RequestFinished
 from spillgate.protocols.request import rewrite_model
 from spillgate.protocols.usage import Usage
@@ -33,7 +33,7 @@ MIN_TRY = 1.0
 class AttemptService:
     """Runs and accounts for attempts on one configuration's routes, over the runtime's state."""
 
-    def __init__(self, settings: Settings, clients: dict[str, HttpClient], runtime: Runtime) -> None:
+    def __init__(self, settings: Settings, clients: dict[str, Transport], runtime: Runtime) -> None:
         self.settings = settings
         self.clients = clients
         self.runtime = runtime

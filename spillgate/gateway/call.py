@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 
 from spillgate.config.schema import Limits
-from spillgate.http.client import FailureKind, HttpClient, UpstreamFailure, UpstreamResponse
+from spillgate.http.client import FailureKind, UpstreamFailure
+from spillgate.http.transport import Reply
+from spillgate.http.transport import Transport as Upstream
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.request import ParsedRequest
 from spillgate.protocols.sse import EventTooLarge, SseSplitter
@@ -48,7 +50,7 @@ class Committed:
     """A stream read up to its commit point and still open: the live part of a streamed attempt,
     owned by whoever relays it (the stream session)."""
 
-    response: UpstreamResponse
+    response: Reply
     """Positioned after ``pending``."""
     pending: list[bytes]
     """The stream's events up to and including its first content event."""
@@ -151,7 +153,7 @@ async def call(
     parsed: ParsedRequest,
     body: bytes,
     headers: list[tuple[str, str]],
-    client: HttpClient,
+    client: Upstream,
     bound: float | None = None,
     limits: Limits = _LIMITS,
 ) -> Outcome:
@@ -214,7 +216,7 @@ async def call(
     return outcome.freeze()
 
 
-async def _read_error(outcome: _Draft, response: UpstreamResponse) -> None:
+async def _read_error(outcome: _Draft, response: Reply) -> None:
     parts: list[bytes] = []
     size = 0
     try:
@@ -242,7 +244,7 @@ def _retry_in(headers: dict[str, str], hint: float | None) -> float | None:
 
 async def _read_to_commit(
     outcome: _Draft,
-    response: UpstreamResponse,
+    response: Reply,
     parsed: ParsedRequest,
     started: float,
     deadline: float,

@@ -12,7 +12,7 @@ import itertools
 import logging
 
 from spillgate.config.schema import Settings
-from spillgate.http.client import HttpClient
+from spillgate.http.transport import Transport
 from spillgate.protocols.errors import ErrorKind, GatewayError, is_error_body, render_error
 from spillgate.protocols.usage import from_usage_object
 from spillgate.resilience.backoff import backoff_delay
@@ -36,7 +36,7 @@ class Dispatcher:
     """The loop before the commit point, and the request's answers; attempts themselves are the
     :class:`AttemptService`'s, which the stream session shares."""
 
-    def __init__(self, settings: Settings, clients: dict[str, HttpClient], runtime: Runtime) -> None:
+    def __init__(self, settings: Settings, clients: dict[str, Transport], runtime: Runtime) -> None:
         self.settings = settings
         self.runtime = runtime
         self.attempts = AttemptService(settings, clients, runtime)

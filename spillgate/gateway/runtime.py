@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from spillgate.config.schema import ClientKey, Provider, Settings
+from spillgate.config.schema import ClientKey, Limits, Provider, Settings
 from spillgate.http.client import HttpClient
+from spillgate.http.transport import Transport
 from spillgate.limits.limiter import KeyLimiter
 from spillgate.limits.store import LimitStore
 from spillgate.observe.events import EventBus
@@ -52,28 +53,36 @@ class StoredKeys:
     """Some key was ever created: the API is closed even when all are revoked."""
 
 
+TransportFactory = Callable[[Provider, Limits], Transport]
+"""Builds the transport to one provider (the seam tests plug an in-process mock into)."""
+
+
+def http_transport(provider: Provider, limits: Limits) -> Transport:
+    """The real one: a pooled HTTP/1.1 client to the provider's base URL."""
+    return HttpClient(
+        provider.base_url,
+        max_connections=provider.max_connections,
+        max_header_bytes=limits.max_upstream_header_bytes,
+        max_body_bytes=limits.max_upstream_body_bytes,
+    )
+
+
 @dataclass(slots=True)
 class Pools:
-    """Upstream connection pools per provider; a reload keeps a provider's pool when its URL and
-    size are unchanged, and the retired gateway closes the ones no longer used."""
+    """Upstream transports (connection pools) per provider; a reload keeps a provider's pool when
+    its URL and size are unchanged, and the retired gateway closes the ones no longer used."""
 
-    by_provider: dict[str, tuple[Provider, HttpClient]] = field(default_factory=dict)
+    factory: TransportFactory = http_transport
+    by_provider: dict[str, tuple[Provider, Transport]] = field(default_factory=dict)
 
-    def for_settings(self, settings: Settings) -> dict[str, HttpClient]:
-        limits = settings.limits
-        current: dict[str, tuple[Provider, HttpClient]] = {}
+    def for_settings(self, settings: Settings) -> dict[str, Transport]:
+        current: dict[str, tuple[Provider, Transport]] = {}
         for name, provider in settings.providers.items():
             old = self.by_provider.get(name)
             if old is not None and _same_pool(old[0], provider):
                 current[name] = (provider, old[1])
                 continue
-            client = HttpClient(
-                provider.base_url,
-                max_connections=provider.max_connections,
-                max_header_bytes=limits.max_upstream_header_bytes,
-                max_body_bytes=limits.max_upstream_body_bytes,
-            )
-            current[name] = (provider, client)
+            current[name] = (provider, self.factory(provider, settings.limits))
         self.by_provider = current
         return {name: client for name, (_, client) in current.items()}
 
@@ -118,7 +127,9 @@ class Runtime:
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
         rng: random.Random | None = None,
+        transport: TransportFactory = http_transport,
     ) -> Runtime:
+        """``transport``: how to reach a provider (tests pass an in-process mock)."""
         res = settings.resilience
         runtime = cls(
             clock=clock,
@@ -137,6 +148,7 @@ class Runtime:
             loops=LoopDetector(clock=clock),
             limiter=KeyLimiter(clock=clock, wall=wall),
             classifier=Classifier(settings.error_rules),
+            pools=Pools(transport),
         )
         if settings.metrics:
             runtime.events.subscribe(runtime.metrics)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from spillgate.http.client import FailureKind, UpstreamFailure, UpstreamResponse
+from spillgate.http.client import FailureKind, UpstreamFailure
+from spillgate.http.transport import Reply
 from spillgate.protocols.apis import Api
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.request import ParsedRequest
@@ -59,7 +60,7 @@ class _Source:
 
     outcome: Outcome
     stream: Committed
-    response: UpstreamResponse
+    response: Reply
     splitter: SseSplitter
     tracker: StreamTracker
     mode: Mode
