@@ -19,13 +19,14 @@ from spillgate.config.defaults import (
 from spillgate.config.loader import ConfigError, load_settings
 from spillgate.config.reloading import ReloadResult, keep_restart_only, restart_only_changes
 from spillgate.config.schema import Settings
-from spillgate.gateway.core import Gateway
+from spillgate.gateway.core import Gateway, method_not_allowed, unknown_endpoint
 from spillgate.gateway.key_sync import KeySync
 from spillgate.gateway.runtime import Runtime
+from spillgate.http.routes import Endpoint, Params, Route, RouteTable
 from spillgate.http.server import EarlyReply, HttpServer, Request, ResponseWriter
 from spillgate.observe.recent import RecentFailures
 from spillgate.observe.timeline import Timeline
-from spillgate.protocols.apis import ROUTES, family_for_path
+from spillgate.protocols.apis import ROUTES, Api, family_for_path
 from spillgate.protocols.errors import GatewayError, render_error
 from spillgate.store import UsageRecorder, UsageStore, open_store
 from spillgate.store.keys import KeyRegistry
@@ -65,6 +66,7 @@ class App:
         self.gateway.events.subscribe(self.timeline)
         self.gateway.events.subscribe(self.recent)
         self.admin = AdminApi(self, self.timeline, self.recent)
+        self.routes = self._route_table()
         limits = settings.limits
         self.server = HttpServer(
             self.handle,
@@ -146,12 +148,50 @@ class App:
             return error.status, error_headers, body
         return None
 
+    def _route_table(self) -> RouteTable:
+        """Every endpoint the server has, built once. API endpoints look the gateway up per
+        request: a reload replaces it."""
+
+        def api_endpoint(api: Api) -> Endpoint:
+            async def endpoint(request: Request, writer: ResponseWriter, _: Params) -> None:
+                await self.gateway.serve_api(api, request, writer)
+
+            return endpoint
+
+        async def models(request: Request, writer: ResponseWriter, _: Params) -> None:
+            await self.gateway.list_models(request, writer)
+
+        async def healthz(request: Request, writer: ResponseWriter, _: Params) -> None:
+            await writer.send(200, [("content-type", "application/json")], b'{"status":"ok"}')
+
+        return RouteTable(
+            [
+                *(Route(path, ("POST",), api_endpoint(api), "api") for path, api in ROUTES.items()),
+                Route("/v1/models", ("GET",), models, "api"),
+                Route("/models", ("GET",), models, "api"),
+                Route("/healthz", ("GET", "HEAD"), healthz, "api"),
+                *self.admin.routes(),
+            ]
+        )
+
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
-        if request.path.startswith(("/admin/", "/dashboard")) or request.path in ("/admin", "/metrics"):
-            await self.admin.handle(request, writer)
+        match = self.routes.match(request.method, request.path)
+        route = match.route
+        if route is not None and match.allowed:
+            await route.endpoint(request, writer, match.params)
             return
-        # The gateway is looked up per request: a reload replaces it.
-        await self.gateway.handle(request, writer)
+        if route is not None:
+            area = route.area
+        elif request.path.startswith(("/admin/", "/dashboard")) or request.path in ("/admin", "/metrics"):
+            area = "admin"
+        else:
+            area = "api"
+        if area == "admin":
+            await self.admin.refuse(request, writer, route)
+        elif route is None:
+            await self.gateway.refuse(request, writer, unknown_endpoint(request))
+        else:
+            await self.gateway.refuse(request, writer, method_not_allowed(request, route.methods))
 
     async def reload(self) -> ReloadResult:
         """Re-read the config file and serve new requests with it; requests (streams) already running

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
-from urllib.parse import unquote
 
 import orjson
 
@@ -24,6 +23,7 @@ from spillgate.admin.params import choice, duration, instant, limit, query_param
 from spillgate.config.loader import ConfigError
 from spillgate.config.schema import Settings
 from spillgate.http.browser import browser_denial
+from spillgate.http.routes import Endpoint, Params, Route
 from spillgate.http.server import Request, ResponseWriter
 from spillgate.observe.recent import RecentFailures
 from spillgate.observe.timeline import Timeline
@@ -68,7 +68,7 @@ class AdminHost(Protocol):
     def store(self) -> UsageStore | None: ...
 
 
-Endpoint = Callable[[Request], Awaitable[object]]
+Read = Callable[[Request], Awaitable[object]]
 
 
 class AdminApi:
@@ -85,7 +85,7 @@ class AdminApi:
         self._clock = clock
         self._auth_for: Settings | None = None
         self._auth = AdminAuth(None)
-        self._reads: dict[str, Endpoint] = {
+        self._reads: dict[str, Read] = {
             "/admin": self._index,
             "/admin/": self._index,
             "/admin/health": self._health,
@@ -95,39 +95,74 @@ class AdminApi:
             "/admin/keys": self._keys,
         }
 
-    # -- entry point ------------------------------------------------------------------------------
+    # -- routes ---------------------------------------------------------------------------------
 
-    async def handle(self, request: Request, writer: ResponseWriter) -> None:
+    def routes(self) -> list[Route]:
+        """The admin API's, the dashboard's and ``/metrics``' entries of the server's route table."""
+        reads = ("GET", "HEAD")
+        table = [
+            Route("/dashboard", reads, self._dashboard, "admin"),
+            Route("/dashboard/", reads, self._dashboard, "admin"),
+            Route("/metrics", reads, self._metrics, "admin"),
+            *(
+                Route(path, reads, self._json(_no_params(read)), "admin")
+                for path, read in self._reads.items()
+            ),
+            Route("/admin/reload", ("POST",), self._json(lambda _r, _p: self._reload()), "admin"),
+            Route("/admin/requests/{id}", reads, self._json(lambda _r, p: self._request(p["id"])), "admin"),
+            Route("/admin/accounts/{name}/{action}", ("POST",), self._json(self._scope_action), "admin"),
+            Route("/admin/providers/{name}/{action}", ("POST",), self._json(self._scope_action), "admin"),
+        ]
+        return table
+
+    async def refuse(self, request: Request, writer: ResponseWriter, route: Route | None) -> None:
+        """A path of the admin area that no route has (404), or a method its route does not take
+        (405). Under ``/admin`` the token is checked first: an unknown path says nothing to a
+        caller without it."""
         try:
-            if request.path in ("/dashboard", "/dashboard/"):
-                _allow(request, "GET", "HEAD")
-                await writer.send(200, DASHBOARD_HEADERS, dashboard_html())
-                return
-            if request.path == "/metrics":
-                _allow(request, "GET", "HEAD")
+            if request.path == "/admin" or request.path.startswith("/admin/"):
                 self._guard(request)
-                gateway = self.host.gateway
-                if not gateway.settings.metrics:
-                    raise AdminError(
-                        404, "metrics are off in this gateway's config (metrics: off)", "unknown_url"
-                    )
-                await writer.send(200, _PROMETHEUS, gateway.metrics.render())
-                return
-            if not (request.path == "/admin" or request.path.startswith("/admin/")):
+                if route is None:
+                    raise _unknown_endpoint(request)
+            if route is None:
                 raise AdminError(
                     404, f"no such page: {request.path}; the dashboard is /dashboard", "unknown_url"
                 )
+            _allow(request, *route.methods)
+        except AdminError as error:
+            await _send_error(writer, error)
+
+    async def _dashboard(self, request: Request, writer: ResponseWriter, params: Params) -> None:
+        await writer.send(200, DASHBOARD_HEADERS, dashboard_html())
+
+    async def _metrics(self, request: Request, writer: ResponseWriter, params: Params) -> None:
+        try:
             self._guard(request)
-            payload = await self._dispatch(request)
+            gateway = self.host.gateway
+            if not gateway.settings.metrics:
+                raise AdminError(
+                    404, "metrics are off in this gateway's config (metrics: off)", "unknown_url"
+                )
+        except AdminError as error:
+            await _send_error(writer, error)
+            return
+        await writer.send(200, _PROMETHEUS, gateway.metrics.render())
+
+    def _json(self, work: Callable[[Request, Params], Awaitable[object]]) -> Endpoint:
+        """An admin endpoint: the guard, then ``work``'s answer as JSON (or its AdminError)."""
+
+        async def endpoint(request: Request, writer: ResponseWriter, params: Params) -> None:
+            try:
+                self._guard(request)
+                payload = await work(request, params)
+            except AdminError as error:
+                await _send_error(writer, error)
+                return
             await writer.send(
                 200, _JSON, orjson.dumps(payload, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
             )
-        except AdminError as error:
-            if writer.started:
-                writer.abort()
-                return
-            headers, body = render_admin_error(error)
-            await writer.send(error.status, headers, body)
+
+        return endpoint
 
     def _guard(self, request: Request) -> None:
         """The admin token (else loopback clients only), and never for another web page."""
@@ -149,30 +184,13 @@ class AdminApi:
             self._auth_for = settings
         return self._auth
 
-    async def _dispatch(self, request: Request) -> object:
-        path = request.path
-        read = self._reads.get(path)
-        if read is not None:
-            _allow(request, "GET", "HEAD")
-            return await read(request)
-        if path == "/admin/reload":
-            _allow(request, "POST")
-            return await self._reload()
-        parts = path.split("/")
-        if len(parts) == 4 and parts[2] == "requests" and parts[3]:
-            _allow(request, "GET", "HEAD")
-            return await self._request(unquote(parts[3]))
-        if len(parts) == 5 and parts[2] in ("accounts", "providers") and parts[4] in ("drain", "enable"):
-            _allow(request, "POST")
-            name = unquote(parts[3])
-            if parts[2] == "accounts":
-                return self._account_action(name, parts[4])
-            return self._provider_action(name, parts[4])
-        raise AdminError(
-            404,
-            f"no such admin endpoint: {request.method} {path}; see GET /admin for the list",
-            "unknown_url",
-        )
+    async def _scope_action(self, request: Request, params: Params) -> object:
+        """``POST /admin/accounts/{name}/drain|enable`` and ``/admin/providers/{name}/…``."""
+        if params["action"] not in ("drain", "enable"):
+            raise _unknown_endpoint(request)
+        if request.path.startswith("/admin/accounts/"):
+            return self._account_action(params["name"], params["action"])
+        return self._provider_action(params["name"], params["action"])
 
     # -- endpoints ----------------------------------------------------------------------------------
 
@@ -339,6 +357,29 @@ class AdminApi:
         window = duration(text, "window") if text and text.strip() else 900.0
         window = min(window, self.timeline.span)
         return {"window_seconds": window, **_fields(self.timeline.view(window))}
+
+
+def _no_params(read: Read) -> Callable[[Request, Params], Awaitable[object]]:
+    async def work(request: Request, params: Params) -> object:
+        return await read(request)
+
+    return work
+
+
+def _unknown_endpoint(request: Request) -> AdminError:
+    return AdminError(
+        404,
+        f"no such admin endpoint: {request.method} {request.path}; see GET /admin for the list",
+        "unknown_url",
+    )
+
+
+async def _send_error(writer: ResponseWriter, error: AdminError) -> None:
+    if writer.started:
+        writer.abort()
+        return
+    headers, body = render_admin_error(error)
+    await writer.send(error.status, headers, body)
 
 
 def _allow(request: Request, *methods: str) -> None:

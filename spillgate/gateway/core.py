@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 import orjson
 
@@ -11,7 +12,7 @@ from spillgate.config.schema import WILDCARD, ClientKey, Route, Settings
 from spillgate.http.browser import browser_denial
 from spillgate.http.server import Request, ResponseWriter
 from spillgate.observe.loops import LoopReport
-from spillgate.protocols.apis import ROUTES, Api, family_for_path
+from spillgate.protocols.apis import Api, family_for_path
 from spillgate.protocols.errors import ErrorKind, GatewayError, error_for_status, render_error
 from spillgate.protocols.request import parse_request
 from spillgate.routing.plan import compatible_routes
@@ -80,47 +81,39 @@ class Gateway:
         else:
             self.events.unsubscribe(self.limiter)
 
-    # -- HTTP entry point ---------------------------------------------------------------
-    async def handle(self, request: Request, writer: ResponseWriter) -> None:
+    # -- endpoints (entries of the server's route table; see spillgate.app) -------------------
+    async def serve_api(self, api: Api, request: Request, writer: ResponseWriter) -> None:
+        """``POST`` to an API endpoint: authenticate, parse, route, dispatch."""
+        await self._answering(self._serve_api(api, request, writer), request, writer)
+
+    async def list_models(self, request: Request, writer: ResponseWriter) -> None:
+        """``GET /v1/models``: the public model names, in the asking client's shape."""
+        await self._answering(self._list_models(request, writer), request, writer)
+
+    async def refuse(self, request: Request, writer: ResponseWriter, error: GatewayError) -> None:
+        """An error of the API area (unknown endpoint, wrong method), in the path's protocol."""
+        await self._answering(_raise(error), request, writer)
+
+    async def _answering(self, work: Awaitable[None], request: Request, writer: ResponseWriter) -> None:
+        """Run an endpoint, counted as active (a retired gateway waits for these), its
+        :class:`GatewayError` answered in the protocol of the path."""
         self.active += 1
         try:
-            await self._handle(request, writer)
-        finally:
-            self.active -= 1
-
-    async def _handle(self, request: Request, writer: ResponseWriter) -> None:
-        try:
-            api = ROUTES.get(request.path)
-            if api is not None:
-                if request.method != "POST":
-                    raise _method_not_allowed(request, "POST")
-                await self._serve_api(api, request, writer)
-            elif request.path in ("/v1/models", "/models"):
-                if request.method != "GET":
-                    raise _method_not_allowed(request, "GET")
-                self._check_open_api(request)
-                self.auth.authenticate(request.headers)
-                anthropic = "anthropic-version" in request.headers
-                await writer.send(200, _JSON, self._models_anthropic if anthropic else self._models_openai)
-            elif request.path == "/healthz":
-                if request.method not in ("GET", "HEAD"):
-                    raise _method_not_allowed(request, "GET")
-                await writer.send(200, _JSON, b'{"status":"ok"}')
-            else:
-                raise GatewayError(
-                    404,
-                    ErrorKind.NOT_FOUND,
-                    f"no such endpoint: {request.method} {request.path}; Spillgate serves "
-                    "POST /v1/chat/completions, POST /v1/responses, POST /v1/messages and GET /v1/models",
-                    code="unknown_url",
-                    should_retry=False,
-                )
+            await work
         except GatewayError as error:
             if writer.started:
                 writer.abort()
                 return
             headers, body = render_error(family_for_path(request.path), error)
             await writer.send(error.status, headers, body)
+        finally:
+            self.active -= 1
+
+    async def _list_models(self, request: Request, writer: ResponseWriter) -> None:
+        self._check_open_api(request)
+        self.auth.authenticate(request.headers)
+        anthropic = "anthropic-version" in request.headers
+        await writer.send(200, _JSON, self._models_anthropic if anthropic else self._models_openai)
 
     def _register_gauges(self) -> None:
         m, health, budget, classifier = self.metrics, self.health, self.budget, self.classifier
@@ -310,12 +303,27 @@ def _count_by_reason(reports: list[LoopReport]) -> list[tuple[tuple[str, ...], f
     return [((reason,), n) for reason, n in counts.items()]
 
 
-def _method_not_allowed(request: Request, allowed: str) -> GatewayError:
+async def _raise(error: GatewayError) -> None:
+    raise error
+
+
+def method_not_allowed(request: Request, methods: tuple[str, ...]) -> GatewayError:
     return GatewayError(
         405,
         ErrorKind.METHOD_NOT_ALLOWED,
-        f"method {request.method} is not allowed on {request.path}; use {allowed}",
+        f"method {request.method} is not allowed on {request.path}; use {' or '.join(methods)}",
         code="method_not_allowed",
         should_retry=False,
-        extra_headers=(("allow", allowed),),
+        extra_headers=(("allow", ", ".join(methods)),),
+    )
+
+
+def unknown_endpoint(request: Request) -> GatewayError:
+    return GatewayError(
+        404,
+        ErrorKind.NOT_FOUND,
+        f"no such endpoint: {request.method} {request.path}; Spillgate serves "
+        "POST /v1/chat/completions, POST /v1/responses, POST /v1/messages and GET /v1/models",
+        code="unknown_url",
+        should_retry=False,
     )

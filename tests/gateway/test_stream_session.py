@@ -17,6 +17,7 @@ from spillgate.gateway.runtime import Runtime
 from spillgate.http.client import FailureKind
 from spillgate.http.mock import MockReply, MockRequest, MockTransport
 from spillgate.http.server import Request
+from spillgate.protocols.apis import Api
 
 from ..clock import FakeClock
 
@@ -176,6 +177,7 @@ class Recorder:
 
 
 PROTOCOL = {"chat": "openai", "responses": "openai", "messages": "anthropic"}
+API = {"chat": Api.OPENAI_CHAT, "responses": Api.OPENAI_RESPONSES, "messages": Api.ANTHROPIC_MESSAGES}
 PATH = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}
 
 
@@ -215,7 +217,7 @@ async def ask(gw: Gateway, api: str, stream: bool = True) -> Recorder:
     headers = {"host": "127.0.0.1", "content-type": "application/json", "anthropic-version": "2023-06-01"}
     request = Request("POST", PATH[api], "", headers, orjson.dumps(body), True, "127.0.0.1")
     writer = Recorder()
-    await gw.handle(request, writer)  # type: ignore[arg-type]
+    await gw.serve_api(API[api], request, writer)  # type: ignore[arg-type]
     return writer
 
 
