@@ -29,7 +29,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable,
-            str(REPO / "bench" / "resilience.py"),
+            "-m",
+            "bench.resilience",
             "--duration",
             str(DURATION_S),
             "--json",

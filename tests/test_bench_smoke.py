@@ -36,7 +36,8 @@ def test_overhead_benchmark_produces_all_figures(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
-            str(REPO / "bench" / "overhead.py"),
+            "-m",
+            "bench.overhead",
             "--duration",
             "0.5",
             "--warmup",

@@ -1,0 +1,45 @@
+"""The bench commands start: each wrapper (``bench/overhead``, ``bench/resilience``, ``bench/soak``)
+runs its module (``python -m bench.<name>``) from any directory and prints its usage.
+
+Fast (no server is started); the smoke tests beside this one run the benchmarks themselves.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", ["overhead", "resilience", "soak"])
+def test_wrapper_runs_the_module_from_any_directory(name: str, tmp_path: Path) -> None:
+    (tmp_path / "bench").mkdir()  # a bench/ of the current directory must not shadow the package
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / name), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: bench/{name} "), done.stdout
+    assert "--json PATH" in done.stdout
+
+
+@pytest.mark.parametrize("name", ["overhead", "resilience", "soak"])
+def test_module_runs_from_the_repository_root(name: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: bench/{name} "), done.stdout
