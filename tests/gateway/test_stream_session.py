@@ -245,7 +245,7 @@ async def test_a_replay_that_tells_another_story_ends_with_an_in_band_error() ->
     up.replies["secondary"].append(MockReply(200, SSE, chat_stream(["Goodbye"], chunk="chatcmpl-B")))
     reply = await ask(gateway(up, "chat", FakeClock()), "chat")
     assert reply.text() == "Hello"  # nothing of the other story reached the client
-    name, last = reply.events()[-1]
+    _, last = reply.events()[-1]
     assert isinstance(last, dict) and last["error"]["code"] == "server_error"
     assert all(data != "[DONE]" for _, data in reply.events())
 
