@@ -1,12 +1,22 @@
-"""The validated configuration: frozen, typed, compiled once at start-up."""
+"""The validated configuration: frozen, typed, compiled once at start-up.
+
+The dataclasses also describe the config file: every ``init`` field is a key of its section,
+named and bounded by its type and ``field(metadata=key(...))`` (:mod:`spillgate.validation`),
+and :mod:`spillgate.config.keys` derives the allowed keys and how each value is read from them.
+So a new setting is one field here. Without metadata: a ``float`` is a duration (``5s``,
+``250ms``, positive), an ``int`` is at least 1, ``X | None`` also takes ``null``; ``key(custom=True)``
+fields are read by :mod:`spillgate.config.sections` (references, environment variables).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from spillgate.protocols.apis import ProviderProtocol as ProviderProtocol
 from spillgate.resilience.health import HealthConfig
+from spillgate.resilience.rules import Rule
+from spillgate.validation import key
 
 WILDCARD = "*"
 """A model alias (or a route's upstream model) of ``*`` matches any requested name."""
@@ -54,21 +64,22 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Provider:
-    name: str
+    name: str = field(metadata=key(read=False))
+    """The key of its entry under ``providers``."""
     protocol: ProviderProtocol
-    base_url: str
+    base_url: str = field(metadata=key(custom=True))
     timeouts: Timeouts = field(default_factory=Timeouts)
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), metadata=key(custom=True))
     api_key: Secret | None = None
     max_connections: int = 256
-    forward_headers: frozenset[str] = frozenset()
+    forward_headers: frozenset[str] = field(default=frozenset(), metadata=key(custom=True))
     """Client headers (lower case) forwarded upstream beyond the built-in allowlist."""
 
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    id: str
-    provider: str
+    id: str = field(metadata=key(custom=True))
+    provider: str = field(metadata=key(custom=True))
     api_key: Secret
     max_concurrency: int | None = None
     models: frozenset[str] | None = None
@@ -80,21 +91,23 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    provider: str
+    provider: str = field(metadata=key(custom=True, required=False))
+    """Given, or the provider of the route's account pool."""
     model: str
     """Upstream model name; ``*`` sends the name the client asked for."""
-    accounts: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = field(default=(), metadata=key(custom=True))
     """A pool of accounts; empty means the provider's own credential (or none)."""
     weight: int = 1
-    priority: int = 0
-    """Lower is tried first; routes of equal priority share traffic by weight."""
+    priority: int = field(default=0, metadata=key(minimum=0))
+    """Lower is tried first; routes of equal priority share traffic by weight. Unset: the
+    route's position in its list."""
     context_window: int | None = None
-    timeouts: Timeouts | None = None
+    timeouts: Timeouts | None = field(default=None, metadata=key(custom=True))
     """Overrides the provider's timeouts for this route."""
     supports_prefill: bool = False
     """The upstream continues an assistant message it is given (prefill), so a stream that
     broke mid-answer can be continued here from the text already sent."""
-    label: str = ""
+    label: str = field(default="", metadata=key(read=False))
     """A stable name for headers, logs and metrics, e.g. ``gpt-5.3-codex[0]``."""
 
     def upstream_model(self, requested: str) -> str:
@@ -103,9 +116,11 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class ModelAlias:
-    name: str
-    routes: tuple[Route, ...]
-    deprecated_names: tuple[str, ...] = ()
+    """A ``models`` entry; the other form of entry, ``{alias_of: NAME}``, is a deprecated name."""
+
+    name: str = field(metadata=key(read=False))
+    routes: tuple[Route, ...] = field(metadata=key(custom=True))
+    deprecated_names: tuple[str, ...] = field(default=(), metadata=key(read=False))
 
 
 BudgetPeriod = Literal["day", "month", "total"]
@@ -144,21 +159,22 @@ UNLIMITED = KeyLimits()
 
 @dataclass(frozen=True, slots=True)
 class ClientKey:
-    name: str
-    sha256: str
-    """Lower-case hex digest of the key."""
-    limits: KeyLimits = UNLIMITED
+    name: str = field(metadata=key(custom=True))
+    sha256: str = field(metadata=key("hash", custom=True))
+    """Lower-case hex digest of the key (``hash: sha256:...`` in the file)."""
+    limits: KeyLimits = field(default=UNLIMITED, metadata=key(flatten=True))
+    """Written beside ``name`` and ``hash``, not under a key of their own."""
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_body_bytes: int = 32 * 1024 * 1024
+    max_body_bytes: int = field(default=32 * 1024 * 1024, metadata=key(unit="size"))
     session_bindings: int = 100_000
     """How many session → account bindings are remembered (least recently used go first)."""
     key_refresh: float = 5.0
     """Seconds between re-reads of the stored client keys (``spillgate keys create``/``revoke``) and
     of their budgets' token counts from the usage store."""
-    max_header_bytes: int = 64 * 1024
+    max_header_bytes: int = field(default=64 * 1024, metadata=key(unit="size"))
     """The request line and headers of one request: 431 (414 for the URL alone) above it."""
     max_headers: int = 100
     """Header lines in one request: 431 above it."""
@@ -173,18 +189,18 @@ class Limits:
     and its request (the upstream call included) cancelled."""
     max_connections: int = 4096
     """Open client connections; a new one beyond it gets 503 and is closed."""
-    send_buffer: int = 128 * 1024
+    send_buffer: int = field(default=128 * 1024, metadata=key(unit="size", zero=True))
     """The kernel send buffer of a client connection (``SO_SNDBUF``; 0: the kernel's autotuning,
     up to ``net.ipv4.tcp_wmem``, 4 MiB by default): what a client that does not read can make
     the kernel hold before the write timeout starts counting."""
-    max_replay_text: int = 128 * 1024
+    max_replay_text: int = field(default=128 * 1024, metadata=key(unit="size"))
     """Characters of answer text a stream keeps to continue or replay it after a cut; past it
     the stream is no longer recoverable mid-way (its recovery decision says so)."""
-    max_event_bytes: int = 4 * 1024 * 1024
+    max_event_bytes: int = field(default=4 * 1024 * 1024, metadata=key(unit="size"))
     """One SSE event (or line) from an upstream: a larger one fails the stream as malformed."""
-    max_upstream_header_bytes: int = 64 * 1024
+    max_upstream_header_bytes: int = field(default=64 * 1024, metadata=key(unit="size"))
     """An upstream response's status line and headers: more is a protocol failure."""
-    max_upstream_body_bytes: int = 64 * 1024 * 1024
+    max_upstream_body_bytes: int = field(default=64 * 1024 * 1024, metadata=key(unit="size"))
     """A non-streamed upstream response body: more is a protocol failure (failed over)."""
 
 
@@ -206,7 +222,7 @@ class Cooldowns:
 @dataclass(frozen=True, slots=True)
 class Breaker:
     failures: int = _HEALTH.failure_threshold
-    error_rate: float = _HEALTH.error_rate_threshold
+    error_rate: float = field(default=_HEALTH.error_rate_threshold, metadata=key(unit="ratio"))
     window: float = _HEALTH.error_rate_window
     min_requests: int = _HEALTH.error_rate_min_requests
     cooldown: float = _HEALTH.breaker_cooldown
@@ -220,14 +236,15 @@ class Resilience:
     """Upstream attempts per client request, first one included."""
     deadline: float = 60.0
     """No new attempt (and no wait) starts later than this after the request arrived."""
-    max_retry_wait: float = 5.0
+    max_retry_wait: float = field(default=5.0, metadata=key(zero=True))
     """The longest Retry-After the gateway waits out itself within a request (rather than move
     to another model)."""
     try_timeout: float = 20.0
     """A try that is not the last possible one waits at most this long for response headers and
     for its first token (a silent primary costs this, then the next route starts)..."""
-    failover_reserve: float = 5.0
-    """...and never past ``deadline`` minus this, so that a failover can still start in time."""
+    failover_reserve: float = field(default=5.0, metadata=key(custom=True))
+    """...and never past ``deadline`` minus this, so that a failover can still start in time.
+    Unset, at most a quarter of ``deadline``; 0 is allowed."""
     max_client_retry_after: float = 5.0
     """The longest ``Retry-After`` sent with a final error for a model that is out (capacity,
     overload, 5xx, no route); rate limits and quotas keep their true reset time."""
@@ -237,37 +254,39 @@ class Resilience:
     widen_window: float = 60.0
     """Failures of one class on several models of a credential (or credentials of a provider)
     within this window widen the scope they mark."""
-    budget_ratio: float = 0.2
-    budget_floor: int = 10
-    budget_window: float = 10.0
-    backoff_base: float = 0.25
-    backoff_cap: float = 4.0
+    budget_ratio: float = field(default=0.2, metadata=key("ratio", group="retry_budget", unit="ratio"))
+    budget_floor: int = field(default=10, metadata=key("floor", group="retry_budget", minimum=0))
+    budget_window: float = field(default=10.0, metadata=key("window", group="retry_budget"))
+    backoff_base: float = field(default=0.25, metadata=key("base", group="backoff"))
+    backoff_cap: float = field(default=4.0, metadata=key("cap", group="backoff"))
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
     breaker: Breaker = field(default_factory=Breaker)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    client_keys: tuple[ClientKey, ...] = ()
-    providers: dict[str, Provider] = field(default_factory=dict)
-    accounts: dict[str, Account] = field(default_factory=dict)
-    models: dict[str, ModelAlias] = field(default_factory=dict)
-    deprecated: dict[str, str] = field(default_factory=dict)
-    """Deprecated public name → the alias that replaces it."""
+    host: str = field(default="127.0.0.1", metadata=key("listen", custom=True))
+    port: int = field(default=8080, metadata=key("listen", custom=True))
+    """``listen: HOST:PORT``."""
+    client_keys: tuple[ClientKey, ...] = field(default=(), metadata=key(custom=True))
+    providers: dict[str, Provider] = field(default_factory=dict, metadata=key(custom=True))
+    accounts: dict[str, Account] = field(default_factory=dict, metadata=key(custom=True))
+    """A list in the file (each entry names its ``id``)."""
+    models: dict[str, ModelAlias] = field(default_factory=dict, metadata=key(custom=True))
+    deprecated: dict[str, str] = field(default_factory=dict, metadata=key(read=False))
+    """Deprecated public name → the alias that replaces it (the ``alias_of`` entries of ``models``)."""
     limits: Limits = field(default_factory=Limits)
-    resilience: Resilience = field(default_factory=Resilience)
-    usage_dsn: str | None = None
+    resilience: Resilience = field(default_factory=Resilience, metadata=key(custom=True))
+    usage_dsn: str | None = field(default=None, metadata=key("usage", custom=True))
     """Where requests and attempts are recorded: ``sqlite:path`` or ``postgresql://...``;
     ``None`` records nothing. The embedded defaults (no config file) use ``sqlite:spillgate-usage.db``."""
-    metrics: bool = True
+    metrics: bool = field(default=True, metadata=key(unit="switch"))
     """Prometheus ``/metrics`` and the loop signal; ``metrics: off`` spares their (small) cost."""
     admin_token: Secret | None = None
     """Guards /metrics (and the admin API); ``None`` leaves them open (keep the gateway on loopback)."""
-    error_rules: tuple[Any, ...] = ()
-    """Operator classification rules (``spillgate.resilience.classify.Rule``), first match wins."""
-    source: str = "config"
+    error_rules: tuple[Rule, ...] = field(default=(), metadata=key(custom=True))
+    """Operator classification rules, first match wins (:mod:`spillgate.resilience.rules`)."""
+    source: str = field(default="config", metadata=key(read=False))
     """Where these settings came from: a file path, ``defaults`` or ``demo``."""
 
     def resolve(self, requested: str) -> tuple[ModelAlias | None, str | None]:

@@ -8,8 +8,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, cast
 
 import orjson
 import yaml
@@ -23,11 +24,22 @@ from spillgate.fake.content import (
 )
 from spillgate.fake.conversation import Conversation, ConversationError
 from spillgate.fake.protocol import ANTHROPIC, CHAT, ApiProtocol, JsonValue, error_json
+from spillgate.validation import (
+    ValidationError,
+    check_keys,
+    require_bool,
+    require_duration,
+    require_int,
+    require_mapping,
+    require_ratio,
+    require_scalar,
+    require_str,
+)
 
 FaultBody: TypeAlias = "bytes | str | dict[str, JsonValue] | list[JsonValue] | None"
 
 
-class FaultConfigError(ValueError):
+class FaultConfigError(ValidationError):
     """A fault or behaviours file that cannot be used; the message names the bad key."""
 
 
@@ -269,31 +281,18 @@ class Fault:
         """
         if data is None:
             return cls()
-        if not isinstance(data, Mapping):
-            raise FaultConfigError(f"{where}: expected a mapping of fault fields, got {type(data).__name__}")
-        changes: dict[str, Any] = {}
-        preset: str | None = None
-        retry_after: float | None = None
-        for key, value in data.items():
-            if not isinstance(key, str):
-                raise FaultConfigError(f"{where}: keys must be strings, got {key!r}")
-            if key == "preset":
-                if not isinstance(value, str) or value.replace("-", "_") not in cls.PRESETS:
-                    raise FaultConfigError(
-                        f"{where}.preset: unknown preset {value!r}; expected one of {', '.join(cls.PRESETS)}"
-                    )
-                preset = value.replace("-", "_")
-                continue
-            if key == "retry_after":
-                retry_after = _opt_seconds(f"{where}.{key}", value)
-                continue
-            convert = _CONVERTERS.get(key)
-            if convert is None:
-                raise FaultConfigError(
-                    f"{where}: unknown key {key!r}; expected one of preset, retry_after, "
-                    + ", ".join(_CONVERTERS)
-                )
-            changes[key] = convert(f"{where}.{key}", value)
+        try:
+            given = require_mapping(data, where, what="a mapping of fault fields", none_ok=False)
+            check_keys(given, where, _KEYS)
+            changes: dict[str, Any] = {
+                name: _CONVERTERS[name](value, f"{where}.{name}") for name, value in given.items()
+            }
+        except FaultConfigError:
+            raise
+        except ValidationError as exc:
+            raise FaultConfigError(str(exc)) from None
+        preset = cast("str | None", changes.pop("preset", None))
+        retry_after = cast("float | None", changes.pop("retry_after", None))
         if retry_after is not None and preset != "rate_limited":
             raise FaultConfigError(f"{where}.retry_after: only valid with preset 'rate_limited'")
         try:
@@ -333,73 +332,26 @@ HEALTHY = Fault()
 # -- parsing helpers ------------------------------------------------------------------------------
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _preset(value: object, where: str) -> str:
+    name = value.replace("-", "_") if isinstance(value, str) else None
+    if name not in Fault.PRESETS:
+        raise FaultConfigError(
+            f"{where}: unknown preset {value!r}; expected one of {', '.join(Fault.PRESETS)}"
+        )
+    return name
 
 
-def _bool(where: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise FaultConfigError(f"{where}: expected true or false, got {value!r}")
-    return value
+def _optional(check: Callable[[object, str], object]) -> Callable[[object, str], object]:
+    return lambda value, where: None if value is None else check(value, where)
 
 
-def _count(where: str, value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise FaultConfigError(f"{where}: expected a whole number >= 0, got {value!r}")
-    return value
-
-
-def _chunks(where: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise FaultConfigError(f"{where}: expected a whole number >= 1, got {value!r}")
-    return value
-
-
-def _seconds(where: str, value: object) -> float:
-    if not _is_number(value) or not math.isfinite(value) or value < 0:  # type: ignore[arg-type, operator]
-        raise FaultConfigError(f"{where}: expected a number of seconds >= 0, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _opt_seconds(where: str, value: object) -> float | None:
-    return None if value is None else _seconds(where, value)
-
-
-def _rate(where: str, value: object) -> float:
-    if not _is_number(value) or not (0 <= value <= 1):  # type: ignore[operator]
-        raise FaultConfigError(f"{where}: expected a number between 0 and 1, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _status(where: str, value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not (100 <= value <= 599):
-        raise FaultConfigError(f"{where}: expected an HTTP status between 100 and 599, got {value!r}")
-    return value
-
-
-def _opt_str(where: str, value: object) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise FaultConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _str(where: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise FaultConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _body(where: str, value: object) -> object:
+def _body(value: object, where: str) -> object:
     if value is None or isinstance(value, bytes | str | dict | list):
         return value
     raise FaultConfigError(f"{where}: expected a string or a JSON object/array, got {value!r}")
 
 
-def _conversation(where: str, value: object) -> Conversation | None:
+def _conversation(value: object, where: str) -> Conversation | None:
     if value is None or value is False:
         return None
     try:
@@ -408,46 +360,53 @@ def _conversation(where: str, value: object) -> Conversation | None:
         raise FaultConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
 
 
-def _headers(where: str, value: object) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, Mapping):
-        raise FaultConfigError(f"{where}: expected a mapping of header names to values, got {value!r}")
-    pairs: list[tuple[str, str]] = []
-    for name, item in value.items():
-        if not isinstance(name, str) or not (isinstance(item, str) or _is_number(item)):
-            raise FaultConfigError(f"{where}.{name}: expected a string or number header value, got {item!r}")
-        pairs.append((name, item if isinstance(item, str) else str(item)))
-    return tuple(pairs)
+def _headers(value: object, where: str) -> tuple[tuple[str, str], ...]:
+    what = "a mapping of header names to values"
+    headers = require_mapping(value, where, what=what, show_value=True)
+    return tuple(
+        (name, require_scalar(item, f"{where}.{name}", show_value=True)) for name, item in headers.items()
+    )
 
 
-_CONVERTERS: dict[str, Callable[[str, object], object]] = {
-    "status": _status,
+_text = partial(require_str, empty_ok=True, show_value=True)
+_flag = partial(require_bool, show_value=True)
+_seconds = partial(require_duration, zero=True)
+_count = _optional(partial(require_int, minimum=0, show_value=True))
+
+_CONVERTERS: dict[str, Callable[[object, str], object]] = {
+    "preset": _preset,
+    "retry_after": _optional(_seconds),
+    "status": _optional(partial(require_int, minimum=100, maximum=599, show_value=True)),
     "body": _body,
     "headers": _headers,
-    "error_type": _opt_str,
-    "error_code": _opt_str,
-    "error_message": _opt_str,
-    "reset_before_headers": _bool,
-    "never_answer": _bool,
+    "error_type": _optional(_text),
+    "error_code": _optional(_text),
+    "error_message": _optional(_text),
+    "reset_before_headers": _flag,
+    "never_answer": _flag,
     "headers_delay": _seconds,
     "first_content_delay": _seconds,
     "event_delay": _seconds,
     "cut_after_events": _count,
     "stall_after_events": _count,
     "malformed_at_event": _count,
-    "omit_done": _bool,
+    "omit_done": _flag,
     "stream_error_after_events": _count,
-    "stream_error_code": _opt_str,
-    "stream_error_message": _opt_str,
-    "reject_prefill": _bool,
-    "rate": _rate,
+    "stream_error_code": _optional(_text),
+    "stream_error_message": _optional(_text),
+    "reject_prefill": _flag,
+    "rate": require_ratio,
     "times": _count,
-    "for_seconds": _opt_seconds,
-    "text": _str,
-    "chunks": _chunks,
+    "for_seconds": _optional(_seconds),
+    "text": _text,
+    "chunks": partial(require_int, minimum=1, show_value=True),
     "conversation": _conversation,
 }
+"""How each key of a fault mapping is read: ``preset``, ``retry_after`` and every init field of
+:class:`Fault` (a test keeps them in step). Delays take the one duration grammar (``250ms``, ``2s``
+or seconds)."""
+
+_KEYS = frozenset(_CONVERTERS)
 
 
 def behavior_keys() -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -462,22 +421,19 @@ def parse_behaviors(data: object, *, source: str = "behaviors") -> dict[str, Fau
     """
     if data is None:
         return {}
-    if not isinstance(data, Mapping):
-        raise FaultConfigError(f"{source}: expected a mapping with a 'models' key, got {type(data).__name__}")
-    for key in data:
-        if key != "models":
-            raise FaultConfigError(f"{source}: unknown key {key!r}; expected 'models'")
-    models = data.get("models")
-    if models is None:
-        return {}
-    if not isinstance(models, Mapping):
-        raise FaultConfigError(f"{source}.models: expected a mapping of model names to faults")
-    out: dict[str, Fault] = {}
-    for name, spec in models.items():
-        if not isinstance(name, str) or not name:
-            raise FaultConfigError(f"{source}.models: model names must be non-empty strings, got {name!r}")
-        out[name] = Fault.from_dict(spec, where=f"{source}.models.{name}")
-    return out
+    try:
+        top = require_mapping(data, source, what="a mapping with a 'models' key")
+        check_keys(top, source, {"models"})
+        models = require_mapping(
+            top.get("models"), f"{source}.models", what="a mapping of model names to faults"
+        )
+        for name in models:
+            require_str(name, f"{source}.models", show_value=True)
+    except FaultConfigError:
+        raise
+    except ValidationError as exc:
+        raise FaultConfigError(str(exc)) from None
+    return {name: Fault.from_dict(spec, where=f"{source}.models.{name}") for name, spec in models.items()}
 
 
 def load_behaviors(path: str | os.PathLike[str]) -> dict[str, Fault]:

@@ -13,76 +13,30 @@ How a rule matches a signal:
 - types and codes compare exactly, case-insensitively.
 
 A rule with filters but no conditions matches every signal that passes its filters; a rule with neither
-is invalid (only the built-in fallback has none).
+is invalid (only the built-in fallback has none). :mod:`spillgate.resilience.rules` holds the
+:class:`Rule` itself and reads operator rules from config (both re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
 
+from spillgate.resilience.rules import BUILTIN_PREFIX, KeywordMode, MatchMode, Rule, parse_rules, rule_problem
 from spillgate.resilience.scoping import DEFAULT_SCOPE
-from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport, Verdict
-from spillgate.typenames import type_name
+from spillgate.resilience.types import ErrorClass, Phase, Signal, Transport, Verdict
 
-KeywordMode = Literal["any", "all"]
-MatchMode = Literal["all", "any"]
-
-BUILTIN_PREFIX = "builtin."
-"""Built-in rule names start with this; operator rule names may not."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One row of the classification table (see the module docstring for how it matches)."""
-
-    name: str
-    error_class: ErrorClass
-    scope: Scope | None = None
-    """``None``: the default scope of the class (:data:`DEFAULT_SCOPE`)."""
-    statuses: frozenset[int] = frozenset()
-    error_types: frozenset[str] = frozenset()
-    error_codes: frozenset[str] = frozenset()
-    keywords: tuple[str, ...] = ()
-    keyword_mode: KeywordMode = "any"
-    match: MatchMode = "all"
-    transports: frozenset[Transport] = frozenset()
-    phases: frozenset[Phase] = frozenset()
-    in_stream: bool | None = None
-    priority: int = 100
-    rewrite_status: int | None = None
-    """What the client is told instead of the upstream status (operator rewrite)."""
-    rewrite_message: str | None = None
-    count: bool = True
-    """``False``: failures matching this rule do not count toward health."""
-
-    @property
-    def has_condition(self) -> bool:
-        return bool(
-            self.statuses
-            or self.error_types
-            or self.error_codes
-            or self.keywords
-            or self.transports
-            or self.phases
-            or self.in_stream is not None
-        )
-
-    @property
-    def verdict(self) -> Verdict:
-        """The verdict this rule gives when it matches."""
-        return Verdict(
-            error_class=self.error_class,
-            scope=DEFAULT_SCOPE[self.error_class] if self.scope is None else self.scope,
-            rule=self.name,
-            count=self.count,
-            client_status=self.rewrite_status,
-            client_message=self.rewrite_message,
-            widen=self.scope is None,
-        )
-
+__all__ = [
+    "BUILTIN_NAMES",
+    "BUILTIN_PREFIX",
+    "BUILTIN_RULES",
+    "DEFAULT_SCOPE",
+    "Classifier",
+    "KeywordMode",
+    "MatchMode",
+    "Rule",
+    "parse_rules",
+]
 
 # -- the built-in table ---------------------------------------------------------------------
 
@@ -311,7 +265,7 @@ class Classifier:
     def __init__(self, operator_rules: Sequence[Rule] = ()) -> None:
         seen: set[str] = set()
         for rule in operator_rules:
-            problem = _problem(rule, seen)
+            problem = rule_problem(rule, seen)
             if problem is not None:
                 raise ValueError(f"rule {rule.name!r}: {problem[1]}")
             seen.add(rule.name)
@@ -340,188 +294,3 @@ class Classifier:
                 self._hits[verdict.rule] += 1
                 return verdict
         raise AssertionError("the built-in fallback rule matches every signal")  # pragma: no cover
-
-
-def _problem(rule: Rule, taken: Container[str]) -> tuple[str, str] | None:
-    """What is wrong with an operator rule as ``(key, description)``, or ``None``."""
-    if not rule.name.strip():
-        return "name", "a rule needs a name"
-    if rule.name.startswith(BUILTIN_PREFIX):
-        return "name", f"names starting with {BUILTIN_PREFIX!r} are reserved for built-in rules"
-    if rule.name in taken:
-        return "name", f"duplicate rule name {rule.name!r}"
-    if not rule.has_condition:
-        return (
-            "",
-            "a rule needs at least one condition (status, type, code, keywords, transport, phase, in_stream)",
-        )
-    if any(not keyword.strip() for keyword in rule.keywords):
-        return "keywords", "an empty keyword would match every message"
-    if rule.rewrite_status is not None and not 400 <= rule.rewrite_status <= 599:
-        return "rewrite_status", f"expected a 4xx or 5xx status, got {rule.rewrite_status}"
-    return None
-
-
-# -- parsing operator rules from config -------------------------------------------------------
-
-_E = TypeVar("_E", ErrorClass, Scope, Phase, Transport)
-
-_KEYS = frozenset(
-    {
-        "name",
-        "class",
-        "scope",
-        "status",
-        "type",
-        "code",
-        "keywords",
-        "keyword_mode",
-        "match",
-        "transport",
-        "phase",
-        "in_stream",
-        "priority",
-        "rewrite_status",
-        "rewrite_message",
-        "count",
-    }
-)
-
-
-def parse_rules(raw: object, path: str = "error_rules") -> list[Rule]:
-    """Operator rules from a YAML-loaded list of mappings.
-
-    Keys: ``name`` and ``class`` (required); ``scope``; ``status`` (an int, ``"5xx"``, or a list of
-    them); ``type``, ``code`` (a string or a list); ``keywords`` (a list); ``keyword_mode`` and ``match``
-    (``any`` / ``all``); ``transport``, ``phase`` (a value or a list); ``in_stream``; ``priority``;
-    ``rewrite_status``; ``rewrite_message``; ``count``.
-
-    Raises :class:`ValueError` whose message starts with the key path, e.g.
-    ``error_rules[1].class: unknown error class 'overload' (one of: capacity, overloaded, ...)``.
-    """
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ValueError(f"{path}: expected a list of rules, got {type_name(raw, show_value=True)}")
-    rules: list[Rule] = []
-    names: set[str] = set()
-    for index, item in enumerate(raw):
-        here = f"{path}[{index}]"
-        rule = _parse_rule(item, here)
-        problem = _problem(rule, names)
-        if problem is not None:
-            key, description = problem
-            raise ValueError(f"{here}.{key}: {description}" if key else f"{here}: {description}")
-        names.add(rule.name)
-        rules.append(rule)
-    return rules
-
-
-def _parse_rule(item: object, path: str) -> Rule:
-    if not isinstance(item, dict):
-        raise ValueError(f"{path}: expected a mapping, got {type_name(item, show_value=True)}")
-    m: dict[Any, Any] = item
-    for key in m:
-        if key not in _KEYS:
-            raise ValueError(f"{path}.{key}: unknown key (allowed here: {', '.join(sorted(_KEYS))})")
-    for key in ("name", "class"):
-        if key not in m:
-            raise ValueError(f"{path}.{key}: required key is missing")
-    name = m["name"]
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{path}.name: expected a non-empty string, got {type_name(name, show_value=True)}")
-    return Rule(
-        name=name,
-        error_class=_enum(ErrorClass, m["class"], f"{path}.class", "error class"),
-        scope=_enum(Scope, m["scope"], f"{path}.scope", "scope") if m.get("scope") is not None else None,
-        statuses=frozenset(_statuses(m.get("status"), f"{path}.status")),
-        error_types=frozenset(_strings(m.get("type"), f"{path}.type", numbers=False)),
-        error_codes=frozenset(_strings(m.get("code"), f"{path}.code", numbers=True)),
-        keywords=tuple(_strings(m.get("keywords"), f"{path}.keywords", numbers=False)),
-        keyword_mode=_mode(m.get("keyword_mode", "any"), f"{path}.keyword_mode"),
-        match=_mode(m.get("match", "all"), f"{path}.match"),
-        transports=frozenset(
-            _enum(Transport, v, f"{path}.transport", "transport") for v in _listed(m.get("transport"))
-        ),
-        phases=frozenset(_enum(Phase, v, f"{path}.phase", "phase") for v in _listed(m.get("phase"))),
-        in_stream=_optional_bool(m.get("in_stream"), f"{path}.in_stream"),
-        priority=_int(m.get("priority", 100), f"{path}.priority"),
-        rewrite_status=_int(m["rewrite_status"], f"{path}.rewrite_status")
-        if m.get("rewrite_status") is not None
-        else None,
-        rewrite_message=_message(m.get("rewrite_message"), f"{path}.rewrite_message"),
-        count=_bool(m.get("count", True), f"{path}.count"),
-    )
-
-
-def _enum(kind: type[_E], value: object, path: str, what: str) -> _E:
-    for member in kind:
-        if member.value == value:
-            return member
-    choices = ", ".join(member.value for member in kind)
-    raise ValueError(f"{path}: unknown {what} {value!r} (one of: {choices})")
-
-
-def _listed(value: object) -> list[object]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _statuses(value: object, path: str) -> set[int]:
-    statuses: set[int] = set()
-    for item in _listed(value):
-        if isinstance(item, str) and len(item) == 3 and item[0] in "12345" and item[1:].lower() == "xx":
-            base = int(item[0]) * 100
-            statuses.update(range(base, base + 100))
-        elif isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
-            statuses.add(item)
-        else:
-            raise ValueError(
-                f"{path}: expected an HTTP status (100-599) or a class such as 5xx, got {item!r}"
-            )
-    return statuses
-
-
-def _strings(value: object, path: str, *, numbers: bool) -> list[str]:
-    strings: list[str] = []
-    for item in _listed(value):
-        if isinstance(item, str) and item.strip():
-            strings.append(item)
-        elif numbers and isinstance(item, int) and not isinstance(item, bool):
-            strings.append(str(item))
-        else:
-            raise ValueError(f"{path}: expected a non-empty string, got {type_name(item, show_value=True)}")
-    return strings
-
-
-def _mode(value: object, path: str) -> Literal["any", "all"]:
-    if value == "any":
-        return "any"
-    if value == "all":
-        return "all"
-    raise ValueError(f"{path}: expected 'any' or 'all', got {value!r}")
-
-
-def _bool(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{path}: expected true or false, got {type_name(value, show_value=True)}")
-    return value
-
-
-def _optional_bool(value: object, path: str) -> bool | None:
-    return None if value is None else _bool(value, path)
-
-
-def _int(value: object, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{path}: expected an integer, got {type_name(value, show_value=True)}")
-    return value
-
-
-def _message(value: object, path: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{path}: expected a non-empty string, got {type_name(value, show_value=True)}")
-    return value
