@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spillgate.doctor.target import MAX_PROBES, AliasTarget, UrlTarget
+from spillgate.doctor.target import MAX_PROBES, AliasTarget, UrlTarget, model_family
 from spillgate.doctor.types import UNAVAILABLE, Probe, ProbeResult, Role
 from spillgate.protocols.apis import Api
 from spillgate.resilience.types import ErrorClass
@@ -73,7 +73,6 @@ def pick_others(listed: Sequence[str], model: str, api: Api, limit: int = MAX_OT
     """Up to ``limit`` other chat models from a listing: the model's own family first
     (``gpt-…`` for ``gpt-…``), then models of the API's family, in listing order."""
     family = model.split("-", 1)[0].lower()
-    claude = api is Api.ANTHROPIC_MESSAGES
     seen: set[str] = set()
     candidates: list[str] = []
     for name in listed:
@@ -87,7 +86,7 @@ def pick_others(listed: Sequence[str], model: str, api: Api, limit: int = MAX_OT
         lowered = name.lower()
         if lowered.split("-", 1)[0] == family:
             return 0
-        return 1 if lowered.startswith("claude") == claude else 2
+        return 1 if model_family(name) == api.family else 2
 
     return tuple(sorted(candidates, key=rank)[:limit])  # sorted is stable: listing order within a rank
 

@@ -50,32 +50,18 @@ _KEPT_NAMES = frozenset(
         "deprecation",
     }
 )
-_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
 def token_limit_field(api: Api, model: str) -> str:
     """The output-limit field a minimal request uses (OpenAI reasoning models reject ``max_tokens``)."""
-    if api is Api.OPENAI_RESPONSES:
-        return "max_output_tokens"
-    if api is Api.OPENAI_CHAT and model.lower().startswith(_REASONING_PREFIXES):
-        return "max_completion_tokens"
-    return "max_tokens"
+    return api.adapter.token_limit_field(model)
 
 
 def request_body(probe: Probe) -> bytes:
     """The smallest request that makes the model answer: one short user message, a few tokens."""
     if probe.role is Role.LIST:
         return b""
-    limit = token_limit_field(probe.api, probe.model)
-    body: dict[str, object] = {"model": probe.model}
-    if probe.api is Api.OPENAI_RESPONSES:
-        body["input"] = PROMPT
-        body["store"] = False
-    else:
-        body["messages"] = [{"role": "user", "content": PROMPT}]
-    body[limit] = MAX_OUTPUT_TOKENS
-    body["stream"] = probe.stream
-    return orjson.dumps(body)
+    return orjson.dumps(probe.api.adapter.probe_body(probe.model, PROMPT, MAX_OUTPUT_TOKENS, probe.stream))
 
 
 def request_headers(probe: Probe) -> list[tuple[str, str]]:

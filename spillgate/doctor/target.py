@@ -7,25 +7,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import urlsplit
 
 from spillgate.config.schema import Account, Provider, ProviderProtocol, Secret, Settings
-from spillgate.protocols.apis import Api
+from spillgate.protocols.adapter import adapters, family_adapter
+from spillgate.protocols.apis import DEFAULT_FAMILY, Api
 
-ProtocolChoice = Literal["auto", "openai-chat", "openai-responses", "anthropic"]
-PROTOCOL_CHOICES: tuple[ProtocolChoice, ...] = ("auto", "openai-chat", "openai-responses", "anthropic")
+ProtocolChoice = str
+"""``auto`` or an API's ``--protocol`` name (its adapter's ``cli_name``)."""
+PROTOCOL_CHOICES: tuple[ProtocolChoice, ...] = ("auto", *(api.adapter.cli_name for api in Api))
+"""``auto``, ``openai-chat``, ``openai-responses``, ``anthropic``."""
 
 MAX_PROBES = 8
 """No run sends more requests than this, whatever the target."""
 DEFAULT_TIMEOUT = 20.0
 """Seconds one probe may take, connecting and reading included."""
 
-_CHOSEN: dict[str, Api] = {
-    "openai-chat": Api.OPENAI_CHAT,
-    "openai-responses": Api.OPENAI_RESPONSES,
-    "anthropic": Api.ANTHROPIC_MESSAGES,
-}
+
+def _chosen(choice: str) -> Api | None:
+    """The API a ``--protocol`` name picks (each adapter's ``cli_name``); ``None`` for ``auto``."""
+    return next((a.api for a in adapters() if a.cli_name == choice), None)
 
 
 def mask_key(secret: Secret | None) -> str | None:
@@ -62,21 +63,32 @@ def default_api(family: ProviderProtocol, model: str) -> Api:
 
     Codex models are served on the Responses API only (Codex CLI speaks nothing else).
     """
-    if family == "anthropic":
-        return Api.ANTHROPIC_MESSAGES
-    return Api.OPENAI_RESPONSES if "codex" in model.lower() else Api.OPENAI_CHAT
+    for adapter in adapters():
+        if adapter.family == family and adapter.claims_model(model):
+            return adapter.api
+    return family_adapter(family).api
+
+
+def model_family(model: str) -> ProviderProtocol:
+    """The provider protocol a model's name suggests (``claude-…``: Anthropic), else the default."""
+    claimed = next((a for a in adapters() if a.claims_model(model)), None)
+    return claimed.family if claimed is not None else DEFAULT_FAMILY
 
 
 def candidate_apis(choice: ProtocolChoice, model: str, root: str) -> tuple[Api, ...]:
     """The APIs to try, in order: one when chosen; with ``auto`` a best guess and one fallback
     (used only when the first answers 404/405 on its path)."""
+    chosen = _chosen(choice)
+    if chosen is not None:
+        return (chosen,)
     if choice != "auto":
-        return (_CHOSEN[choice],)
+        raise ValueError(f"unknown protocol {choice!r}")
     host = (urlsplit(root).hostname or "").lower()
-    if model.lower().startswith("claude") or "anthropic" in host:
-        return (Api.ANTHROPIC_MESSAGES, Api.OPENAI_CHAT)
-    first = default_api("openai", model)
-    return (first, Api.OPENAI_CHAT if first is not Api.OPENAI_CHAT else Api.ANTHROPIC_MESSAGES)
+    first = next(
+        (a for a in adapters() if a.claims_model(model) or a.claims_host(host)),
+        family_adapter(DEFAULT_FAMILY),
+    )
+    return (first.api, first.probe_fallback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +130,11 @@ class UrlTarget:
     """Other models to compare with (default: picked from the endpoint's model list)."""
 
     def endpoint(self, api: Api) -> Endpoint:
-        family = api.family
-        base = self.root + "/v1" if family == "openai" else self.root
-        provider = Provider(name=urlsplit(self.root).netloc, protocol=family, base_url=base, api_key=self.key)
+        adapter = api.adapter
+        base = self.root + adapter.provider_base_path
+        provider = Provider(
+            name=urlsplit(self.root).netloc, protocol=adapter.family, base_url=base, api_key=self.key
+        )
         return Endpoint(provider)
 
     @property
@@ -178,7 +192,7 @@ def alias_target(settings: Settings, name: str, choice: ProtocolChoice = "auto")
 
 
 def _route_api(choice: ProtocolChoice, family: ProviderProtocol, model: str) -> Api:
-    chosen = _CHOSEN.get(choice)
+    chosen = _chosen(choice)
     if chosen is not None and chosen.family == family:
         return chosen
     return default_api(family, model)

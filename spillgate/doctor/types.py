@@ -54,10 +54,6 @@ class Category(Enum):
     UNKNOWN = "unknown"
 
 
-MODELS_SUFFIX = {"openai": "/models", "anthropic": "/v1/models"}
-"""Appended to a provider's base URL to list its models (OpenAI base URLs end in /v1)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Probe:
     """One request the doctor sends."""
@@ -78,7 +74,8 @@ class Probe:
     @property
     def path(self) -> str:
         """Relative to the provider's base URL, as the gateway appends it."""
-        return MODELS_SUFFIX[self.api.family] if self.role is Role.LIST else self.api.upstream_suffix
+        adapter = self.api.adapter
+        return adapter.models_suffix if self.role is Role.LIST else adapter.upstream_suffix
 
     @property
     def shown_path(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from spillgate.config.schema import Account, Provider
+from spillgate.protocols.adapter import family_adapter
 
 # Client headers forwarded upstream, by allowlist: what the APIs and the agents' own protocols
 # need. Anything else (credentials, org / project selectors, cookies, hop-by-hop headers, a
@@ -53,8 +54,6 @@ RELAYED_RESPONSE_HEADERS = frozenset(
 RELAYED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "x-codex-")
 """Rate-limit state (OpenAI, Anthropic) and Codex's usage-window headers, which Codex shows."""
 
-ANTHROPIC_VERSION = "2023-06-01"
-
 
 def upstream_headers(
     client_headers: dict[str, str], provider: Provider, account: Account | None
@@ -68,13 +67,8 @@ def upstream_headers(
     ]
     out.append(("accept-encoding", "identity"))
     secret = account.api_key if account is not None else provider.api_key
-    if provider.protocol == "anthropic":
-        if "anthropic-version" not in client_headers:
-            out.append(("anthropic-version", ANTHROPIC_VERSION))
-        if secret is not None:
-            out.append(("x-api-key", secret.reveal()))
-    elif secret is not None:
-        out.append(("authorization", "Bearer " + secret.reveal()))
+    auth = family_adapter(provider.protocol)
+    out.extend(auth.auth_headers(secret.reveal() if secret is not None else None, client_headers))
     if provider.headers:
         overridden = {k.lower() for k, _ in provider.headers}
         out = [(k, v) for k, v in out if k not in overridden]

@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from spillgate.http.client import FailureKind, UpstreamFailure
 from spillgate.http.transport import Reply
-from spillgate.protocols.apis import Api
+from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.request import ParsedRequest
 from spillgate.protocols.sse import EventTooLarge, SseSplitter
-from spillgate.protocols.synth import in_band_error, renumber, stream_end, text_delta
+from spillgate.protocols.synth import in_band_error, rewrite, stream_end, text_delta
 from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport
 
@@ -35,9 +33,6 @@ if TYPE_CHECKING:
     from .planner import RequestPlan
 
 log = logging.getLogger("spillgate.streaming")
-
-_MESSAGE_EVENTS = ("response.output_text.", "response.content_part.")
-"""Responses events about the answer message, whose item id the client already knows."""
 
 FINISH_GRACE = 0.5
 """Seconds to wait for the terminator once the answer is complete before writing it ourselves."""
@@ -73,24 +68,10 @@ class _Source:
 
 def prefill_body(parsed: ParsedRequest, text: str, upstream_model: str) -> tuple[bytes, str]:
     """A request asking the upstream to continue ``text`` (assistant prefill); and the whitespace left out."""
-    prefill = text.rstrip()
-    data: dict[str, Any] = dict(parsed.data)
-    data["model"] = upstream_model
-    messages = list(data.get("messages") or [])
-    last = messages[-1] if messages else None
-    if (
-        isinstance(last, dict)
-        and last.get("role") == "assistant"
-        and isinstance(last.get("content"), str)
-        and parsed.api is Api.ANTHROPIC_MESSAGES
-    ):
-        messages[-1] = {**last, "content": last["content"] + prefill}
-    elif parsed.api is Api.ANTHROPIC_MESSAGES:
-        messages.append({"role": "assistant", "content": prefill})
-    else:
-        messages.append({"role": "assistant", "content": prefill, "prefix": True})
-    data["messages"] = messages
-    return orjson.dumps(data), text[len(prefill) :]
+    made = adapter_for(parsed.api).prefill_body(parsed.data, text, upstream_model)
+    if made is None:
+        raise ValueError(f"a {parsed.api.title} request cannot be continued from a prefill")
+    return made
 
 
 class StreamSession:
@@ -296,25 +277,7 @@ class StreamSession:
 
     def _rewrite(self, payload: Any, name: str | None, raw: bytes) -> bytes:
         """Another upstream's event, given the client stream's ids and sequence."""
-        api = self.client.api
-        if not isinstance(payload, dict):
-            return raw
-        if api is Api.OPENAI_CHAT:
-            if self.client.chunk_id:
-                payload = {**payload, "id": self.client.chunk_id}
-            return b"data: " + orjson.dumps(payload) + b"\n\n"
-        if api is Api.OPENAI_RESPONSES:
-            response = payload.get("response")
-            if isinstance(response, dict) and self.client.response_id:
-                payload = {**payload, "response": {**response, "id": self.client.response_id}}
-            kind = str(payload.get("type", ""))
-            if "item_id" in payload and self.client.item_id and kind.startswith(_MESSAGE_EVENTS):
-                payload = {**payload, "item_id": self.client.item_id}
-            item = payload.get("item")
-            if isinstance(item, dict) and item.get("type") == "message" and self.client.item_id:
-                payload = {**payload, "item": {**item, "id": self.client.item_id}}
-            return renumber(self.client, payload, name)
-        return raw
+        return rewrite(self.client, payload, name, raw)
 
     # -- recovery -----------------------------------------------------------------------
     async def _recover(self) -> tuple[Mode, Outcome, Signal | _End] | None:
@@ -336,7 +299,7 @@ class StreamSession:
             attempt = candidate.attempt
             target = self.client.sent_text()
             modes = [Mode.REPLAY]
-            if attempt.route.supports_prefill and target and ex.parsed.api is not Api.OPENAI_RESPONSES:
+            if attempt.route.supports_prefill and target and adapter_for(ex.parsed.api).continuable:
                 modes.insert(0, Mode.CONTINUATION)
             for mode in modes:
                 if not a.spend_retry():

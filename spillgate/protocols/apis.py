@@ -1,12 +1,23 @@
-"""The three client-facing APIs and how each maps onto an upstream provider."""
+"""The client-facing APIs and how each maps onto an upstream provider.
+
+What each API is on the wire lives in its adapter (``protocols/adapter.py`` and one module per
+API); the properties here read it from there.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from enum import Enum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from spillgate.protocols.adapter import WireAdapter
 
 ProviderProtocol = Literal["openai", "anthropic"]
 """The wire protocol a provider speaks (``providers.<name>.protocol``)."""
+
+DEFAULT_FAMILY: ProviderProtocol = "openai"
+"""The error shape of a path no API claims."""
 
 
 class Api(Enum):
@@ -15,41 +26,71 @@ class Api(Enum):
     ANTHROPIC_MESSAGES = "anthropic-messages"
 
     @property
+    def adapter(self) -> WireAdapter:
+        """Everything this API is on the wire (see ``protocols/adapter.py``)."""
+        from spillgate.protocols.adapter import adapter_for  # the adapters import this module
+
+        return adapter_for(self)
+
+    @property
     def family(self) -> ProviderProtocol:
         """The provider protocol that serves this API (and the shape of its errors)."""
-        return "anthropic" if self is Api.ANTHROPIC_MESSAGES else "openai"
+        return self.adapter.family
 
     @property
     def upstream_suffix(self) -> str:
         """Appended to a provider's base URL (OpenAI base URLs end in /v1, Anthropic's do not)."""
-        return _SUFFIX[self]
+        return self.adapter.upstream_suffix
 
     @property
     def title(self) -> str:
-        return _TITLE[self]
+        return self.adapter.title
 
 
-_SUFFIX = {
-    Api.OPENAI_CHAT: "/chat/completions",
-    Api.OPENAI_RESPONSES: "/responses",
-    Api.ANTHROPIC_MESSAGES: "/v1/messages",
-}
-_TITLE = {
-    Api.OPENAI_CHAT: "OpenAI Chat Completions",
-    Api.OPENAI_RESPONSES: "OpenAI Responses",
-    Api.ANTHROPIC_MESSAGES: "Anthropic Messages",
-}
+class _Routes(Mapping[str, Api]):
+    """Client path -> API, gathered from the adapters' ``client_paths`` on first use."""
 
-ROUTES: dict[str, Api] = {
-    "/v1/chat/completions": Api.OPENAI_CHAT,
-    "/v1/responses": Api.OPENAI_RESPONSES,
-    "/v1/messages": Api.ANTHROPIC_MESSAGES,
-    # Clients configured with a base URL that lacks /v1.
-    "/chat/completions": Api.OPENAI_CHAT,
-    "/responses": Api.OPENAI_RESPONSES,
-}
+    __slots__ = ("_table",)
+
+    def __init__(self) -> None:
+        self._table: dict[str, Api] | None = None
+
+    def _routes(self) -> dict[str, Api]:
+        table = self._table
+        if table is None:
+            from spillgate.protocols.adapter import adapters
+
+            table = {path: a.api for a in adapters() for path in a.client_paths}
+            self._table = table
+        return table
+
+    def __getitem__(self, path: str) -> Api:
+        return self._routes()[path]
+
+    def get(self, path: str, default: Api | None = None) -> Api | None:  # type: ignore[override]
+        return self._routes().get(path, default)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._routes()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routes())
+
+    def __len__(self) -> int:
+        return len(self._routes())
+
+    def __repr__(self) -> str:
+        return f"ROUTES({self._routes()!r})"
+
+
+ROUTES: Mapping[str, Api] = _Routes()
+"""``/v1/chat/completions`` -> Api.OPENAI_CHAT, … (also without ``/v1`` where a client's base URL
+lacks it)."""
 
 
 def family_for_path(path: str) -> ProviderProtocol:
     """The error shape to use for a request to ``path`` (Anthropic only under /v1/messages)."""
-    return "anthropic" if path.startswith("/v1/messages") else "openai"
+    for prefix, api in ROUTES.items():
+        if path.startswith(prefix):
+            return api.family
+    return DEFAULT_FAMILY

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.apis import Api
 from spillgate.protocols.errors import GatewayError, invalid
 
@@ -68,19 +70,20 @@ def parse_request(api: Api, body: bytes, headers: dict[str, str]) -> ParsedReque
 def _check_conversation(api: Api, data: dict[str, Any]) -> None:
     """The conversation field has the type its API gives it (a list of messages; Responses'
     ``input`` a string or a list), so a careless client hears it here, in its own protocol."""
-    if api is Api.OPENAI_RESPONSES:
-        value = data.get("input")
-        if value is not None and not isinstance(value, str | list):
-            raise invalid(f"'input' must be a string or a list of items, got {_kind(value)}", param="input")
-        return
+    adapter_for(api).check_conversation(data)
+
+
+def check_messages(data: Mapping[str, Any]) -> None:
+    """``messages`` (Chat Completions, Anthropic Messages) is a list of objects when present."""
     value = data.get("messages")
     if value is not None and not isinstance(value, list):
-        raise invalid(f"'messages' must be a list of messages, got {_kind(value)}", param="messages")
+        raise invalid(f"'messages' must be a list of messages, got {describe_type(value)}", param="messages")
     if isinstance(value, list) and any(not isinstance(m, dict) for m in value):
         raise invalid("every item of 'messages' must be an object", param="messages")
 
 
-def _kind(value: object) -> str:
+def describe_type(value: object) -> str:
+    """``an object``, ``a string``…: a JSON value's type, for an error message."""
     return {dict: "an object", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
         type(value), type(value).__name__
     )
@@ -115,15 +118,7 @@ def _session_key(api: Api, data: dict[str, Any], headers: dict[str, str]) -> str
         value = headers.get(name)
         if value:
             return value
-    if api is Api.ANTHROPIC_MESSAGES:
-        metadata = data.get("metadata")
-        if isinstance(metadata, dict):
-            user = metadata.get("user_id")
-            if isinstance(user, str) and user:
-                return user
-        return None
-    key = data.get("prompt_cache_key")
-    return key if isinstance(key, str) and key else None
+    return adapter_for(api).session_key(data)
 
 
 def rewrite_model(parsed: ParsedRequest, upstream_model: str) -> bytes:

@@ -1,10 +1,12 @@
-"""Token usage as each API reports it, read from a response body or a stream's usage events."""
+"""Token usage as each API reports it, read from a response body or a stream's usage events
+(each API's own reading is its adapter's ``usage``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.apis import Api
 
 
@@ -23,24 +25,11 @@ class Usage:
         )
 
 
-def _int(value: Any) -> int | None:
+def as_count(value: Any) -> int | None:
+    """An integer count (a boolean is not one), else ``None``."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def from_usage_object(api: Api, usage: Any) -> Usage | None:
     """A ``usage`` object of ``api``: chat counts prompt/completion tokens, the others input/output."""
-    if not isinstance(usage, dict):
-        return None
-    if api is Api.OPENAI_CHAT:
-        details = usage.get("prompt_tokens_details")
-        cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
-        return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), cached)
-    if api is Api.OPENAI_RESPONSES:
-        details = usage.get("input_tokens_details")
-        cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
-        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")), cached)
-    return Usage(
-        _int(usage.get("input_tokens")),
-        _int(usage.get("output_tokens")),
-        _int(usage.get("cache_read_input_tokens")),
-    )
+    return adapter_for(api).usage(usage)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from enum import Enum
 
+from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.apis import Api
 from spillgate.protocols.errors import ErrorKind, GatewayError
 from spillgate.resilience.types import ErrorClass
@@ -149,9 +150,8 @@ def final_error(
     if stop is not None:
         return stop_error(api, f"{stop} (tried {what}){suffix}")
     if error_class in (ErrorClass.CAPACITY, ErrorClass.OVERLOADED):
-        anthropic = api is Api.ANTHROPIC_MESSAGES
         return GatewayError(
-            529 if anthropic else 503,
+            adapter_for(api).capacity_status,
             ErrorKind.OVERLOADED,
             f"model '{model}' is out of capacity (tried {what}){suffix}",
             code="server_error",
@@ -189,11 +189,7 @@ def no_route_error(
 def stop_error(api: Api, message: str) -> GatewayError:
     """Stop retrying, in each client's own terms (see :func:`final_error`). No ``Retry-After``:
     Codex spaces its last quick transport retries by it."""
-    anthropic = api is Api.ANTHROPIC_MESSAGES
+    adapter = adapter_for(api)
     return GatewayError(
-        529 if anthropic else 503,
-        ErrorKind.OVERLOADED,
-        message,
-        code="server_is_overloaded" if api is Api.OPENAI_RESPONSES else "server_error",
-        should_retry=False,
+        adapter.capacity_status, ErrorKind.OVERLOADED, message, code=adapter.stop_code, should_retry=False
     )

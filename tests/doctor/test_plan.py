@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 
+import orjson
 import pytest
 
 from spillgate.config.loader import parse_settings
 from spillgate.config.schema import Secret
 from spillgate.doctor.plan import MAX_PAUSE, alias_steps, next_steps, pick_others
-from spillgate.doctor.probe import request_body, token_limit_field
+from spillgate.doctor.probe import PROMPT, request_body, token_limit_field
 from spillgate.doctor.target import (
     MAX_PROBES,
+    PROTOCOL_CHOICES,
     alias_target,
     candidate_apis,
+    default_api,
     mask_key,
+    model_family,
     root_url,
 )
 from spillgate.doctor.types import Probe, ProbeResult, Role
@@ -224,6 +228,57 @@ def test_minimal_bodies(api: Api, model: str, field: str) -> None:
     assert token_limit_field(api, model) == field
     body = request_body(Probe(Role.MODEL, TARGET.endpoint(api), api, model, stream=True))
     assert f'"{field}":16'.encode() in body and b'"stream":true' in body and model.encode() in body
+
+
+@pytest.mark.parametrize(
+    ("api", "expected"),
+    [
+        (
+            CHAT,
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": PROMPT}],
+                "max_tokens": 16,
+                "stream": False,
+            },
+        ),
+        (
+            Api.OPENAI_RESPONSES,
+            {"model": "m", "input": PROMPT, "store": False, "max_output_tokens": 16, "stream": False},
+        ),
+        (
+            MESSAGES,
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": PROMPT}],
+                "max_tokens": 16,
+                "stream": False,
+            },
+        ),
+    ],
+)
+def test_minimal_bodies_are_exact(api: Api, expected: dict[str, object]) -> None:
+    assert request_body(Probe(Role.MODEL, TARGET.endpoint(api), api, "m")) == orjson.dumps(expected)
+
+
+def test_protocol_choices_and_defaults_come_from_the_adapters() -> None:
+    assert PROTOCOL_CHOICES == ("auto", "openai-chat", "openai-responses", "anthropic")
+    assert default_api("anthropic", "gpt-4o") is MESSAGES
+    assert default_api("anthropic", "claude-x") is MESSAGES
+    assert default_api("openai", "claude-x") is CHAT
+    assert default_api("openai", "gpt-5-codex") is Api.OPENAI_RESPONSES
+    assert default_api("openai", "gpt-4o") is CHAT
+    assert [model_family(m) for m in ("Claude-3", "gpt-5-codex", "llama")] == [
+        "anthropic",
+        "openai",
+        "openai",
+    ]
+    with pytest.raises(ValueError, match="unknown protocol"):
+        candidate_apis("gemini", "m", "http://h")
+    assert TARGET.endpoint(CHAT).provider.base_url.endswith("/v1")
+    assert not TARGET.endpoint(MESSAGES).provider.base_url.endswith("/v1")
+    assert Probe(Role.LIST, TARGET.endpoint(MESSAGES), MESSAGES).path == "/v1/models"
+    assert Probe(Role.LIST, TARGET.endpoint(CHAT), CHAT).path == "/models"
 
 
 def test_alias_target_probes_every_route_and_account_in_order() -> None:
