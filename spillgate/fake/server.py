@@ -6,31 +6,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
 
+from spillgate.fake.answers import (
+    JSON,
+    MALFORMED_BODY,
+    json_headers,
+    plain_outcome,
+    prefill_of,
+    stream_answer,
+    stream_headers,
+    whole_answer,
+)
 from spillgate.fake.attempts import AttemptLog, AttemptRecord
 from spillgate.fake.behavior import HEALTHY, Fault
-from spillgate.fake.content import (
-    StreamEvents,
-    input_tokens_for,
-    new_id,
-    responses_reply_object,
-    responses_reply_stream,
-    stream_events,
-    success_body,
-)
+from spillgate.fake.content import input_tokens_for, new_id
 from spillgate.fake.control import CONTROL_PREFIX, handle_control
-from spillgate.fake.protocol import (
-    ANTHROPIC,
-    PROTOCOL_BY_PATH,
-    RESPONSES,
-    ApiProtocol,
-    error_json,
-    protocol_for_path,
-)
+from spillgate.fake.protocol import PROTOCOL_BY_PATH, ApiProtocol, error_json, protocol_for_path
 from spillgate.fake.script import StreamScript, script_stream
 from spillgate.http.server import ClientDisconnected, Headers, HttpServer, Request, ResponseWriter
 
@@ -47,14 +42,9 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "claude-haiku-4-5",
 )
 
-_JSON = ("content-type", "application/json")
-_SSE = ("content-type", "text/event-stream")
-_NO_CACHE = ("cache-control", "no-cache")
-_MALFORMED_BODY = b'{"broken json'
-
 
 def _error_responder(status: int, message: str, path: str) -> tuple[Headers, bytes]:
-    return [_JSON], error_json(protocol_for_path(path), status, message=message)
+    return [JSON], error_json(protocol_for_path(path), status, message=message)
 
 
 @dataclass(slots=True)
@@ -62,19 +52,6 @@ class _Slot:
     fault: Fault
     set_at: float
     count: int = 0
-
-
-def _plain_outcome(fault: Fault) -> str:
-    """What a faulted, non-streamed request ends as (status/reset/never_answer come first)."""
-    if fault.cut_after_events is not None:
-        return "cut"
-    if fault.stall_after_events is not None:
-        return "stall"
-    if fault.stream_error_after_events is not None:
-        return "stream_error"
-    if fault.malformed_at_event is not None:
-        return "malformed"
-    return "ok"
 
 
 class FakeUpstream:
@@ -89,6 +66,9 @@ class FakeUpstream:
     A fault with a ``conversation`` answers Responses requests with that scripted coding turn
     (see :mod:`spillgate.fake.conversation`) wherever it would send the plain answer, so the
     fault's status and stream faults still apply to it.
+
+    ``clock`` is what the time windows (``for_seconds``) and the attempt times are read from: a
+    test can move it forward instead of waiting a window out (the delays stay real time).
     """
 
     def __init__(
@@ -97,7 +77,9 @@ class FakeUpstream:
         *,
         max_attempts: int | None = 100_000,
         max_body_bytes: int = 32 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._slots: dict[str, _Slot] = {}
         self._log = AttemptLog(max_attempts)
         # The kernel's own send buffer (autotuned), as a real upstream's: benchmarks compare
@@ -118,7 +100,7 @@ class FakeUpstream:
         await self._server.start(host, port)
         self._started = True
         self._closing = False
-        now = time.monotonic()
+        now = self._clock()
         for slot in self._slots.values():  # time windows count from when serving began
             slot.set_at = now
         if host in ("", "0.0.0.0"):
@@ -173,7 +155,7 @@ class FakeUpstream:
     def set(self, model: str, fault: Fault) -> None:
         """Give ``model`` (``"*"``: every model without its own entry) this behaviour from now on;
         its request count and time window start again."""
-        self._slots[model] = _Slot(fault, time.monotonic())
+        self._slots[model] = _Slot(fault, self._clock())
 
     def clear(self, model: str | None = None) -> None:
         """Make ``model`` (``None``: every model) healthy again."""
@@ -205,7 +187,7 @@ class FakeUpstream:
             await self._other(request, writer)
             return
         if request.method != "POST":
-            await writer.send(405, [_JSON, ("allow", "POST")], error_json(protocol, 405))
+            await writer.send(405, [JSON, ("allow", "POST")], error_json(protocol, 405))
             return
         self._in_flight += 1
         try:
@@ -214,7 +196,7 @@ class FakeUpstream:
             self._in_flight -= 1
 
     async def _answer(self, request: Request, writer: ResponseWriter, protocol: ApiProtocol) -> None:
-        now = time.monotonic()
+        now = self._clock()
         request_id = new_id("req_")
         body = request.body
         try:
@@ -230,7 +212,7 @@ class FakeUpstream:
                 else "you must provide a model parameter"
             )
             await writer.send(
-                400, [_JSON, ("x-request-id", request_id)], error_json(protocol, 400, message=message)
+                400, [JSON, ("x-request-id", request_id)], error_json(protocol, 400, message=message)
             )
             return
         assert isinstance(payload, dict)
@@ -243,12 +225,12 @@ class FakeUpstream:
             index = slot.count
             slot.count = index + 1
             applied = fault.active and fault.applies(index, now - slot.set_at)
-        prefill = _prefill(payload)
+        prefill = prefill_of(payload)
         if prefill is not None and fault.reject_prefill:
             self._record(request, now, protocol, model, stream, "status:400", True, request_id)
             message = "this model does not continue an assistant message (prefill is not supported)"
             await writer.send(
-                400, [_JSON, ("x-request-id", request_id)], error_json(protocol, 400, message=message)
+                400, [JSON, ("x-request-id", request_id)], error_json(protocol, 400, message=message)
             )
             return
         if prefill and fault.text.startswith(prefill) and len(fault.text) > len(prefill):
@@ -260,14 +242,14 @@ class FakeUpstream:
         if not applied:
             self._record(request, now, protocol, model, stream, "ok", False, request_id)
             if stream:
-                events = _stream_answer(protocol, model, fault, payload, input_tokens, created)
-                writer.start(200, _stream_headers(protocol, request_id))
+                events = stream_answer(protocol, model, fault, payload, input_tokens, created)
+                writer.start(200, stream_headers(protocol, request_id))
                 for frame in events.frames:
                     await writer.write(frame)
                 await writer.end()
             else:
-                answer = _whole_answer(protocol, model, fault, payload, input_tokens, created)
-                await writer.send(200, _json_headers(protocol, request_id), answer)
+                answer = whole_answer(protocol, model, fault, payload, input_tokens, created)
+                await writer.send(200, json_headers(protocol, request_id), answer)
             return
 
         script: StreamScript | None = None
@@ -278,11 +260,11 @@ class FakeUpstream:
         elif fault.status is not None:
             outcome = f"status:{fault.status}"
         elif stream:
-            events = _stream_answer(protocol, model, fault, payload, input_tokens, created)
+            events = stream_answer(protocol, model, fault, payload, input_tokens, created)
             script = script_stream(events, fault)
             outcome = script.outcome
         else:
-            outcome = _plain_outcome(fault)
+            outcome = plain_outcome(fault)
         self._record(request, now, protocol, model, stream, outcome, True, request_id)
         await self._faulted(
             writer, protocol, model, fault, script, request_id, payload, input_tokens, created
@@ -337,7 +319,7 @@ class FakeUpstream:
         if fault.status is not None:
             headers = [("x-request-id", request_id), *fault.headers]
             if not any(name == "content-type" for name, _ in fault.headers):
-                headers.append(_JSON)
+                headers.append(JSON)
             await writer.send(fault.status, headers, fault.status_body(protocol))
             return
         if script is not None:
@@ -345,7 +327,7 @@ class FakeUpstream:
             return
         if fault.first_content_delay:
             await self._pause(fault.first_content_delay)
-        headers = _json_headers(protocol, request_id)
+        headers = json_headers(protocol, request_id)
         headers.extend(fault.headers)
         if fault.cut_after_events is not None:
             writer.abort(reset=False)
@@ -355,9 +337,9 @@ class FakeUpstream:
             status, body = fault.stream_error_response(protocol)
             await writer.send(status, headers, body)
         elif fault.malformed_at_event is not None:
-            await writer.send(200, headers, _MALFORMED_BODY)
+            await writer.send(200, headers, MALFORMED_BODY)
         else:
-            answer = _whole_answer(protocol, model, fault, payload, input_tokens, created)
+            answer = whole_answer(protocol, model, fault, payload, input_tokens, created)
             await writer.send(200, headers, answer)
 
     async def _stream(
@@ -368,7 +350,7 @@ class FakeUpstream:
         script: StreamScript,
         request_id: str,
     ) -> None:
-        headers = _stream_headers(protocol, request_id)
+        headers = stream_headers(protocol, request_id)
         headers.extend(fault.headers)
         writer.start(200, headers)
         first = script.first_content
@@ -411,16 +393,16 @@ class FakeUpstream:
             await handle_control(self, request, writer)
         elif path == "/v1/models":
             if request.method != "GET":
-                await writer.send(405, [_JSON, ("allow", "GET")], error_json(protocol_for_path(path), 405))
+                await writer.send(405, [JSON, ("allow", "GET")], error_json(protocol_for_path(path), 405))
             else:
                 await writer.send(
-                    200, [_JSON], self._models_json(anthropic="anthropic-version" in request.headers)
+                    200, [JSON], self._models_json(anthropic="anthropic-version" in request.headers)
                 )
         else:
             body = error_json(
                 protocol_for_path(path), 404, message=f"Unknown request URL: {request.method} {path}"
             )
-            await writer.send(404, [_JSON], body)
+            await writer.send(404, [JSON], body)
 
     def _models_json(self, *, anthropic: bool) -> bytes:
         names = [m for m in self._slots if m != WILDCARD]
@@ -439,54 +421,6 @@ class FakeUpstream:
                 ],
             }
         )
-
-
-def _stream_answer(
-    protocol: ApiProtocol,
-    model: str,
-    fault: Fault,
-    payload: dict[str, object],
-    input_tokens: int,
-    created: int,
-) -> StreamEvents:
-    """The healthy streamed answer (faults are applied to it afterwards)."""
-    conversation = fault.conversation
-    if conversation is not None and protocol == RESPONSES:
-        reply = conversation.reply(payload)
-        return responses_reply_stream(model, reply, fault.chunks, input_tokens, created)
-    return stream_events(protocol, model, fault.deltas, input_tokens, created, _include_usage(payload))
-
-
-def _whole_answer(
-    protocol: ApiProtocol,
-    model: str,
-    fault: Fault,
-    payload: dict[str, object],
-    input_tokens: int,
-    created: int,
-) -> bytes:
-    """The healthy non-streamed answer."""
-    conversation = fault.conversation
-    if conversation is not None and protocol == RESPONSES:
-        return responses_reply_object(model, conversation.reply(payload), fault.chunks, input_tokens, created)
-    return success_body(protocol, model, fault.text, len(fault.deltas), input_tokens, created)
-
-
-def _include_usage(payload: dict[str, object]) -> bool:
-    options = payload.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def _json_headers(protocol: ApiProtocol, request_id: str) -> list[tuple[str, str]]:
-    if protocol == ANTHROPIC:
-        return [_JSON, ("x-request-id", request_id), ("request-id", request_id)]
-    return [_JSON, ("x-request-id", request_id)]
-
-
-def _stream_headers(protocol: ApiProtocol, request_id: str) -> list[tuple[str, str]]:
-    if protocol == ANTHROPIC:
-        return [_SSE, _NO_CACHE, ("x-request-id", request_id), ("request-id", request_id)]
-    return [_SSE, _NO_CACHE, ("x-request-id", request_id)]
 
 
 async def serve(
@@ -509,14 +443,3 @@ async def serve(
         await asyncio.get_running_loop().create_future()
     finally:
         await fake.close()
-
-
-def _prefill(payload: dict[str, object]) -> str | None:
-    """The assistant text a request asks to be continued (a final assistant message), if any."""
-    messages = payload.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return None
-    last = messages[-1]
-    if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
-        return str(last["content"])
-    return None

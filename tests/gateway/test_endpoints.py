@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -10,6 +9,7 @@ import orjson
 import pytest
 
 from spillgate.fake import DEFAULT_TEXT, Fault
+from tests.eventually import eventually
 
 from .conftest import CLIENT_KEY, UPSTREAM_KEYS, Harness
 
@@ -251,12 +251,10 @@ async def test_client_disconnect_cancels_upstream(gw: Harness) -> None:
         assert sum(gw.app.gateway.inflight.counts.values()) == 1
         resp.close()
     client = gw.app.gateway.clients["up-openai"]
-    for _ in range(100):
-        if not client._active and not gw.app.gateway.inflight.counts:
-            break
-        await asyncio.sleep(0.02)
-    assert not client._active, "the upstream connection was not closed"
-    assert not gw.app.gateway.inflight.counts
+    await eventually(lambda: not client._active, what="the upstream connection to be closed")
+    await eventually(
+        lambda: not gw.app.gateway.inflight.counts, what="the request to leave the in-flight count"
+    )
 
 
 async def test_keep_alive_reuses_upstream_connections(gw: Harness) -> None:

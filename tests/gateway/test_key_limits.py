@@ -16,6 +16,7 @@ from spillgate.fake import FakeUpstream, Fault
 from spillgate.gateway.auth import hash_key
 from spillgate.store import RequestRecord, open_store
 from spillgate.store.keys import KeyRegistry
+from tests.eventually import eventually
 
 from ..scenarios.conftest import PRIMARY, Result, Scenario, scenario_config, start_scenario
 
@@ -97,9 +98,9 @@ async def test_requests_per_minute(start: Any, api: str) -> None:
 
 async def test_concurrent_requests(start: Any, fake: FakeUpstream) -> None:
     sc = await start(KeyLimits(max_concurrent=1))
-    fake.set(PRIMARY, Fault(headers_delay=0.5))
+    fake.set(PRIMARY, Fault(headers_delay=0.5))  # holds the first request while the second is refused
     first = asyncio.create_task(sc.ask("chat"))
-    await asyncio.sleep(0.2)
+    await eventually(lambda: fake.in_flight == 1, what="the first request to reach the upstream")
     second = await sc.ask("chat")
     assert second.status == 429 and second.header("retry-after") == "1"
     assert "1 requests in flight" in _error(second, "chat")[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from spillgate.fake import FakeUpstream, Fault
+from tests.eventually import eventually
 
 from ..scenarios.conftest import start_scenario
 
@@ -34,7 +35,7 @@ async def test_a_full_pool_fails_over_within_the_connect_timeout(fake: FakeUpstr
     try:
         fake.set("up-hold", Fault.hang())
         holder = asyncio.ensure_future(sc.ask("chat", model="hold"))  # takes the pool's only connection
-        await asyncio.sleep(0.2)
+        await eventually(lambda: fake.in_flight == 1, what="the holder to reach the upstream")
         result = await sc.ask("chat")
         assert result.status == 200 and result.header("x-spillgate-route") == "coder[1]", result.reply.body
         assert 0.5 <= result.elapsed < 1.5

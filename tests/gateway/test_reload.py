@@ -13,6 +13,7 @@ import yaml
 from spillgate.app import App, build_app
 from spillgate.config.loader import ConfigError
 from spillgate.fake import FakeUpstream, Fault
+from tests.eventually import eventually
 
 from ..clock import ShiftedClock
 from ..scenarios.conftest import PRIMARY, SECONDARY, Scenario, scenario_config
@@ -44,9 +45,9 @@ async def test_reload_keeps_running_streams_and_serves_new_requests_with_the_new
     config = scenario_config(fake)
     sc = await _start(fake, path, config)
     try:
-        fake.set(PRIMARY, Fault(event_delay=0.15, chunks=8))  # a stream of ~1.2 s
+        fake.set(PRIMARY, Fault(event_delay=0.05, chunks=8))  # 16 events, ~0.75 s: outlasts the reload
         running = asyncio.create_task(sc.ask("responses", stream=True))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: fake.in_flight == 1, what="the stream to reach the upstream")
         assert sc.app.gateway.active == 1
         old = sc.app.gateway
 
@@ -66,8 +67,7 @@ async def test_reload_keeps_running_streams_and_serves_new_requests_with_the_new
         assert streamed.status == 200 and streamed.ended_normally("responses")
         assert streamed.header("x-spillgate-route") == "coder[0]" and streamed.text("responses", True)
         assert sc.seen(PRIMARY) == 1  # only the stream that started before the reload
-        await asyncio.sleep(0.3)
-        assert old.active == 0
+        await eventually(lambda: old.active == 0, what="the retired gateway to finish its stream")
     finally:
         await sc.http.close()
         await sc.app.stop(grace=1)

@@ -9,6 +9,7 @@ import pytest
 
 from spillgate.fake import FakeUpstream, Fault
 from spillgate.http.client import FailureKind, HttpClient, UpstreamFailure
+from tests.eventually import eventually
 
 BODY = b'{"model":"m","messages":[],"stream":true}'
 HEADERS = [("content-type", "application/json")]
@@ -120,7 +121,8 @@ async def test_a_full_pool_is_a_typed_failure_within_the_connect_timeout(fake: F
     fake.set("m", Fault.hang())
     client = HttpClient(fake.openai_base_url, max_connections=1)
     holder = asyncio.ensure_future(post(client, body=b'{"model":"m"}', first_byte=30))
-    await asyncio.sleep(0.1)  # the only connection is taken by a request that never ends
+    # The only connection is taken by a request that never ends.
+    await eventually(lambda: fake.in_flight == 1, what="the holder to reach the upstream")
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(UpstreamFailure) as info:
@@ -128,7 +130,9 @@ async def test_a_full_pool_is_a_typed_failure_within_the_connect_timeout(fake: F
             "POST", "/chat/completions", HEADERS, BODY, connect_timeout=0.3, first_byte_timeout=5
         )
     assert info.value.kind is FailureKind.POOL_FULL and "all 1 connections" in info.value.message
-    assert 0.3 <= loop.time() - started < 1.0 and client.pool_full == 1
+    # 0.299: uvloop's clock counts whole milliseconds, and 0.3 s as the difference of two such
+    # floats can come out a hair under 0.3.
+    assert 0.299 <= loop.time() - started < 1.0 and client.pool_full == 1
     holder.cancel()
     await client.close()
 
@@ -153,7 +157,7 @@ async def test_cancel_closes_the_connection(fake: FakeUpstream) -> None:
     fake.set("m", Fault.hang())
     client = HttpClient(fake.openai_base_url)
     task = asyncio.create_task(post(client, first_byte=5))
-    await asyncio.sleep(0.1)
+    await eventually(lambda: fake.in_flight == 1, what="the request to reach the upstream")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -125,7 +125,7 @@ async def test_slowloris_gets_408_within_the_header_timeout(start: Start) -> Non
     async def trickle() -> None:
         for byte in request:
             writer.write(bytes([byte]))
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # the slow client under test, not synchronisation
 
     sender = asyncio.create_task(trickle())
     started = time.monotonic()
@@ -147,7 +147,7 @@ async def test_many_slowloris_sockets_are_all_dropped(start: Start) -> None:
         writer.write(b"G")
         try:
             for byte in b"ET / HTTP/1.1\r\nHost: x\r\n":
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # the slow clients under test, not synchronisation
                 writer.write(bytes([byte]))
         except (ConnectionError, RuntimeError):
             pass
@@ -179,7 +179,7 @@ async def test_a_mass_expiry_is_done_in_batches_between_other_callbacks(start: S
     due = list(server.connections)
     server._expire(due, now)
     assert server.refusals["idle_timeout"] == 16  # one batch now, the rest on later iterations
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop iteration (what is under test): the next batch runs
     assert 16 < server.refusals["idle_timeout"] < 100
     await eventually(lambda: server.refusals["idle_timeout"] == 100)
     for _reader, writer in clients:
@@ -224,7 +224,9 @@ async def test_a_long_response_is_not_cut_by_the_read_timeouts(start: Start) -> 
     server = await start(header_timeout=0.2, body_timeout=0.2, idle_timeout=0.2)
     reader, writer = await connect(server)
     writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
-    await asyncio.sleep(0.6)
+    await eventually(lambda: events == ["hold started"])
+    # Asserts that nothing happens: a bounded wait, well past every read timeout (and sweep).
+    await asyncio.sleep(0.5)
     release.set()
     status, _, body = await read_response(reader)
     assert (status, body) == (200, b"held")
@@ -271,13 +273,16 @@ async def test_pipelined_requests_never_read_hold_one_response_and_are_dropped(s
     server = await start(write_timeout=0.3)
     _reader, writer = await connect(server, rcvbuf=4096)
     writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
-    conn = None
     started = time.monotonic()
-    while server.connections:
-        conn = next(iter(server.connections))
-        assert len(conn._queue) <= 16  # what one read can hold, no more
-        await asyncio.sleep(0.01)
-    assert conn is not None and time.monotonic() - started < 3.0
+    await eventually(lambda: server.connections, what="the connection to be accepted")
+
+    def dropped() -> bool:
+        for conn in server.connections:
+            assert len(conn._queue) <= 16  # what one read can hold, no more
+        return not server.connections
+
+    await eventually(dropped, timeout=3.0, what="the connection to be dropped")
+    assert time.monotonic() - started < 3.0
     assert server.refusals["write_timeout"] == 1
     writer.close()
 
@@ -299,8 +304,12 @@ async def test_reading_stops_once_one_pipelined_request_is_queued(start: Start) 
             await writer.drain()
 
     sender = asyncio.create_task(send_all())
-    await asyncio.sleep(0.5)
     conn = next(iter(server.connections))
+    # Until reading has stopped and the client's writes back up (TCP holds it back).
+    await eventually(
+        lambda: conn._paused and writer.transport.get_write_buffer_size() > 0,
+        what="the server to stop reading and the client's writes to back up",
+    )
     assert len(conn._queue) == 1 and conn._paused
     buffered = sum(len(r.body) for r in conn._queue) + conn._body_size
     assert buffered <= 2 * len(body)
@@ -385,7 +394,7 @@ async def test_a_refusal_behind_a_running_response_is_answered_after_it(start: S
     writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
     await eventually(lambda: events == ["hold started"])
     writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 8000 + b"\r\n\r\n")
-    await asyncio.sleep(0.1)
+    await eventually(lambda: server.refusals["header_too_large"] == 1, what="the refusal")
     release.set()
     first = await read_response(reader)
     second = await read_response(reader)

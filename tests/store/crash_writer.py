@@ -38,7 +38,7 @@ async def main(path: str, rate: int) -> None:
         if now >= next_print:
             print(submitted, flush=True)
             next_print += 0.1
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # the steady pace of the load (what is under test)
 
 
 if __name__ == "__main__":

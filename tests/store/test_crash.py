@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
+
+from tests.eventually import eventually
 
 RATE = 2000  # records per second
 
@@ -33,13 +35,15 @@ def test_sigkill_loses_at_most_a_second(tmp_path: Path) -> None:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+
+    def has_submitted(at_least: int) -> bool:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        return bool(counts) and counts[-1] >= at_least
+
     try:
-        deadline = time.monotonic() + 15
-        while not counts or counts[-1] == 0:  # started (imports done, store open)
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the writer never started"
-            time.sleep(0.02)
-        time.sleep(2.0)
+        # Started (imports done, store open), then under load for about 2 s (the rate paces it).
+        asyncio.run(eventually(lambda: has_submitted(1), timeout=15, what="the writer to start"))
+        asyncio.run(eventually(lambda: has_submitted(2 * RATE), timeout=15, what=f"{2 * RATE} records"))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +18,7 @@ import pytest
 from spillgate.fake import FakeUpstream, Fault
 from spillgate.gateway.auth import hash_key
 from spillgate.store import open_store
+from tests.eventually import eventually
 
 from ..scenarios.conftest import PRIMARY, scenario_config, start_scenario
 
@@ -74,17 +76,19 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        answered = asyncio.run(_load(gw_port, seconds=2.5))
+        answered = asyncio.run(_load(gw_port, fake_port, seconds=2.5))
         writers = _children(gateway.pid)  # the usage writer process
         assert writers, "the gateway runs its usage writer as a child process"
         killed_at = time.monotonic()
         os.kill(gateway.pid, signal.SIGKILL)
         gateway.wait(10)
         # The writer sees the end of its input, writes what reached it and exits on its own.
-        deadline = time.monotonic() + 10
-        while any(Path(f"/proc/{pid}").exists() for pid in writers) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not any(Path(f"/proc/{pid}").exists() for pid in writers), "the writer outlived its input"
+        gone = eventually(
+            lambda: not any(Path(f"/proc/{pid}").exists() for pid in writers),
+            timeout=10,
+            what="the writer to exit (it outlived its input)",
+        )
+        asyncio.run(gone)
         times = answered
         assert len(times) > 200, len(times)
         last_second = sum(1 for t in times if t > killed_at - 1.0)
@@ -105,18 +109,27 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-async def _load(port: int, seconds: float) -> list[float]:
+async def _load(port: int, fake_port: int, seconds: float) -> list[float]:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     body = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
     answered: list[float] = []
     async with aiohttp.ClientSession() as http:
-        for _ in range(100):  # wait for the gateway (bounded)
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
+
+        def answers(probe: str) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                try:
+                    async with http.get(probe) as resp:
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            return check
+
+        # Both up before the load: a request the fake is not there for is recorded, not answered.
+        gateway_up = answers(f"http://127.0.0.1:{port}/healthz")
+        await eventually(gateway_up, timeout=30, interval=0.05, what="the gateway to answer /healthz")
+        fake_up = answers(f"http://127.0.0.1:{fake_port}/v1/models")
+        await eventually(fake_up, timeout=30, interval=0.05, what="the fake upstream to answer")
         deadline = time.monotonic() + seconds
 
         async def worker() -> None:

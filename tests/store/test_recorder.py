@@ -12,6 +12,7 @@ import pytest
 
 from spillgate.store import SqliteStore, UsageRecorder, UsageStore
 from spillgate.store.records import Pending
+from tests.eventually import eventually
 
 from .records import attempt, request
 
@@ -33,15 +34,16 @@ async def test_flush_interval_bounds_latency(store: UsageStore) -> None:
     recorder = UsageRecorder(store, flush_interval=0.1)
     start = time.monotonic()
     recorder.submit(request(1))
-    while not await store.requests_for("req-1"):
-        assert time.monotonic() - start < 1.0, "a record waited more than 1 s"
-        await asyncio.sleep(0.01)
+
+    async def first_written() -> bool:
+        return bool(await store.requests_for("req-1"))
+
+    await eventually(first_written, timeout=1.0, what="the record (it waited more than 1 s)")
     assert time.monotonic() - start < 0.5
     for i in range(10):  # a trickle is written in interval-sized batches, not one by one
         recorder.submit(request(100 + i))
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.35)
-    assert recorder.written == 11 and recorder.pending == 0
+        await asyncio.sleep(0.01)  # the trickle's pace (what is under test), not synchronisation
+    await eventually(lambda: recorder.written == 11 and recorder.pending == 0, timeout=1.0)
     assert recorder.batches <= 4
     await recorder.close()
 
@@ -50,10 +52,10 @@ async def test_a_full_batch_is_written_at_once(store: UsageStore) -> None:
     recorder = UsageRecorder(store, flush_interval=30.0, max_batch=50)
     for i in range(50):
         recorder.submit(request(i))
-    await asyncio.wait_for(_until(lambda: recorder.written == 50), 2.0)
+    await eventually(lambda: recorder.written == 50, timeout=2.0)
     assert recorder.batches == 1
     recorder.submit(request(99))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # asserts that nothing is written: a bounded wait
     assert recorder.pending == 1  # below max_batch: waits for the interval (or close)
     await recorder.close()
     assert recorder.written == 51
@@ -65,11 +67,6 @@ async def test_explicit_flush(store: UsageStore) -> None:
     await asyncio.wait_for(recorder.flush(), 2.0)
     assert len(await store.requests_for("req-7")) == 1
     await recorder.close()
-
-
-async def _until(predicate: object) -> None:
-    while not predicate():  # type: ignore[operator]
-        await asyncio.sleep(0.005)
 
 
 class FlakyStore(SqliteStore):
@@ -101,7 +98,7 @@ async def test_two_failures_drop_the_batch(tmp_path: Path, caplog: pytest.LogCap
     recorder = UsageRecorder(store, flush_interval=0.05, retry_delay=0.01)
     for i in range(3):
         recorder.submit(request(i))
-    await asyncio.wait_for(_until(lambda: recorder.pending == 0), 2.0)
+    await eventually(lambda: recorder.pending == 0, timeout=2.0)
     assert (recorder.written, recorder.errors, recorder.dropped) == (0, 2, 3)
     assert "dropped them" in caplog.text
     recorder.submit(request(10))  # the store recovered: later records are written

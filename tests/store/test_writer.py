@@ -3,7 +3,6 @@ read, also when its input ends early; the gateway side feeds a real child."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import signal
@@ -16,6 +15,7 @@ import pytest
 from spillgate.store import AttemptRecord, RequestRecord, SqliteStore
 from spillgate.store.wire import encode_event, join, rows_of, rows_of_json
 from spillgate.store.writer import WriterProcess, frame, may_leave_idle, serve
+from tests.eventually import eventually
 
 from .records import attempt, attempt_event, request, request_event
 
@@ -135,10 +135,10 @@ async def test_a_writer_that_died_is_replaced(started: tuple[WriterProcess, Path
     first = writer.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    for _ in range(200):  # until the gateway side has seen it go
-        if writer._proc is not None and writer._proc.returncode is not None:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: writer._proc is not None and writer._proc.returncode is not None,
+        what="the gateway side to see the writer go",
+    )
     await writer.write_batch([request(2)])
     await writer.settle()
     assert writer.pid != first and writer.restarts == 1
