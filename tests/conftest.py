@@ -10,15 +10,23 @@ import uvloop
 
 from spillgate.fake import FakeUpstream
 
+from .clock import ShiftedClock
+
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callable[[], Any]]:
     return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    """A healthy fake upstream on a free loopback port."""
-    upstream = FakeUpstream()
+def clock() -> ShiftedClock:
+    """The test's clock: the fake upstream's, and the gateway's where a scenario starts one."""
+    return ShiftedClock()
+
+
+@pytest.fixture
+async def fake(clock: ShiftedClock) -> AsyncIterator[FakeUpstream]:
+    """A healthy fake upstream on a free loopback port, on the test's clock."""
+    upstream = FakeUpstream(clock=clock)
     await upstream.start("127.0.0.1", 0)
     yield upstream
     await upstream.close()

@@ -157,17 +157,20 @@ class Scenario:
         return [a.time for a in self.fake.attempts_for(model)]
 
 
-async def start_scenario(fake: FakeUpstream, config: dict[str, Any]) -> Scenario:
+async def start_scenario(
+    fake: FakeUpstream, config: dict[str, Any], clock: ShiftedClock | None = None
+) -> Scenario:
+    """``clock``: the gateway's (pass the ``clock`` fixture, the fake upstream's, to move both)."""
     settings = parse_settings(config, env={}, source="test")
-    clock = ShiftedClock()
+    clock = clock if clock is not None else ShiftedClock()
     app = App(settings, runtime=Runtime.create(settings, clock=clock))
     await app.start()
     return Scenario(app, fake, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)), clock)
 
 
 @pytest.fixture
-async def sc(fake: FakeUpstream) -> AsyncIterator[Scenario]:
-    scenario = await start_scenario(fake, scenario_config(fake))
+async def sc(fake: FakeUpstream, clock: ShiftedClock) -> AsyncIterator[Scenario]:
+    scenario = await start_scenario(fake, scenario_config(fake), clock)
     yield scenario
     await scenario.http.close()
     await scenario.app.stop(grace=1)

@@ -11,6 +11,7 @@ import pytest
 
 from spillgate.fake import FakeUpstream
 
+from ..clock import ShiftedClock
 from .catalogue import APIS, CATALOGUE, Case, control_answers, run_case, shared_config
 from .conftest import start_scenario
 
@@ -22,10 +23,10 @@ ALONE = [(case, api, stream) for case in CATALOGUE for api, stream in MATRIX if 
 @pytest.mark.parametrize("credentials", [1, 2], ids=["one-credential", "two-credentials"])
 @pytest.mark.parametrize(("api", "stream"), MATRIX, ids=IDS)
 async def test_back_to_back_on_one_gateway(
-    fake: FakeUpstream, api: str, stream: bool, credentials: int
+    fake: FakeUpstream, clock: ShiftedClock, api: str, stream: bool, credentials: int
 ) -> None:
     cases = [case for case in CATALOGUE if case.applies(api, stream)]
-    sc = await start_scenario(fake, shared_config(fake, CATALOGUE, credentials))
+    sc = await start_scenario(fake, shared_config(fake, CATALOGUE, credentials), clock)
     off: dict[str, int] = {}
     try:
         for case in cases:
@@ -50,8 +51,10 @@ async def test_back_to_back_on_one_gateway(
     ALONE,
     ids=[f"{c.name}-{api}-{'stream' if stream else 'plain'}" for c, api, stream in ALONE],
 )
-async def test_each_case_alone(fake: FakeUpstream, case: Case, api: str, stream: bool) -> None:
-    sc = await start_scenario(fake, shared_config(fake, [case], 1))
+async def test_each_case_alone(
+    fake: FakeUpstream, clock: ShiftedClock, case: Case, api: str, stream: bool
+) -> None:
+    sc = await start_scenario(fake, shared_config(fake, [case], 1), clock)
     try:
         await run_case(sc, case, api, stream)
     finally:
