@@ -17,7 +17,7 @@ from spillgate.gateway.auth import hash_key
 from spillgate.store import open_store
 from spillgate.store.keys import KeyRegistry
 
-from .scenarios.conftest import PRIMARY, SECONDARY, scenario_config, start_scenario
+from .harness import PRIMARY, SECONDARY, scenario_config, start_scenario
 
 CLIENT_KEY = "sk-sg-client-SECRET-0001"
 STORED_KEY = "sk-sg-stored-SECRET-0002"

@@ -9,7 +9,7 @@ import orjson
 
 from tests.eventually import eventually as eventually
 
-from ..scenarios.conftest import Scenario
+from ..harness import Scenario
 
 ADMIN_TOKEN = "sg-admin-test-token"
 

@@ -16,7 +16,7 @@ from spillgate.config.loader import load_settings
 from spillgate.fake import FakeUpstream, Fault
 from spillgate.gateway.auth import hash_key
 
-from ..scenarios.conftest import PRIMARY, SECONDARY, Scenario, scenario_config, start_scenario
+from ..harness import PRIMARY, SECONDARY, Scenario, scenario_config, start_scenario
 from .conftest import ADMIN_TOKEN, account, admin, eventually, route
 
 

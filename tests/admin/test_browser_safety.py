@@ -9,7 +9,7 @@ import pytest
 from spillgate.fake import FakeUpstream
 from spillgate.http.browser import ADMIN_HEADER, browser_denial, loopback_host, same_origin
 
-from ..scenarios.conftest import scenario_config, start_scenario
+from ..harness import scenario_config, start_scenario
 
 
 @pytest.mark.parametrize(

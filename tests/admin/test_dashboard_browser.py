@@ -21,7 +21,7 @@ from playwright.async_api import Page, async_playwright, expect
 from spillgate.fake import FakeUpstream, Fault
 from spillgate.gateway.auth import hash_key
 
-from ..scenarios.conftest import PRIMARY, Scenario, scenario_config, start_scenario
+from ..harness import PRIMARY, Scenario, scenario_config, start_scenario
 from .conftest import ADMIN_TOKEN
 
 CHROMIUM = os.environ.get("SPILLGATE_CHROMIUM", "/usr/bin/chromium")
@@ -59,7 +59,7 @@ async def traffic(sc: Scenario, every: float = 0.15) -> AsyncIterator[list[int]]
     async def loop() -> None:
         while True:
             statuses.append((await sc.ask("chat")).status)
-            await asyncio.sleep(every)
+            await asyncio.sleep(every)  # background traffic's pace (what the page shows), not synchronisation
 
     task = asyncio.create_task(loop())
     try:

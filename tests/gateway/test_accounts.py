@@ -7,7 +7,7 @@ from collections import Counter
 
 from spillgate.fake import FakeUpstream, Fault
 
-from .conftest import UPSTREAM_KEYS, Harness, base_config, start_harness
+from ..harness import UPSTREAM_KEYS, Harness, base_config, start_harness
 
 KEY_TO_ACCOUNT = {v: k for k, v in UPSTREAM_KEYS.items()}
 

@@ -9,7 +9,7 @@ import pytest
 
 from spillgate.fake import FakeUpstream, Fault
 
-from .conftest import CLIENT_KEY, UPSTREAM_KEYS, base_config, start_harness
+from ..harness import CLIENT_KEY, UPSTREAM_KEYS, base_config, start_harness
 
 CHAT = {"model": "coder", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -11,7 +11,7 @@ import pytest
 from spillgate.fake import DEFAULT_TEXT, Fault
 from tests.eventually import eventually
 
-from .conftest import CLIENT_KEY, UPSTREAM_KEYS, Harness
+from ..harness import CLIENT_KEY, UPSTREAM_KEYS, Harness
 
 CHAT = {
     "model": "coder",

@@ -8,7 +8,7 @@ import pytest
 
 from spillgate.fake import FakeUpstream
 
-from .conftest import Harness, base_config, start_harness
+from ..harness import Harness, base_config, start_harness
 
 OPENAI_PATHS = ["/v1/chat/completions", "/v1/responses"]
 ALL_PATHS = [*OPENAI_PATHS, "/v1/messages"]

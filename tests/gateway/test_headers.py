@@ -7,7 +7,7 @@ import pytest
 from spillgate.config.loader import ConfigError, parse_settings
 from spillgate.fake import FakeUpstream, Fault
 
-from .conftest import UPSTREAM_KEYS, Harness
+from ..harness import UPSTREAM_KEYS, Harness
 
 
 async def test_an_upstream_echoing_the_key_in_a_header_does_not_reach_the_client(gw: Harness) -> None:
@@ -55,7 +55,7 @@ async def test_one_clients_401_does_not_disable_a_shared_account(fake: FakeUpstr
     dashboard's reason names the requests."""
     from spillgate.gateway.auth import hash_key
 
-    from .conftest import start_harness
+    from ..harness import start_harness
 
     config = {
         "listen": "127.0.0.1:0",

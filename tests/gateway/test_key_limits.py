@@ -18,7 +18,7 @@ from spillgate.store import RequestRecord, open_store
 from spillgate.store.keys import KeyRegistry
 from tests.eventually import eventually
 
-from ..scenarios.conftest import PRIMARY, Result, Scenario, scenario_config, start_scenario
+from ..harness import PRIMARY, Result, Scenario, scenario_config, start_scenario
 
 KEY = "sk-sg-limited-key-0123456789"
 

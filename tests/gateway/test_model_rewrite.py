@@ -7,7 +7,7 @@ import orjson
 from spillgate.fake import FakeUpstream
 from spillgate.gateway.auth import hash_key
 
-from .conftest import CLIENT_KEY, start_harness
+from ..harness import CLIENT_KEY, start_harness
 
 
 def config(fake: FakeUpstream) -> dict[str, object]:

@@ -7,7 +7,7 @@ import asyncio
 from spillgate.fake import FakeUpstream, Fault
 from tests.eventually import eventually
 
-from ..scenarios.conftest import start_scenario
+from ..harness import start_scenario
 
 
 async def test_a_full_pool_fails_over_within_the_connect_timeout(fake: FakeUpstream) -> None:

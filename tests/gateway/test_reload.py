@@ -16,7 +16,7 @@ from spillgate.fake import FakeUpstream, Fault
 from tests.eventually import eventually
 
 from ..clock import ShiftedClock
-from ..scenarios.conftest import PRIMARY, SECONDARY, Scenario, scenario_config
+from ..harness import PRIMARY, SECONDARY, Scenario, scenario_config
 
 
 async def _start(fake: FakeUpstream, path: Path, config: dict[str, Any]) -> Scenario:

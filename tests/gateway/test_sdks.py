@@ -7,7 +7,7 @@ import openai
 
 from spillgate.fake import DEFAULT_TEXT
 
-from .conftest import CLIENT_KEY, Harness
+from ..harness import CLIENT_KEY, Harness
 
 
 async def test_openai_sdk_chat_and_responses(gw: Harness) -> None:

@@ -13,7 +13,7 @@ import pytest
 from spillgate.config.loader import ConfigError, parse_settings
 from spillgate.config.schema import Limits
 from spillgate.fake import FakeUpstream, Fault
-from tests.gateway.conftest import CLIENT_KEY, Harness, base_config, start_harness
+from tests.harness import CLIENT_KEY, Harness, base_config, start_harness
 
 
 def _limits(**keys: Any) -> Limits:

@@ -9,7 +9,7 @@ from spillgate.observe.events import RequestFinished
 from spillgate.observe.loops import LoopDetector
 from spillgate.observe.metrics import Counter, Histogram
 
-from ..scenarios.conftest import PRIMARY, scenario_config, start_scenario
+from ..harness import PRIMARY, scenario_config, start_scenario
 
 
 def test_counter_and_histogram_text_format() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from spillgate.fake import DEFAULT_TEXT, FakeUpstream, Fault
 
-from .conftest import Result, Scenario, scenario_config
+from ..harness import Result, Scenario, scenario_config
 
 FALLBACK = "fallback"
 APIS = ("chat", "responses", "messages")
@@ -127,7 +127,7 @@ def shared_config(fake: FakeUpstream, cases: list[Case], credentials: int) -> di
 
 
 def _count(fake: FakeUpstream, model: str, api: str, since: int) -> int:
-    from .conftest import PATHS
+    from ..harness import PATHS
 
     return sum(1 for a in fake.attempts_for(model)[since:] if a.path.endswith(PATHS[api]))
 

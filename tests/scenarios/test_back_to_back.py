@@ -12,8 +12,8 @@ import pytest
 from spillgate.fake import FakeUpstream
 
 from ..clock import ShiftedClock
+from ..harness import start_scenario
 from .catalogue import APIS, CATALOGUE, Case, control_answers, run_case, shared_config
-from .conftest import start_scenario
 
 MATRIX = [(api, stream) for api in APIS for stream in (False, True)]
 IDS = [f"{api}-{'stream' if stream else 'plain'}" for api, stream in MATRIX]

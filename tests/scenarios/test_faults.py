@@ -11,7 +11,7 @@ import pytest
 
 from spillgate.fake import DEFAULT_TEXT, FakeUpstream, Fault
 
-from .conftest import PRIMARY, SECONDARY, Scenario, scenario_config, start_scenario
+from ..harness import PRIMARY, SECONDARY, Scenario, scenario_config, start_scenario
 
 APIS = ["chat", "responses", "messages"]
 MATRIX = [(api, stream) for api in APIS for stream in (False, True)]
@@ -31,7 +31,7 @@ async def answers_normally(sc: Scenario, api: str, stream: bool) -> None:
 
 
 def complete(result: object, api: str, stream: bool) -> None:
-    from .conftest import Result
+    from ..harness import Result
 
     assert isinstance(result, Result)
     assert result.status == 200, result.reply.body

@@ -9,7 +9,7 @@ from typing import Any
 
 from spillgate.fake import DEFAULT_TEXT, FakeUpstream, Fault
 
-from .conftest import PRIMARY, SECONDARY, Result, Scenario, scenario_config, start_scenario
+from ..harness import PRIMARY, SECONDARY, Result, Scenario, scenario_config, start_scenario
 
 BIG = "up-big"
 

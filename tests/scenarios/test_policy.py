@@ -5,7 +5,7 @@ from __future__ import annotations
 from spillgate.fake import DEFAULT_TEXT, FakeUpstream, Fault
 from spillgate.observe.events import AttemptFinished, RequestFinished
 
-from .conftest import PRIMARY, SECONDARY, scenario_config, start_scenario
+from ..harness import PRIMARY, SECONDARY, scenario_config, start_scenario
 
 
 async def test_operator_rule_rewrites_the_message_and_counts_every_hit(fake: FakeUpstream) -> None:

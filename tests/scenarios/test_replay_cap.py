@@ -10,7 +10,7 @@ import pytest
 from spillgate.fake import FakeUpstream, Fault
 from spillgate.observe.events import RequestFinished
 
-from .conftest import PRIMARY, SECONDARY, scenario_config, start_scenario
+from ..harness import PRIMARY, SECONDARY, scenario_config, start_scenario
 
 LONG = "".join(f"w{i:04d} " for i in range(1000))  # 6,000 characters
 """Sent as 50 deltas of 120 characters; the cut after 30 events leaves ~3,400 characters sent."""

@@ -20,7 +20,7 @@ from spillgate.gateway.auth import hash_key
 from spillgate.store import open_store
 from tests.eventually import eventually
 
-from ..scenarios.conftest import PRIMARY, scenario_config, start_scenario
+from ..harness import PRIMARY, scenario_config, start_scenario
 
 
 async def test_requests_and_attempts_are_recorded(fake: FakeUpstream, dsn: str) -> None:
