@@ -173,6 +173,18 @@ def event_type(payload: dict[str, Any], event: Event) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+def typed_payload(tracker: StreamTracker, event: Event) -> tuple[dict[str, Any], str] | None:
+    """An event's JSON object and its type (Responses and Messages events are typed); ``None``,
+    counted as malformed on ``tracker``, when it is not an object or its type is not text."""
+    payload = load_payload(event)
+    if isinstance(payload, dict):
+        kind_name = event_type(payload, event)
+        if kind_name is not None:
+            return payload, kind_name
+    tracker.malformed += 1
+    return None
+
+
 def text_field(payload: dict[str, Any], key: str, default: str | None) -> str | None:
     """A string field, else ``default`` (an upstream's id of another type is ignored)."""
     value = payload.get(key)

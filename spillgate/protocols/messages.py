@@ -12,9 +12,8 @@ from spillgate.protocols.events import (
     Kind,
     StreamTracker,
     count_field,
-    event_type,
-    load_payload,
     text_field,
+    typed_payload,
 )
 from spillgate.protocols.request import check_messages
 from spillgate.protocols.usage import Usage, as_count
@@ -52,14 +51,10 @@ class MessagesAdapter(WireAdapter):
         return _usage(usage)
 
     def observe(self, t: StreamTracker, event: Event) -> Kind:
-        payload = load_payload(event)
-        if not isinstance(payload, dict):
-            t.malformed += 1
+        typed = typed_payload(t, event)
+        if typed is None:
             return Kind.MALFORMED
-        kind_name = event_type(payload, event)
-        if kind_name is None:
-            t.malformed += 1
-            return Kind.MALFORMED
+        payload, kind_name = typed
         if kind_name == "message_start":
             message = payload.get("message")
             if isinstance(message, dict):

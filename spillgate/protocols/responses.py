@@ -13,9 +13,8 @@ from spillgate.protocols.events import (
     Kind,
     StreamTracker,
     count_field,
-    event_type,
-    load_payload,
     text_field,
+    typed_payload,
 )
 from spillgate.protocols.openai_family import OpenAIFamily
 from spillgate.protocols.request import describe_type
@@ -53,14 +52,10 @@ class ResponsesAdapter(OpenAIFamily):
         return _usage(usage)
 
     def observe(self, t: StreamTracker, event: Event) -> Kind:
-        payload = load_payload(event)
-        if not isinstance(payload, dict):
-            t.malformed += 1
+        typed = typed_payload(t, event)
+        if typed is None:
             return Kind.MALFORMED
-        kind_name = event_type(payload, event)
-        if kind_name is None:
-            t.malformed += 1
-            return Kind.MALFORMED
+        payload, kind_name = typed
         t.sequence_number = count_field(payload, "sequence_number", t.sequence_number)
         if kind_name in ("response.created", "response.in_progress", "response.queued"):
             response = payload.get("response")
