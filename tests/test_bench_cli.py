@@ -43,3 +43,18 @@ def test_module_runs_from_the_repository_root(name: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: bench/{name} "), done.stdout
+
+
+def test_cpu_per_request_prints_both_figures() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cpu_per_request", "5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["plain", "stream"], done.stdout
+    assert all(float(line.split()[4]) > 0 for line in lines), done.stdout
