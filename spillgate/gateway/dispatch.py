@@ -168,7 +168,7 @@ class Dispatcher:
                 usage = from_usage_object(ex.parsed.api, outcome.payload.get("usage"))
             attempts.emit_request(ex, outcome.status, outcome, None, usage=usage)
             return
-        await StreamSession(attempts, ex, plan, outcome, outcome.stream).run()
+        await StreamSession(attempts, ex, plan, outcome).run()
 
     async def _pass_through(self, ex: Exchange, outcome: Outcome, verdict: Verdict) -> None:
         """The request itself was refused (content policy, bad request): the upstream's reason goes back."""

@@ -15,11 +15,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from spillgate.http.client import FailureKind, UpstreamFailure
-from spillgate.http.transport import Reply
 from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.request import ParsedRequest
-from spillgate.protocols.sse import EventTooLarge, SseSplitter
+from spillgate.protocols.sse import EventTooLarge
 from spillgate.protocols.synth import in_band_error, rewrite, stream_end, text_delta
 from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport
@@ -55,8 +54,7 @@ class _Source:
 
     outcome: Outcome
     stream: Committed
-    response: Reply
-    splitter: SseSplitter
+    """The upstream's open response and its splitter."""
     tracker: StreamTracker
     mode: Mode
     target: str = ""
@@ -75,9 +73,10 @@ def prefill_body(parsed: ParsedRequest, text: str, upstream_model: str) -> tuple
 
 
 class StreamSession:
-    def __init__(
-        self, attempts: AttemptService, ex: Exchange, plan: RequestPlan, outcome: Outcome, stream: Committed
-    ) -> None:
+    def __init__(self, attempts: AttemptService, ex: Exchange, plan: RequestPlan, outcome: Outcome) -> None:
+        """``outcome``: the attempt that reached the commit point (its ``stream`` is open)."""
+        stream = outcome.stream
+        assert stream is not None
         self.a = attempts
         self.ex = ex
         self.plan = plan
@@ -101,7 +100,7 @@ class StreamSession:
         ex, first = self.ex, self.first
         first_token = self.a.clock() - ex.started
         stream = self.stream
-        source = _Source(first, stream, stream.response, stream.splitter, self.client, Mode.DIRECT)
+        source = _Source(first, stream, self.client, Mode.DIRECT)
         result = await self._pump(source, stream.leftover)
         recovered: str | None = None
         error_class: ErrorClass | None = None
@@ -150,6 +149,7 @@ class StreamSession:
     async def _pump(self, src: _Source, events: list[bytes]) -> Signal | _End:
         """Relay one upstream's events until the stream ends, fails, or (replay) diverges."""
         idle = src.outcome.attempt.timeouts.stream_idle
+        response, splitter = src.stream.response, src.stream.splitter
         try:
             while True:
                 out: list[bytes] = []
@@ -165,7 +165,7 @@ class StreamSession:
                 await self._write(b"".join(out))
                 wait = min(idle, FINISH_GRACE) if self.client.finished else idle
                 try:
-                    chunk = await src.response.next_chunk(wait)
+                    chunk = await response.next_chunk(wait)
                 except UpstreamFailure as failure:
                     if self.client.finished and failure.kind is FailureKind.IDLE_TIMEOUT:
                         return await self._finish_for_upstream(src)
@@ -179,7 +179,7 @@ class StreamSession:
                         message="the upstream stream ended before its answer was complete",
                     )
                 try:
-                    blob = src.splitter.feed(chunk)
+                    blob = splitter.feed(chunk)
                 except EventTooLarge as exc:
                     return transport_signal(
                         UpstreamFailure(FailureKind.PROTOCOL, str(exc)), Phase.AFTER_CONTENT
@@ -327,8 +327,6 @@ class StreamSession:
                 src = _Source(
                     outcome,
                     stream,
-                    stream.response,
-                    stream.splitter,
                     StreamTracker(ex.parsed.api, replay_limit=a.settings.limits.max_replay_text),
                     mode,
                     target=target,
