@@ -26,6 +26,7 @@ from spillgate.http.routes import Endpoint, Params, Route, RouteTable
 from spillgate.http.server import EarlyReply, HttpServer, Request, ResponseWriter
 from spillgate.observe.recent import RecentFailures
 from spillgate.observe.timeline import Timeline
+from spillgate.protocols.adapter import adapters
 from spillgate.protocols.apis import ROUTES, Api, family_for_path
 from spillgate.protocols.errors import GatewayError, render_error
 from spillgate.store import UsageRecorder, UsageStore, open_store
@@ -158,6 +159,12 @@ class App:
 
             return endpoint
 
+        def count_endpoint(api: Api) -> Endpoint:
+            async def endpoint(request: Request, writer: ResponseWriter, _: Params) -> None:
+                await self.gateway.count_tokens(api, request, writer)
+
+            return endpoint
+
         async def models(request: Request, writer: ResponseWriter, _: Params) -> None:
             await self.gateway.list_models(request, writer)
 
@@ -167,6 +174,11 @@ class App:
         return RouteTable(
             [
                 *(Route(path, ("POST",), api_endpoint(api), "api") for path, api in ROUTES.items()),
+                *(
+                    Route(path, ("POST",), count_endpoint(a.api), "api")
+                    for a in adapters()
+                    for path in a.count_paths()
+                ),
                 Route("/v1/models", ("GET",), models, "api"),
                 Route("/models", ("GET",), models, "api"),
                 Route("/healthz", ("GET", "HEAD"), healthz, "api"),

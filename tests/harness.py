@@ -53,10 +53,12 @@ def base_config(fake: FakeUpstream) -> dict[str, Any]:
             {"id": "an-2", "provider": "up-anthropic", "api_key": "${KEY_AN_2}"},
         ],
         "models": {
+            # Each client API on its own provider only: these tests are about resilience within
+            # one protocol (tests/translation/ serves clients across protocols).
             "coder": {
                 "routes": [
-                    {"accounts": ["oa-1", "oa-2"], "model": "up-coder"},
-                    {"accounts": ["an-1", "an-2"], "model": "up-claude"},
+                    {"accounts": ["oa-1", "oa-2"], "model": "up-coder", "translate": False},
+                    {"accounts": ["an-1", "an-2"], "model": "up-claude", "translate": False},
                 ]
             },
             "old-coder": {"alias_of": "coder"},
@@ -152,17 +154,22 @@ def scenario_config(fake: FakeUpstream, **overrides: Any) -> dict[str, Any]:
             {"id": "an-p", "provider": "an", "api_key": "sk-an-p"},
             {"id": "an-s", "provider": "an", "api_key": "sk-an-s"},
         ],
+        # Each client API on its own provider's routes only (``translate: false``): these scenarios
+        # are about resilience within one protocol; tests/translation/ crosses protocols.
         "models": {
             "coder": {
                 "routes": [
-                    {"accounts": ["oa-p"], "model": PRIMARY},
-                    {"accounts": ["oa-s"], "model": SECONDARY},
-                    {"accounts": ["an-p"], "model": PRIMARY},
-                    {"accounts": ["an-s"], "model": SECONDARY},
+                    {"accounts": ["oa-p"], "model": PRIMARY, "translate": False},
+                    {"accounts": ["oa-s"], "model": SECONDARY, "translate": False},
+                    {"accounts": ["an-p"], "model": PRIMARY, "translate": False},
+                    {"accounts": ["an-s"], "model": SECONDARY, "translate": False},
                 ]
             },
             "solo": {
-                "routes": [{"accounts": ["oa-p"], "model": PRIMARY}, {"accounts": ["an-p"], "model": PRIMARY}]
+                "routes": [
+                    {"accounts": ["oa-p"], "model": PRIMARY, "translate": False},
+                    {"accounts": ["an-p"], "model": PRIMARY, "translate": False},
+                ]
             },
         },
         "resilience": {

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from spillgate.protocols.apis import Api
 from spillgate.protocols.apis import ProviderProtocol as ProviderProtocol
 from spillgate.resilience.health import HealthConfig
 from spillgate.resilience.rules import Rule
@@ -74,6 +75,13 @@ class Provider:
     max_connections: int = 256
     forward_headers: frozenset[str] = field(default=frozenset(), metadata=key(custom=True))
     """Client headers (lower case) forwarded upstream beyond the built-in allowlist."""
+    apis: tuple[Api, ...] = field(default=(), metadata=key(custom=True))
+    """The wire APIs it serves natively, in order of preference (``chat``, ``responses``,
+    ``messages``); the loader fills in its protocol's defaults (``openai``: chat and responses,
+    ``anthropic``: messages). A client API it lacks is served through translation."""
+
+    def serves(self, api: Api) -> bool:
+        return api in self.apis
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,20 @@ class Account:
 
     def serves(self, upstream_model: str) -> bool:
         return self.models is None or upstream_model in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a route's model can take, so that the planner never sends it a request it cannot
+    serve (checked for translated requests; a native request goes as the client sent it)."""
+
+    tools: bool = True
+    images: bool = True
+    reasoning: bool | None = None
+    """The model reasons (``None``: unknown, decided from its name)."""
+    max_output_tokens: int | None = None
+    """The most output tokens it takes: a translated request asking for more is clamped (and
+    the default output limit of an API that needs one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +129,11 @@ class Route:
     supports_prefill: bool = False
     """The upstream continues an assistant message it is given (prefill), so a stream that
     broke mid-answer can be continued here from the text already sent."""
+    translate: bool = True
+    """Serve clients of an API the provider lacks, through translation (``false``: only
+    clients of the provider's own APIs). A ``*`` route is never translated: it forwards the
+    client's own model name, which belongs to its own API's provider."""
+    capabilities: Capabilities = field(default_factory=Capabilities)
     label: str = field(default="", metadata=key(read=False))
     """A stable name for headers, logs and metrics, e.g. ``gpt-5.3-codex[0]``."""
 

@@ -25,6 +25,7 @@ from spillgate.config.schema import (
     Route,
     Timeouts,
 )
+from spillgate.protocols.apis import Api, api_named, api_names, config_name
 from spillgate.resilience.rules import Rule, parse_rules
 from spillgate.validation import (
     check_keys,
@@ -100,14 +101,45 @@ def providers(value: object, env: Env) -> dict[str, Provider]:
             )
             for k, v in require_mapping(m.get("headers"), f"{path}.headers").items()
         )
+        fields = read_fields(Provider, m, path, env)
         out[name] = Provider(
             name=name,
             base_url=base_url,
             headers=headers,
             forward_headers=_forward_headers(m.get("forward_headers"), f"{path}.forward_headers"),
-            **read_fields(Provider, m, path, env),
+            apis=_apis(m.get("apis"), f"{path}.apis", fields["protocol"]),
+            **fields,
         )
     return out
+
+
+def _apis(value: object, path: str, protocol: str) -> tuple[Api, ...]:
+    """``apis: [chat, responses]`` (or the code's names, ``openai-chat``…); unset: the
+    protocol's own APIs. Only APIs of the provider's protocol: its base URL and credentials
+    are that protocol's."""
+    own = [a for a in api_names() if a.family == protocol]
+    if value is None:
+        return tuple(own)
+    items = require_list(value, path)
+    if not items:
+        raise ConfigError(f"{path}: a provider serves at least one API")
+    apis: list[Api] = []
+    for i, item in enumerate(items):
+        word = require_str(item, f"{path}[{i}]")
+        api = api_named(word)
+        if api is None:
+            words = ", ".join(config_name(a) for a in api_names())
+            raise ConfigError(f"{path}[{i}]: unknown API {word!r} (known: {words})")
+        if api not in own:
+            words = ", ".join(config_name(a) for a in own)
+            raise ConfigError(
+                f"{path}[{i}]: a provider of protocol {protocol!r} serves {words}, not "
+                f"{config_name(api)!r} (declare a provider of protocol {api.family!r} for it)"
+            )
+        if api in apis:
+            raise ConfigError(f"{path}[{i}]: {word!r} is listed twice")
+        apis.append(api)
+    return tuple(apis)
 
 
 def _forward_headers(value: object, path: str) -> frozenset[str]:

@@ -6,12 +6,16 @@ from __future__ import annotations
 from spillgate.fake.behavior import Fault
 from spillgate.fake.content import (
     StreamEvents,
+    chat_reply_object,
+    chat_reply_stream,
+    messages_reply_object,
+    messages_reply_stream,
     responses_reply_object,
     responses_reply_stream,
     stream_events,
     success_body,
 )
-from spillgate.fake.protocol import ANTHROPIC, RESPONSES, ApiProtocol
+from spillgate.fake.protocol import ANTHROPIC, CHAT, ApiProtocol
 
 JSON = ("content-type", "application/json")
 SSE = ("content-type", "text/event-stream")
@@ -42,8 +46,14 @@ def stream_answer(
 ) -> StreamEvents:
     """The healthy streamed answer (faults are applied to it afterwards)."""
     conversation = fault.conversation
-    if conversation is not None and protocol == RESPONSES:
-        reply = conversation.reply(payload)
+    if conversation is not None:
+        reply = conversation.reply(payload, protocol)
+        if protocol == CHAT:
+            return chat_reply_stream(
+                model, reply, fault.chunks, input_tokens, created, _include_usage(payload)
+            )
+        if protocol == ANTHROPIC:
+            return messages_reply_stream(model, reply, fault.chunks, input_tokens, created)
         return responses_reply_stream(model, reply, fault.chunks, input_tokens, created)
     return stream_events(protocol, model, fault.deltas, input_tokens, created, _include_usage(payload))
 
@@ -58,8 +68,13 @@ def whole_answer(
 ) -> bytes:
     """The healthy non-streamed answer."""
     conversation = fault.conversation
-    if conversation is not None and protocol == RESPONSES:
-        return responses_reply_object(model, conversation.reply(payload), fault.chunks, input_tokens, created)
+    if conversation is not None:
+        reply = conversation.reply(payload, protocol)
+        if protocol == CHAT:
+            return chat_reply_object(model, reply, fault.chunks, input_tokens, created)
+        if protocol == ANTHROPIC:
+            return messages_reply_object(model, reply, fault.chunks, input_tokens)
+        return responses_reply_object(model, reply, fault.chunks, input_tokens, created)
     return success_body(protocol, model, fault.text, len(fault.deltas), input_tokens, created)
 
 

@@ -14,8 +14,10 @@ class AttemptRecord:
     """One request to an LLM endpoint, logged when it arrived.
 
     ``outcome`` is what the fake set out to do with it: ``ok``, ``status:<code>``, ``reset``,
-    ``never_answer``, ``cut``, ``stall``, ``stream_error``, ``malformed``, ``omit_done`` or
-    ``bad_request`` (a body that is not JSON or names no model).
+    ``never_answer``, ``cut``, ``stall``, ``stream_error``, ``malformed``, ``omit_done``,
+    ``bad_request`` (a body that is not JSON or names no model) or ``not_served`` (a 404: the
+    path's API is not among the model's ``apis``). ``path`` and ``protocol`` say which API the
+    request came on.
     """
 
     time: float

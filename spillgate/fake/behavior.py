@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
@@ -23,7 +23,17 @@ from spillgate.fake.content import (
     stream_error_json,
 )
 from spillgate.fake.conversation import Conversation, ConversationError
-from spillgate.fake.protocol import ANTHROPIC, CHAT, ApiProtocol, JsonValue, error_json
+from spillgate.fake.protocol import (
+    ANTHROPIC,
+    API_NAMES,
+    CHAT,
+    PROTOCOL_BY_API,
+    ApiName,
+    ApiProtocol,
+    JsonValue,
+    error_json,
+)
+from spillgate.typenames import type_name
 from spillgate.validation import (
     ValidationError,
     check_keys,
@@ -87,8 +97,14 @@ class Fault:
     text: str = DEFAULT_TEXT
     chunks: int = DEFAULT_CHUNKS
     conversation: Conversation | None = None
-    """Answer OpenAI Responses requests with this scripted coding turn (a shell tool call, then a
-    final message) instead of ``text``; faults still apply on top of it."""
+    """Answer with this scripted coding turn (a shell tool call, then a final message) instead of
+    ``text``, in whichever API the request came on; faults still apply on top of it."""
+    apis: tuple[ApiName, ...] = API_NAMES
+    """The APIs served for this model (``chat``, ``responses``, ``messages``); a request on the
+    path of another gets a 404 in that path's error shape, like a server that only has some of
+    them (llama.cpp's answers ``/v1/chat/completions`` and 404s ``/v1/responses``). Set on
+    ``"*"``, it is the whole server's. Unlike the faults it applies to every request (``rate``,
+    ``times`` and ``for_seconds`` do not gate it)."""
 
     # Derived in __post_init__ so the request path does no extra work.
     deltas: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -97,6 +113,8 @@ class Fault:
     """Whether applying this fault changes anything beyond the answer's text."""
     _rate: tuple[int, int] = field(init=False, repr=False, compare=False)
     _status_bodies: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
+    served: frozenset[ApiProtocol] = field(init=False, repr=False, compare=False)
+    """The protocols of ``apis``."""
 
     PRESETS: ClassVar[tuple[str, ...]] = (
         "healthy",
@@ -111,7 +129,13 @@ class Fault:
     def __post_init__(self) -> None:
         if isinstance(self.headers, Mapping):  # tolerate a dict, though the field is typed as pairs
             object.__setattr__(self, "headers", tuple(self.headers.items()))
+        if isinstance(self.apis, str):  # a single API given bare
+            object.__setattr__(self, "apis", (self.apis,))
         self._validate()
+        # One spelling per set of APIs, so that equal settings compare equal.
+        apis = tuple(name for name in API_NAMES if name in self.apis)
+        object.__setattr__(self, "apis", apis)
+        object.__setattr__(self, "served", frozenset(PROTOCOL_BY_API[name] for name in apis))
         headers = tuple((name.lower(), value) for name, value in self.headers)
         object.__setattr__(self, "headers", headers)
         object.__setattr__(self, "deltas", split_text(self.text, self.chunks))
@@ -163,6 +187,13 @@ class Fault:
         for pair in self.headers:
             if len(pair) != 2 or not all(isinstance(part, str) for part in pair):
                 raise ValueError(f"headers must be (name, value) string pairs, got {pair!r}")
+        if (
+            isinstance(self.apis, Mapping)
+            or not isinstance(self.apis, Collection)
+            or not self.apis
+            or not all(name in API_NAMES for name in self.apis)
+        ):
+            raise ValueError(f"apis must be one or more of {', '.join(API_NAMES)}, got {self.apis!r}")
 
     # -- presets -------------------------------------------------------------------------
     @classmethod
@@ -240,6 +271,10 @@ class Fault:
             return False
         num, den = self._rate
         return (index + 1) * num // den > index * num // den
+
+    def serves(self, protocol: ApiProtocol) -> bool:
+        """Whether requests of ``protocol`` are served (see ``apis``)."""
+        return protocol in self.served
 
     def status_body(self, protocol: ApiProtocol) -> bytes:
         """The body to send with ``status`` on a request of ``protocol``."""
@@ -321,6 +356,8 @@ class Fault:
                 value = dict(value)
             elif isinstance(value, Conversation):
                 value = value.to_dict()
+            elif f.name == "apis":
+                value = list(value)
             out[f.name] = value
         return out
 
@@ -358,6 +395,24 @@ def _conversation(value: object, where: str) -> Conversation | None:
         return Conversation.from_dict(value, where=where)
     except ConversationError as exc:
         raise FaultConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+
+
+def _apis(value: object, where: str) -> tuple[ApiName, ...]:
+    names = ", ".join(API_NAMES)
+    given = [value] if isinstance(value, str) else value
+    if not isinstance(given, list):
+        raise FaultConfigError(
+            f"{where}: expected a list of API names ({names}), got {type_name(value, show_value=True)}"
+        )
+    if not given:
+        raise FaultConfigError(f"{where}: expected at least one API ({names}), got an empty list")
+    out: list[ApiName] = []
+    for item in given:
+        name = next((api for api in API_NAMES if api == item), None)
+        if name is None:
+            raise FaultConfigError(f"{where}: unknown API {item!r}; expected some of {names}")
+        out.append(name)
+    return tuple(out)
 
 
 def _headers(value: object, where: str) -> tuple[tuple[str, str], ...]:
@@ -401,6 +456,7 @@ _CONVERTERS: dict[str, Callable[[object, str], object]] = {
     "text": _text,
     "chunks": partial(require_int, minimum=1, show_value=True),
     "conversation": _conversation,
+    "apis": _apis,
 }
 """How each key of a fault mapping is read: ``preset``, ``retry_after`` and every init field of
 :class:`Fault` (a test keeps them in step). Delays take the one duration grammar (``250ms``, ``2s``

@@ -15,7 +15,7 @@ from typing import Final
 
 import orjson
 
-from spillgate.fake.conversation import Reply, ToolCall, encrypted_reasoning
+from spillgate.fake.conversation import Reply, ToolCall, encrypted_reasoning, thinking_signature
 from spillgate.fake.protocol import ANTHROPIC, CHAT, RESPONSES, ApiProtocol, error_json
 
 DEFAULT_TEXT: Final = "Hello from the fake upstream."
@@ -110,46 +110,54 @@ def chat_completion(model: str, text: str, output_tokens: int, input_tokens: int
     )
 
 
-def chat_stream(
-    model: str, deltas: tuple[str, ...], input_tokens: int, created: int, include_usage: bool
-) -> StreamEvents:
-    cid = new_id("chatcmpl-")
+def _chat_chunk(
+    cid: str, created: int, model: str, delta: dict[str, object], finish: str | None, include_usage: bool
+) -> bytes:
+    payload: dict[str, object] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    if include_usage:
+        payload["usage"] = None
+    return _data(payload)
 
-    def chunk(delta: dict[str, str], finish: str | None) -> bytes:
-        payload: dict[str, object] = {
+
+def _chat_usage_chunk(cid: str, created: int, model: str, input_tokens: int, output_tokens: int) -> bytes:
+    """The last chunk of a stream asked for ``stream_options.include_usage``: no choices, the usage."""
+    return _data(
+        {
             "id": cid,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [],
+            "usage": {
+                "prompt_tokens": input_tokens,
+                "completion_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+            },
         }
-        if include_usage:
-            payload["usage"] = None
-        return _data(payload)
+    )
+
+
+def chat_stream(
+    model: str, deltas: tuple[str, ...], input_tokens: int, created: int, include_usage: bool
+) -> StreamEvents:
+    cid = new_id("chatcmpl-")
+
+    def chunk(delta: dict[str, object], finish: str | None) -> bytes:
+        return _chat_chunk(cid, created, model, delta, finish, include_usage)
 
     frames = [chunk({"role": "assistant", "content": ""}, None)]
     frames.extend(chunk({"content": d}, None) for d in deltas)
     frames.append(chunk({}, "stop"))
     if include_usage:
-        output = len(deltas)
-        frames.append(
-            _data(
-                {
-                    "id": cid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "system_fingerprint": None,
-                    "choices": [],
-                    "usage": {
-                        "prompt_tokens": input_tokens,
-                        "completion_tokens": output,
-                        "total_tokens": input_tokens + output,
-                    },
-                }
-            )
-        )
+        frames.append(_chat_usage_chunk(cid, created, model, input_tokens, len(deltas)))
     frames.append(b"data: [DONE]\n\n")
     return StreamEvents(CHAT, tuple(frames), 1, cid, model, created)
 
@@ -497,3 +505,226 @@ def responses_reply_object(model: str, reply: Reply, chunks: int, input_tokens: 
     usage = _responses_usage(input_tokens, sum(len(deltas) for _, _, deltas in items))
     output: list[object] = [item for _, item, _ in items]
     return orjson.dumps(_response_object(new_id("resp_"), created, model, "completed", output, usage))
+
+
+# -- scripted coding turns in the other two APIs -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplyParts:
+    """A scripted reply cut into the deltas a stream sends (the whole answer counts the same
+    deltas as its output tokens)."""
+
+    reasoning: tuple[str, ...]
+    arguments: tuple[str, ...]
+    text: tuple[str, ...]
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.reasoning) + len(self.arguments) + len(self.text)
+
+
+def _reply_parts(reply: Reply, chunks: int) -> _ReplyParts:
+    return _ReplyParts(
+        split_text(reply.reasoning, chunks),
+        split_text(reply.call.arguments, chunks) if reply.call is not None else (),
+        split_text(reply.text, chunks) if reply.text is not None else (),
+    )
+
+
+def chat_reply_object(model: str, reply: Reply, chunks: int, input_tokens: int, created: int) -> bytes:
+    """The non-streamed Chat Completions answer of a scripted turn: the reasoning as
+    ``reasoning_content`` (as llama.cpp and DeepSeek send it), then one ``tool_calls`` call
+    (``finish_reason: tool_calls``) or the final text (``stop``)."""
+    output_tokens = _reply_parts(reply, chunks).output_tokens
+    message: dict[str, object] = {"role": "assistant", "content": reply.text, "refusal": None}
+    if reply.reasoning:
+        message["reasoning_content"] = reply.reasoning
+    call = reply.call
+    if call is not None:
+        message["tool_calls"] = [
+            {
+                "id": call.call_id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+        ]
+    return orjson.dumps(
+        {
+            "id": new_id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if call is not None else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": input_tokens,
+                "completion_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+            },
+            "system_fingerprint": None,
+        }
+    )
+
+
+def chat_reply_stream(
+    model: str, reply: Reply, chunks: int, input_tokens: int, created: int, include_usage: bool
+) -> StreamEvents:
+    """The streamed Chat Completions answer of a scripted turn: a role chunk, the
+    ``reasoning_content`` deltas, then the tool call (index 0: id, type and name with empty
+    arguments first, then the arguments in pieces) or the content deltas, the finish chunk, the
+    usage chunk (with ``include_usage``) and ``[DONE]``. ``first_content`` is the first delta."""
+    cid = new_id("chatcmpl-")
+    parts = _reply_parts(reply, chunks)
+    call = reply.call
+
+    def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+        return _chat_chunk(cid, created, model, delta, finish, include_usage)
+
+    frames = [chunk({"role": "assistant", "content": "" if call is None else None})]
+    first = len(frames)
+    frames.extend(chunk({"reasoning_content": d}) for d in parts.reasoning)
+    if call is not None:
+        function = {"name": call.name, "arguments": ""}
+        frames.append(
+            chunk(
+                {"tool_calls": [{"index": 0, "id": call.call_id, "type": "function", "function": function}]}
+            )
+        )
+        if not parts.reasoning:
+            first = len(frames)
+        frames.extend(
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": d}}]}) for d in parts.arguments
+        )
+    else:
+        frames.extend(chunk({"content": d}) for d in parts.text)
+    frames.append(chunk({}, "tool_calls" if call is not None else "stop"))
+    if include_usage:
+        frames.append(_chat_usage_chunk(cid, created, model, input_tokens, parts.output_tokens))
+    frames.append(b"data: [DONE]\n\n")
+    return StreamEvents(CHAT, tuple(frames), first, cid, model, created)
+
+
+def _tool_input(call: ToolCall) -> object:
+    return orjson.loads(call.arguments)
+
+
+def messages_reply_object(model: str, reply: Reply, chunks: int, input_tokens: int) -> bytes:
+    """The non-streamed Anthropic Messages answer of a scripted turn: a ``thinking`` block (with
+    its ``signature``), then a ``tool_use`` block (``stop_reason: tool_use``) or a ``text`` block
+    (``end_turn``)."""
+    content: list[object] = []
+    if reply.reasoning:
+        content.append(
+            {
+                "type": "thinking",
+                "thinking": reply.reasoning,
+                "signature": thinking_signature(reply.reasoning),
+            }
+        )
+    call = reply.call
+    if call is not None:
+        content.append(
+            {"type": "tool_use", "id": call.call_id, "name": call.name, "input": _tool_input(call)}
+        )
+    elif reply.text is not None:
+        content.append({"type": "text", "text": reply.text})
+    return orjson.dumps(
+        {
+            "id": new_id("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": "tool_use" if call is not None else "end_turn",
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": input_tokens,
+                "output_tokens": _reply_parts(reply, chunks).output_tokens,
+            },
+        }
+    )
+
+
+def messages_reply_stream(
+    model: str, reply: Reply, chunks: int, input_tokens: int, created: int
+) -> StreamEvents:
+    """The streamed Anthropic Messages answer of a scripted turn, in the API's grammar:
+    ``message_start``; per block ``content_block_start`` / ``content_block_delta``s /
+    ``content_block_stop`` (``thinking_delta``s then one ``signature_delta``; ``input_json_delta``s;
+    ``text_delta``s), a ``ping`` after the first block's start; ``message_delta`` with the
+    stop reason and usage; ``message_stop``. ``first_content`` is the first delta."""
+    mid = new_id("msg_")
+    parts = _reply_parts(reply, chunks)
+    call = reply.call
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": mid,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": min(1, parts.output_tokens)},
+        },
+    }
+    frames = [_sse("message_start", start)]
+    first = -1
+    blocks: list[tuple[dict[str, object], list[dict[str, object]]]] = []
+    if reply.reasoning:
+        signature: dict[str, object] = {
+            "type": "signature_delta",
+            "signature": thinking_signature(reply.reasoning),
+        }
+        thinking: list[dict[str, object]] = [
+            {"type": "thinking_delta", "thinking": d} for d in parts.reasoning
+        ]
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, [*thinking, signature]))
+    if call is not None:
+        json_deltas: list[dict[str, object]] = [
+            {"type": "input_json_delta", "partial_json": d} for d in parts.arguments
+        ]
+        blocks.append(({"type": "tool_use", "id": call.call_id, "name": call.name, "input": {}}, json_deltas))
+    elif reply.text is not None:
+        text: list[dict[str, object]] = [{"type": "text_delta", "text": d} for d in parts.text]
+        blocks.append(({"type": "text", "text": ""}, text))
+    for index, (block, deltas) in enumerate(blocks):
+        frames.append(
+            _sse(
+                "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+            )
+        )
+        if index == 0:
+            frames.append(b'event: ping\ndata: {"type":"ping"}\n\n')
+        for delta in deltas:
+            if first < 0:
+                first = len(frames)
+            frames.append(
+                _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            )
+        frames.append(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    frames.append(
+        _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": "tool_use" if call is not None else "end_turn",
+                    "stop_sequence": None,
+                },
+                "usage": {"output_tokens": parts.output_tokens},
+            },
+        )
+    )
+    frames.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    if first < 0:
+        first = len(frames) - 1
+    return StreamEvents(ANTHROPIC, tuple(frames), first, mid, model, created)

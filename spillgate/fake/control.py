@@ -3,7 +3,8 @@
 * ``GET    /_fake/behaviors``            -> ``{"models": {name: fault fields}}``
 * ``PUT    /_fake/behaviors/{model}``    body: a fault as JSON (``{"preset": "capacity"}`` too;
   ``{"conversation": true}`` or ``{"conversation": {"commands": [...], "answer": "..."}}`` answers
-  Responses requests with a scripted coding turn)
+  with a scripted coding turn in the request's API; ``{"apis": ["chat"]}`` serves only Chat
+  Completions for the model, ``PUT /_fake/behaviors/*`` with it: for the whole server)
 * ``DELETE /_fake/behaviors/{model}``    make one model healthy; ``DELETE /_fake/behaviors``: all
 * ``GET    /_fake/attempts[?model=M][&body=1]`` -> a JSON list of attempts (bodies only with ``body=1``)
 * ``DELETE /_fake/attempts``             forget the attempt log

@@ -1,17 +1,31 @@
 """Scripted coding turns: the fake answers like an agent's model that runs shell commands.
 
-A :class:`Conversation` on a model's behaviour makes its OpenAI Responses answers depend on
-where the agent's turn is, read from the request's ``input``:
+A :class:`Conversation` on a model's behaviour makes its answers depend on where the agent's turn
+is, read from the request's history, in each of the three APIs:
 
-* ``k`` tool outputs (``function_call_output`` items) so far and ``k < len(commands)``:
-  a reasoning item, then a call of the request's shell tool running ``commands[k]``;
+* ``k`` tool outputs so far and ``k < len(commands)``: the reasoning, then a call of the request's
+  shell tool running ``commands[k]``;
 * otherwise: the final assistant message ``answer`` (plus, with ``echo_output``, the last
   tool output, so the answer shows that the command really ran).
 
-The shell tool is looked up in the request's ``tools`` by name and its arguments are shaped by
-its JSON schema: Codex CLI's ``exec_command`` takes ``{"cmd": "..."}``, older builds' ``shell``
-takes ``{"command": ["bash", "-lc", "..."]}``, ``shell_command`` takes ``{"command": "..."}``.
-Everything here is pure; the server applies faults on top as for any other answer.
+Where each API carries them:
+
+=================  ================================  ==========================================
+API                tool outputs                      shell tool offered as
+=================  ================================  ==========================================
+OpenAI Responses   ``input[]`` ``*_call_output``     ``tools[]`` ``{type: function, name,
+                   items' ``output``                 parameters}``
+Chat Completions   ``messages[]`` ``role: tool``     ``tools[].function`` ``{name, parameters}``
+                   messages' ``content``
+Anthropic          ``tool_result`` blocks of user    ``tools[]`` ``{name, input_schema}``
+Messages           messages (their ``content``)
+=================  ================================  ==========================================
+
+The shell tool is looked up by name and its arguments are shaped by its JSON schema: Codex CLI's
+``exec_command`` takes ``{"cmd": "..."}``, older builds' ``shell`` takes
+``{"command": ["bash", "-lc", "..."]}``, ``shell_command`` and Claude Code's ``Bash`` take
+``{"command": "..."}``. Everything here is pure; :mod:`spillgate.fake.content` writes the reply in
+the request's API and the server applies faults on top as for any other answer.
 """
 
 from __future__ import annotations
@@ -24,10 +38,11 @@ from typing import Final
 
 import orjson
 
-from spillgate.fake.protocol import JsonValue
+from spillgate.fake.protocol import ANTHROPIC, CHAT, RESPONSES, ApiProtocol, JsonValue
 
-SHELL_TOOLS: Final = ("exec_command", "shell_command", "shell")
-"""Function tool names taken as "run a shell command", in order of preference."""
+SHELL_TOOLS: Final = ("exec_command", "shell_command", "shell", "Bash")
+"""Function tool names taken as "run a shell command", in order of preference (``Bash``:
+Claude Code's)."""
 
 DEFAULT_COMMAND: Final = "echo spillgate-e2e"
 DEFAULT_ANSWER: Final = "SPILLGATE-E2E-DONE"
@@ -47,8 +62,7 @@ class ConversationError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """A scripted multi-request coding turn (OpenAI Responses requests only; the other APIs get
-    the plain answer)."""
+    """A scripted multi-request coding turn, played in whichever API the request came on."""
 
     commands: tuple[str, ...] = (DEFAULT_COMMAND,)
     """One shell command per tool step, run in order; empty: answer at once."""
@@ -57,7 +71,8 @@ class Conversation:
     echo_output: bool = True
     """Add a line ``tool output: <the last tool output>`` to the final answer."""
     reasoning: str = DEFAULT_REASONING
-    """The summary of the reasoning item that starts every scripted answer; empty: none."""
+    """The reasoning that starts every scripted answer (a Responses reasoning item's summary, a
+    Chat ``reasoning_content``, an Anthropic ``thinking`` block); empty: none."""
 
     def __post_init__(self) -> None:
         if isinstance(self.commands, str):  # a single command given bare
@@ -113,13 +128,13 @@ class Conversation:
         }
 
     # -- use -----------------------------------------------------------------------------------
-    def reply(self, payload: Mapping[str, object]) -> Reply:
-        """What the scripted model answers to the Responses request ``payload``."""
-        outputs = tool_outputs(payload.get("input"))
+    def reply(self, payload: Mapping[str, object], protocol: ApiProtocol = RESPONSES) -> Reply:
+        """What the scripted model answers to ``payload``, a request of ``protocol``."""
+        outputs = tool_outputs_of(payload, protocol)
         step = len(outputs)
         if step < len(self.commands):
             command = self.commands[step]
-            call = shell_call(payload.get("tools"), command, step)
+            call = shell_call(payload.get("tools"), command, step, protocol)
             if call is None:
                 names = ", ".join(SHELL_TOOLS)
                 return Reply(
@@ -141,6 +156,7 @@ class ToolCall:
     arguments: str
     """The arguments as the JSON text a model writes."""
     call_id: str
+    """``call_…`` (OpenAI APIs) or ``toolu_…`` (Anthropic), stable for a step."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +170,15 @@ class Reply:
     """How many tool outputs the request carried."""
 
 
+def tool_outputs_of(payload: Mapping[str, object], protocol: ApiProtocol) -> list[str]:
+    """The outputs of the tool calls in a request of ``protocol``, in order, as text."""
+    if protocol == CHAT:
+        return chat_tool_outputs(payload.get("messages"))
+    if protocol == ANTHROPIC:
+        return messages_tool_outputs(payload.get("messages"))
+    return tool_outputs(payload.get("input"))
+
+
 def tool_outputs(items: object) -> list[str]:
     """The outputs of the tool calls in a Responses ``input`` list, in order, as text."""
     if not isinstance(items, list):
@@ -165,6 +190,37 @@ def tool_outputs(items: object) -> list[str]:
         kind = item.get("type")
         if isinstance(kind, str) and kind.endswith("_call_output"):
             out.append(_output_text(item.get("output")))
+    return out
+
+
+def chat_tool_outputs(messages: object) -> list[str]:
+    """The ``content`` of the ``role: "tool"`` messages of a Chat Completions ``messages`` list."""
+    if not isinstance(messages, list):
+        return []
+    return [
+        _output_text(message.get("content"))
+        for message in messages
+        if isinstance(message, dict) and message.get("role") == "tool"
+    ]
+
+
+def messages_tool_outputs(messages: object) -> list[str]:
+    """The ``content`` of the ``tool_result`` blocks in the user messages of an Anthropic
+    ``messages`` list."""
+    if not isinstance(messages, list):
+        return []
+    out: list[str] = []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        blocks = message.get("content")
+        if not isinstance(blocks, list):
+            continue
+        out.extend(
+            _output_text(block.get("content"))
+            for block in blocks
+            if isinstance(block, dict) and block.get("type") == "tool_result"
+        )
     return out
 
 
@@ -190,28 +246,51 @@ def _excerpt(output: str) -> str:
     return flat[:ECHO_LIMIT]
 
 
-def shell_call(tools: object, command: str, step: int) -> ToolCall | None:
-    """A call of the request's shell tool running ``command``; ``None`` when it has none."""
-    if not isinstance(tools, Sequence) or isinstance(tools, str):
-        return None
-    by_name = {
-        tool.get("name"): tool
-        for tool in tools
-        if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("name"), str)
-    }
+def shell_call(tools: object, command: str, step: int, protocol: ApiProtocol = RESPONSES) -> ToolCall | None:
+    """A call of the shell tool in a ``protocol`` request's ``tools`` running ``command``;
+    ``None`` when it offers none whose schema the fake can fill."""
+    offered = offered_tools(tools, protocol)
+    prefix = "toolu_" if protocol == ANTHROPIC else "call_"
     for name in SHELL_TOOLS:
-        tool = by_name.get(name)
-        if tool is None:
+        schema = offered.get(name)
+        if schema is None:
             continue
-        arguments = _shell_arguments(tool, command)
+        arguments = _shell_arguments(schema, command)
         if arguments is not None:
-            return ToolCall(name, orjson.dumps(arguments).decode(), call_id(command, step))
+            return ToolCall(name, orjson.dumps(arguments).decode(), call_id(command, step, prefix))
     return None
 
 
-def _shell_arguments(tool: Mapping[str, object], command: str) -> dict[str, object] | None:
-    parameters = tool.get("parameters")
-    properties = parameters.get("properties") if isinstance(parameters, dict) else None
+def offered_tools(tools: object, protocol: ApiProtocol) -> dict[str, Mapping[str, object]]:
+    """The function tools of a ``protocol`` request: name -> JSON schema of the arguments.
+
+    Responses: ``{"type": "function", "name", "parameters"}``; Chat: ``{"type": "function",
+    "function": {"name", "parameters"}}``; Anthropic: ``{"name", "input_schema"}`` (no ``type``, or
+    ``custom``; server tools such as ``web_search_20250305`` have no schema and are skipped).
+    """
+    if not isinstance(tools, Sequence) or isinstance(tools, str):
+        return {}
+    out: dict[str, Mapping[str, object]] = {}
+    for tool in tools:
+        if not isinstance(tool, dict):
+            continue
+        if protocol == ANTHROPIC:
+            spec, key = (tool, "input_schema") if tool.get("type") in (None, "custom") else ({}, "")
+        elif tool.get("type") != "function":
+            continue
+        elif protocol == CHAT:
+            function = tool.get("function")
+            spec, key = (function, "parameters") if isinstance(function, dict) else ({}, "")
+        else:
+            spec, key = tool, "parameters"
+        name, schema = spec.get("name"), spec.get(key)
+        if isinstance(name, str) and isinstance(schema, dict):
+            out[name] = schema
+    return out
+
+
+def _shell_arguments(schema: Mapping[str, object], command: str) -> dict[str, object] | None:
+    properties = schema.get("properties")
     if not isinstance(properties, dict):
         return None
     if "cmd" in properties:
@@ -224,12 +303,18 @@ def _shell_arguments(tool: Mapping[str, object], command: str) -> dict[str, obje
     return None
 
 
-def call_id(command: str, step: int) -> str:
+def call_id(command: str, step: int, prefix: str = "call_") -> str:
     """A stable call id for a step: a retried request gets the same call (as a replay would)."""
     digest = hashlib.sha256(f"{step}\0{command}".encode()).hexdigest()[:24]
-    return f"call_{digest}"
+    return f"{prefix}{digest}"
 
 
 def encrypted_reasoning(item_id: str, summary: str) -> str:
     """Opaque stand-in for a reasoning item's ``encrypted_content`` (the client sends it back)."""
     return base64.urlsafe_b64encode(orjson.dumps({"fake_reasoning": item_id, "summary": summary})).decode()
+
+
+def thinking_signature(thinking: str) -> str:
+    """Opaque stand-in for an Anthropic thinking block's ``signature`` (the client sends it back)."""
+    digest = hashlib.sha256(thinking.encode()).hexdigest()[:32]
+    return base64.b64encode(orjson.dumps({"fake_thinking": digest})).decode()

@@ -20,6 +20,17 @@ PROTOCOL_BY_PATH: Final[dict[str, ApiProtocol]] = {
     "/v1/messages": ANTHROPIC,
 }
 
+ApiName = Literal["chat", "responses", "messages"]
+"""The short name of an API in the fake's settings (a fault's ``apis``)."""
+
+PROTOCOL_BY_API: Final[dict[ApiName, ApiProtocol]] = {
+    "chat": CHAT,
+    "responses": RESPONSES,
+    "messages": ANTHROPIC,
+}
+API_NAMES: Final[tuple[ApiName, ...]] = tuple(PROTOCOL_BY_API)
+"""Every API the fake can serve, in the order settings list them."""
+
 # status -> (type, code, message) for OpenAI-shaped error bodies.
 _OPENAI_DEFAULTS: Final[dict[int, tuple[str, str | None, str]]] = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -64,6 +75,19 @@ _ANTHROPIC_DEFAULTS: Final[dict[int, tuple[str, str]]] = {
 def protocol_for_path(path: str) -> ApiProtocol:
     """The protocol whose error shape suits ``path`` (Anthropic for /v1/messages, else OpenAI)."""
     return ANTHROPIC if path.startswith("/v1/messages") else PROTOCOL_BY_PATH.get(path, CHAT)
+
+
+def not_served_json(protocol: ApiProtocol, method: str, path: str, served: tuple[ApiName, ...]) -> bytes:
+    """The 404 body of a request on the path of an API the server does not serve, as a server
+    that has only some of the APIs answers it (llama.cpp's server 404s ``/v1/responses``):
+    OpenAI's invalid-URL shape on OpenAI paths, Anthropic's ``not_found_error`` on ``/v1/messages``."""
+    apis = f"the {' and '.join(served)} API" + ("s" if len(served) > 1 else "")
+    message = f"{method} {path} not found: this upstream serves only {apis}"
+    if protocol == ANTHROPIC:
+        return orjson.dumps({"type": "error", "error": {"type": "not_found_error", "message": message}})
+    return orjson.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+    )
 
 
 def _openai_defaults(status: int) -> tuple[str, str | None, str]:

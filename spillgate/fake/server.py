@@ -25,7 +25,13 @@ from spillgate.fake.attempts import AttemptLog, AttemptRecord
 from spillgate.fake.behavior import HEALTHY, Fault
 from spillgate.fake.content import input_tokens_for, new_id
 from spillgate.fake.control import CONTROL_PREFIX, handle_control
-from spillgate.fake.protocol import PROTOCOL_BY_PATH, ApiProtocol, error_json, protocol_for_path
+from spillgate.fake.protocol import (
+    PROTOCOL_BY_PATH,
+    ApiProtocol,
+    error_json,
+    not_served_json,
+    protocol_for_path,
+)
 from spillgate.fake.script import StreamScript, script_stream
 from spillgate.http.server import ClientDisconnected, Headers, HttpServer, Request, ResponseWriter
 
@@ -63,9 +69,14 @@ class FakeUpstream:
     as an HTTP 500 (529 for Anthropic ``overloaded_error``), ``malformed_at_event`` sends a
     200 with a broken JSON body; ``first_content_delay`` waits before the body.
 
-    A fault with a ``conversation`` answers Responses requests with that scripted coding turn
-    (see :mod:`spillgate.fake.conversation`) wherever it would send the plain answer, so the
+    A fault with a ``conversation`` answers with that scripted coding turn, in the request's API
+    (see :mod:`spillgate.fake.conversation`), wherever it would send the plain answer, so the
     fault's status and stream faults still apply to it.
+
+    A fault's ``apis`` are the APIs served for its model (on ``"*"``: for every model without its
+    own entry, and for requests that name no model): a request on another API's path gets a 404
+    in that path's error shape, logged with outcome ``not_served``, and does not count towards
+    the fault's ``times`` or ``rate``.
 
     ``clock`` is what the time windows (``for_seconds``) and the attempt times are read from: a
     test can move it forward instead of waiting a window out (the delays stay real time).
@@ -187,6 +198,10 @@ class FakeUpstream:
             await self._other(request, writer)
             return
         if request.method != "POST":
+            server = self._fault_for("")  # no model to read: the server's setting
+            if not server.serves(protocol):
+                await writer.send(404, [JSON], self._not_served(request, protocol, server))
+                return
             await writer.send(405, [JSON, ("allow", "POST")], error_json(protocol, 405))
             return
         self._in_flight += 1
@@ -204,7 +219,16 @@ class FakeUpstream:
         except orjson.JSONDecodeError:
             payload = None
         model = payload.get("model") if isinstance(payload, dict) else None
-        if not isinstance(model, str) or not model:
+        stream = isinstance(payload, dict) and payload.get("stream") is True
+        named = model if isinstance(model, str) else ""
+        slot = (self._slots.get(named) if named else None) or self._slots.get(WILDCARD)
+        fault = slot.fault if slot is not None else HEALTHY
+        if not fault.serves(protocol):  # before anything else, as a server without the API
+            self._record(request, now, protocol, named, stream, "not_served", False, request_id)
+            not_found = self._not_served(request, protocol, fault)
+            await writer.send(404, [JSON, ("x-request-id", request_id)], not_found)
+            return
+        if not named:
             self._record(request, now, protocol, "", False, "bad_request", False, request_id)
             message = (
                 "The request body is not a JSON object."
@@ -216,12 +240,9 @@ class FakeUpstream:
             )
             return
         assert isinstance(payload, dict)
-        stream = payload.get("stream") is True
-        slot = self._slots.get(model) or self._slots.get(WILDCARD)
-        fault = HEALTHY
+        model = named
         applied = False
         if slot is not None:
-            fault = slot.fault
             index = slot.count
             slot.count = index + 1
             applied = fault.active and fault.applies(index, now - slot.set_at)
@@ -269,6 +290,16 @@ class FakeUpstream:
         await self._faulted(
             writer, protocol, model, fault, script, request_id, payload, input_tokens, created
         )
+
+    def _fault_for(self, model: str) -> Fault:
+        """The behaviour of ``model`` (``""``: of a request that names none): its own, the
+        wildcard's, or healthy."""
+        slot = (self._slots.get(model) if model else None) or self._slots.get(WILDCARD)
+        return slot.fault if slot is not None else HEALTHY
+
+    @staticmethod
+    def _not_served(request: Request, protocol: ApiProtocol, fault: Fault) -> bytes:
+        return not_served_json(protocol, request.method, request.path, fault.apis)
 
     def _record(
         self,

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from spillgate.config.durations import format_wait
-from spillgate.config.schema import WILDCARD, Account, ProviderProtocol, Route, Settings
+from spillgate.config.schema import WILDCARD, Account, Route, Settings
+from spillgate.protocols.apis import Api
 from spillgate.resilience.outage import OutageBoard
 from spillgate.resilience.policy import most_informative
 from spillgate.resilience.stores import HealthStore
 from spillgate.resilience.types import ErrorClass, Verdict
+from spillgate.routing.plan import serving_api
 
 from .attempt import Attempt
 from .call import Outcome
@@ -90,10 +92,10 @@ def stop_message(
     settings: Settings,
     health: HealthStore,
     outages: OutageBoard,
-    family: ProviderProtocol,
+    api: Api,
 ) -> str:
     """What the user reads when the client is told to stop."""
-    healthy = list(healthy_models(settings, health, outages, family, exclude=model))
+    healthy = list(healthy_models(settings, health, outages, api, exclude=model))
     if healthy:
         shown = ", ".join(healthy[:MAX_LISTED]) + (", …" if len(healthy) > MAX_LISTED else "")
         others = f"models that answer now: {shown}"
@@ -106,14 +108,16 @@ def stop_message(
 
 
 def healthy_models(
-    settings: Settings, health: HealthStore, outages: OutageBoard, family: ProviderProtocol, *, exclude: str
+    settings: Settings, health: HealthStore, outages: OutageBoard, api: Api, *, exclude: str
 ) -> Iterable[str]:
-    """Public model names (aliases) of ``family`` with a route whose health admits it now."""
+    """Public model names (aliases) with a route that serves ``api`` (natively or translated)
+    and whose health admits it now."""
     for name, alias in settings.models.items():
         if name in (exclude, WILDCARD) or outages.out_for(name) is not None:
             continue
         if any(
-            settings.providers[route.provider].protocol == family and route_admitted(settings, health, route)
+            serving_api(route, settings.providers[route.provider], api) is not None
+            and route_admitted(settings, health, route)
             for route in alias.routes
         ):
             yield name
@@ -124,7 +128,7 @@ def route_admitted(settings: Settings, health: HealthStore, route: Route) -> boo
     provider = settings.providers[route.provider]
     accounts: list[Account | None] = [settings.accounts[a] for a in route.accounts]
     for account in accounts or [None]:
-        keys = Attempt(route, provider, account, route.model).health_keys()
+        keys = Attempt(route, provider, account, route.model, provider.apis[0]).health_keys()
         if all(health.reopens_at(k) is None for k in keys):
             return True
     return False

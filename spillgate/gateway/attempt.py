@@ -5,18 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from spillgate.config.schema import Account, Provider, Route, Timeouts
+from spillgate.protocols.apis import Api
 from spillgate.resilience.keys import owner_key, scope_key
 from spillgate.resilience.types import Scope
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """A route, the account it uses (if a pool) and the upstream model."""
+    """A route, the account it uses (if a pool), the upstream model and the API it speaks."""
 
     route: Route
     provider: Provider
     account: Account | None
     upstream_model: str
+    api: Api
+    """The upstream API (the client's own, or the one its request is translated to)."""
     _keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

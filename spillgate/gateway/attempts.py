@@ -12,13 +12,17 @@ import zlib
 from spillgate.config.schema import Settings
 from spillgate.http.transport import Transport
 from spillgate.observe.events import AttemptFinished, RequestFinished
+from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.request import rewrite_model
+from spillgate.protocols.translate.canonical import Uncarriable
+from spillgate.protocols.translate.translator import AnswerTranslator
 from spillgate.protocols.usage import Usage
 from spillgate.resilience.types import ErrorClass, Scope
 
 from .answer import outage_key
+from .attempt import Attempt
 from .call import Committed, Outcome, call
-from .exchange import Exchange
+from .exchange import Exchange, estimate_tokens
 from .forward import client_headers, upstream_headers
 from .planner import Candidate, RequestPlan
 from .redact import Redactor
@@ -61,11 +65,30 @@ class AttemptService:
         if account is not None:
             rt.inflight.acquire(account.id)
         outcome: Outcome | None = None
+        answers: AnswerTranslator | None = None
+        omitted: tuple[str, ...] = ()
         try:
-            payload = body if body is not None else rewrite_model(ex.parsed, attempt.upstream_model)
+            if attempt.api is ex.parsed.api:
+                payload = body if body is not None else rewrite_model(ex.parsed, attempt.upstream_model)
+            else:
+                # The planner checked that it can be carried (misfit); the body is cached.
+                encoded = ex.translation.encoded(attempt.api, attempt.upstream_model, attempt.route)
+                payload = body if body is not None else encoded.body
+                answers = ex.translation.answers(attempt, encoded, estimate_tokens(encoded.body))
+                omitted = encoded.omitted
             headers = upstream_headers(ex.client_headers, attempt.provider, account)
             client = self.clients[attempt.provider.name]
-            outcome = await call(attempt, ex.parsed, payload, headers, client, bound, self.settings.limits)
+            outcome = await call(
+                attempt,
+                ex.parsed,
+                payload,
+                headers,
+                client,
+                bound,
+                self.settings.limits,
+                answers=answers,
+                on_malformed=self._count_malformed,
+            )
         finally:
             if outcome is None:  # cancelled: the client went away
                 self.release(candidate)
@@ -89,8 +112,26 @@ class AttemptService:
             outcome = self.judge(outcome, candidate.probes, ex=ex)
         if log.isEnabledFor(logging.DEBUG):
             _log_attempt(ex, outcome, kind)
-        self._emit_attempt(ex, outcome, kind)
+        self._emit_attempt(ex, outcome, kind, omitted)
         return outcome
+
+    def prefill_payload(self, ex: Exchange, attempt: Attempt, text: str) -> tuple[bytes, str]:
+        """A request continuing the assistant text ``text`` on ``attempt`` (in its own API), and
+        the trailing whitespace left out of the prefill; raises ValueError when it cannot be."""
+        if attempt.api is ex.parsed.api:
+            made = adapter_for(attempt.api).prefill_body(ex.parsed.data, text, attempt.upstream_model)
+            if made is None:
+                raise ValueError(f"a {attempt.api.title} request cannot be continued from a prefill")
+            return made
+        prefill = text.rstrip()
+        try:
+            encoded = ex.translation.encoded(attempt.api, attempt.upstream_model, attempt.route, prefill)
+        except Uncarriable as why:
+            raise ValueError(str(why)) from None
+        return encoded.body, text[len(prefill) :]
+
+    def _count_malformed(self, n: int) -> None:
+        self.runtime.counters.malformed_events += n
 
     def try_bound(
         self, ex: Exchange, plan: RequestPlan, candidate: Candidate, deadline: float
@@ -208,7 +249,7 @@ class AttemptService:
             *ex.extra_headers,
         ]
 
-    def _emit_attempt(self, ex: Exchange, outcome: Outcome, kind: str) -> None:
+    def _emit_attempt(self, ex: Exchange, outcome: Outcome, kind: str, omitted: tuple[str, ...]) -> None:
         events = self.runtime.events
         if not events.active:
             return
@@ -234,6 +275,8 @@ class AttemptService:
                 latency=outcome.latency,
                 first_byte=outcome.first_byte,
                 kind=kind,
+                upstream_api=attempt.api.value,
+                omitted="; ".join(omitted) or None,
             )
         )
 
@@ -265,6 +308,7 @@ class AttemptService:
                 route=attempt.route.label if attempt else None,
                 account=attempt.account.id if attempt and attempt.account else None,
                 upstream_model=attempt.upstream_model if attempt else None,
+                upstream_api=attempt.api.value if attempt else None,
                 error_class=error_class.value if error_class else None,
                 latency=self.clock() - ex.started,
                 first_token=first_token,

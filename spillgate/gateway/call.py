@@ -8,6 +8,7 @@ invisibly. The caller decides what to do with the Outcome.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,10 +23,15 @@ from spillgate.http.transport import Transport as Upstream
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.request import ParsedRequest
 from spillgate.protocols.sse import EventTooLarge, SseSplitter
+from spillgate.protocols.translate.codec import Malformed
+from spillgate.protocols.translate.translator import AnswerTranslator
 from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import Phase, Signal, Transport, Verdict
 
 from .attempt import Attempt
+from .translation import TranslatedReply
+
+log = logging.getLogger("spillgate.dispatch")
 
 _LIMITS = Limits()
 
@@ -156,10 +162,15 @@ async def call(
     client: Upstream,
     bound: float | None = None,
     limits: Limits = _LIMITS,
+    *,
+    answers: AnswerTranslator | None = None,
+    on_malformed: Callable[[int], None] = lambda n: None,
 ) -> Outcome:
     """``bound``: the longest this try may wait for response headers and for its first content
     event, so that a failover can still start in time (``None``: the route's timeouts alone).
-    ``limits``: the stream's event size and kept replay text."""
+    ``limits``: the stream's event size and kept replay text. ``answers``: a translated
+    attempt's answers, turned into the client's API here (the outcome, its stream included, is
+    the client's from then on); ``on_malformed`` counts the upstream events it could not read."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     clock = time.perf_counter()  # uvloop's loop.time() has millisecond resolution
@@ -170,9 +181,9 @@ async def call(
     if bound is not None:
         header_wait, first_token = min(header_wait, bound), min(first_token, bound)
     try:
-        response = await client.request(
+        response: Reply = await client.request(
             "POST",
-            parsed.api.upstream_suffix,
+            attempt.api.upstream_suffix,
             headers,
             body,
             connect_timeout=min(timeouts.connect, header_wait),
@@ -189,10 +200,14 @@ async def call(
         if not 200 <= response.status < 300:
             await _read_error(outcome, response)
         elif parsed.stream and (response.header("content-type") or "").startswith("text/event-stream"):
+            if answers is not None:
+                response = TranslatedReply(response, answers.stream(limits.max_event_bytes), on_malformed)
             await _read_to_commit(outcome, response, parsed, started, started + first_token, limits)
         else:
             remaining = max(timeouts.total - (loop.time() - started), 0.001)
             outcome.body = await response.read(remaining)
+            if answers is not None:
+                outcome.body = _translated_body(outcome, answers)
             outcome.payload = _json_object(outcome.body)
             if outcome.payload is None:
                 # Nothing a client could use: a failure like any other, so the next route answers.
@@ -214,6 +229,16 @@ async def call(
             response.close()
         outcome.latency = time.perf_counter() - clock
     return outcome.freeze()
+
+
+def _translated_body(outcome: _Draft, answers: AnswerTranslator) -> bytes:
+    """A translated attempt's whole answer in the client's API (``b""`` when it cannot be read:
+    then it fails like any body that is not JSON)."""
+    try:
+        return answers.response(outcome.body)
+    except Malformed as exc:
+        log.warning("a translated answer could not be read: %s", str(exc)[:200])
+        return b""
 
 
 async def _read_error(outcome: _Draft, response: Reply) -> None:

@@ -21,6 +21,7 @@ from .auth import ClientAuth, refusal_error
 from .dispatch import Dispatcher
 from .exchange import Exchange
 from .runtime import Runtime, StoredKeys
+from .tokens import count_tokens
 
 log = logging.getLogger("spillgate.gateway")
 
@@ -85,6 +86,27 @@ class Gateway:
     async def serve_api(self, api: Api, request: Request, writer: ResponseWriter) -> None:
         """``POST`` to an API endpoint: authenticate, parse, route, dispatch."""
         await self._answering(self._serve_api(api, request, writer), request, writer)
+
+    async def count_tokens(self, api: Api, request: Request, writer: ResponseWriter) -> None:
+        """``POST`` to an API's token-count endpoint (``/v1/messages/count_tokens``)."""
+        await self._answering(self._count_tokens(api, request, writer), request, writer)
+
+    async def _count_tokens(self, api: Api, request: Request, writer: ResponseWriter) -> None:
+        self._check_open_api(request)
+        self.auth.authenticate(request.headers)
+        parsed = parse_request(api, request.body, request.headers)
+        alias, _ = self.settings.resolve(parsed.model)
+        if alias is None:
+            raise self._unknown_model(parsed.model)
+        counted = await count_tokens(
+            parsed,
+            self._routes[(alias.name, api)],
+            self.settings.providers,
+            self.clients,
+            self.health,
+            request.headers,
+        )
+        await writer.send(200, counted.headers(), counted.body())
 
     async def list_models(self, request: Request, writer: ResponseWriter) -> None:
         """``GET /v1/models``: the public model names, in the asking client's shape."""
@@ -211,8 +233,9 @@ class Gateway:
             raise GatewayError(
                 404,
                 ErrorKind.NOT_FOUND,
-                f"model {parsed.model!r} has no route that speaks the {api.title} API; "
-                "add a route to a provider of that protocol",
+                f"model {parsed.model!r} has no route that serves the {api.title} API: its routes' "
+                "providers do not serve it and none may translate (translate: false, or a '*' route); "
+                "add a route to a provider of that API, or allow translation",
                 code="model_not_found",
                 param="model",
                 should_retry=False,

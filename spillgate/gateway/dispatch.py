@@ -52,10 +52,19 @@ class Dispatcher:
         return next(self._rotation)
 
     def plan_for(self, ex: Exchange) -> RequestPlan:
-        routes = order_routes(ex.routes, self.rng) if len(ex.routes) > 1 else list(ex.routes)
+        api, providers = ex.parsed.api, self.settings.providers
+        if len(ex.routes) > 1:
+            # Within a priority, the routes that serve the client's API natively go first.
+            routes = order_routes(
+                ex.routes, self.rng, lambda r: (r.priority, not providers[r.provider].serves(api))
+            )
+        else:
+            routes = list(ex.routes)
         return RequestPlan(
             settings=self.settings,
             routes=routes,
+            api=api,
+            translation=ex.translation,
             requested_model=ex.parsed.model,
             session_key=ex.parsed.session_key,
             estimated_tokens=estimate_tokens(ex.parsed.body),
@@ -229,7 +238,21 @@ class Dispatcher:
 
     async def _no_route(self, ex: Exchange, plan: RequestPlan) -> None:
         now = self.clock()
-        if plan.routes and all(plan.misfit(route) is not None for route in plan.routes):
+        misfits = plan.routes and all(plan.misfit(route) is not None for route in plan.routes)
+        if misfits and all(route.label in plan.uncarried for route in plan.routes):
+            # No route's API can carry what the request has: the request, not an outage.
+            error = GatewayError(
+                400,
+                ErrorKind.INVALID_REQUEST,
+                f"no route of model {ex.parsed.model!r} can carry this {ex.parsed.api.title} request; "
+                f"routes: {route_report(ex, plan, '', now)}",
+                code="unsupported_request",
+                should_retry=False,
+            )
+            await self._send_final(ex, error, "0", "unsupported_request")
+            self.attempts.emit_request(ex, error.status, None, None)
+            return
+        if misfits:
             # Too long for every route's declared window: the request, not an outage.
             error = final_error(
                 ex.parsed.api,
@@ -263,7 +286,7 @@ class Dispatcher:
         out_for = outages.failed(model)
         if not outages.should_stop(out_for):
             return None
-        return stop_message(model, out_for, self.settings, self.runtime.health, outages, ex.parsed.api.family)
+        return stop_message(model, out_for, self.settings, self.runtime.health, outages, ex.parsed.api)
 
     async def _send_final(self, ex: Exchange, error: GatewayError, attempts: str, error_class: str) -> None:
         headers, body = render_error(ex.parsed.api.family, error)

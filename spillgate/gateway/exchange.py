@@ -12,6 +12,7 @@ from spillgate.protocols.request import ParsedRequest
 from spillgate.resilience.types import Verdict
 
 from .call import Outcome
+from .translation import Translation
 
 _ids = itertools.count(1)
 _RUN = secrets.token_hex(4)
@@ -38,6 +39,15 @@ class Exchange:
     """Failed attempts that count toward the final error, recorded by whoever judged them."""
     tried: list[str] = field(default_factory=list)
     """Route (and account) labels in the order attempted, for the final error."""
+    _translation: Translation | None = None
+
+    @property
+    def translation(self) -> Translation:
+        """The request's translated forms (made on first use: a native request never needs them)."""
+        found = self._translation
+        if found is None:
+            found = self._translation = Translation(self.parsed)
+        return found
 
     def failed(self, outcome: Outcome) -> None:
         """Record a judged failure toward the final error."""

@@ -11,17 +11,22 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from spillgate.config.schema import Account, Route, Settings
+from spillgate.protocols.apis import Api
+from spillgate.protocols.translate.canonical import Uncarriable
 from spillgate.resilience.health import Admission
 from spillgate.resilience.stores import HealthStore
 from spillgate.resilience.types import ErrorClass
+from spillgate.routing.plan import serving_api
 from spillgate.routing.selection import choose_account
 from spillgate.state.stores import AffinityStore, InflightStore
 
 from .attempt import Attempt
+from .exchange import estimate_tokens
+from .translation import Translation
 
-AttemptCache = dict[tuple[int, str | None, str], Attempt]
-"""(id of the route, account id, upstream model) -> its Attempt, shared by one gateway's requests:
-an Attempt is immutable and building its health keys is most of a plan's work."""
+AttemptCache = dict[tuple[int, str | None, str, Api], Attempt]
+"""(id of the route, account id, upstream model, upstream API) -> its Attempt, shared by one
+gateway's requests: an Attempt is immutable and building its health keys is most of a plan's work."""
 MAX_CACHED = 4096
 """Attempts kept at most (a wildcard route forwards any model name); then the cache starts over."""
 
@@ -63,6 +68,9 @@ class RequestPlan:
 
     settings: Settings
     routes: Sequence[Route]
+    api: Api
+    """The client's API."""
+    translation: Translation
     requested_model: str
     session_key: str | None
     estimated_tokens: int
@@ -83,12 +91,29 @@ class RequestPlan:
     """Route label -> why this request last passed the route over (unless it was its health)."""
     refusals: dict[str, Refusal] = field(default_factory=dict)
     """Route label -> the health scope that last kept it out of this request."""
+    uncarried: set[str] = field(default_factory=set)
+    """Labels of the routes whose API cannot carry this request (see :meth:`misfit`)."""
+
+    def upstream_api(self, route: Route) -> Api:
+        """The API an attempt on ``route`` speaks (routes reach a plan only if they have one)."""
+        api = serving_api(route, self.settings.providers[route.provider], self.api)
+        assert api is not None, f"route {route.label} cannot serve {self.api}"
+        return api
 
     def misfit(self, route: Route) -> str | None:
         """Why ``route`` cannot take this request at all, or ``None`` when it can."""
+        tokens = self.estimated_tokens
+        api = self.upstream_api(route)
+        if api is not self.api:
+            try:
+                encoded = self.translation.encoded(api, route.upstream_model(self.requested_model), route)
+            except Uncarriable as why:
+                self.uncarried.add(route.label)
+                return f"skipped: cannot carry the request to {api.title}: {why}"
+            tokens = estimate_tokens(encoded.body)
         window = route.context_window
-        if window is not None and self.estimated_tokens > window:
-            return f"too small: context_window {window} < about {self.estimated_tokens} tokens"
+        if window is not None and tokens > window:
+            return f"too small: context_window {window} < about {tokens} tokens"
         if self.min_context and (window is None or window <= self.min_context):
             return f"too small: needs a context window above {self.min_context} tokens"
         if (route.provider, route.upstream_model(self.requested_model)) in self.skipped_models:
@@ -122,13 +147,14 @@ class RequestPlan:
             yield self._attempt(route, choice.account, upstream_model), choice.rebind, session
 
     def _attempt(self, route: Route, account: Account | None, upstream_model: str) -> Attempt:
-        key = (id(route), account.id if account is not None else None, upstream_model)
+        api = self.upstream_api(route)
+        key = (id(route), account.id if account is not None else None, upstream_model, api)
         attempt = self.cache.get(key)
         if attempt is None:
             if len(self.cache) >= MAX_CACHED:
                 self.cache.clear()
             provider = self.settings.providers[route.provider]
-            attempt = self.cache[key] = Attempt(route, provider, account, upstream_model)
+            attempt = self.cache[key] = Attempt(route, provider, account, upstream_model, api)
         return attempt
 
     def next(self) -> Candidate | None:

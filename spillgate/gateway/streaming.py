@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from spillgate.http.client import FailureKind, UpstreamFailure
 from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
-from spillgate.protocols.request import ParsedRequest
 from spillgate.protocols.sse import EventTooLarge
 from spillgate.protocols.synth import in_band_error, rewrite, stream_end, text_delta
 from spillgate.resilience.extract import error_fields, event_error_fields
@@ -62,14 +61,6 @@ class _Source:
     consumed: int = 0
     skip: str = ""
     """Continuation: trailing whitespace the prefill left out; dropped if the upstream repeats it."""
-
-
-def prefill_body(parsed: ParsedRequest, text: str, upstream_model: str) -> tuple[bytes, str]:
-    """A request asking the upstream to continue ``text`` (assistant prefill); and the whitespace left out."""
-    made = adapter_for(parsed.api).prefill_body(parsed.data, text, upstream_model)
-    if made is None:
-        raise ValueError(f"a {parsed.api.title} request cannot be continued from a prefill")
-    return made
 
 
 class StreamSession:
@@ -299,15 +290,18 @@ class StreamSession:
             attempt = candidate.attempt
             target = self.client.sent_text()
             modes = [Mode.REPLAY]
-            if attempt.route.supports_prefill and target and adapter_for(ex.parsed.api).continuable:
+            if attempt.route.supports_prefill and target and adapter_for(attempt.api).continuable:
                 modes.insert(0, Mode.CONTINUATION)
             for mode in modes:
+                body, skip = (None, "")
+                if mode is Mode.CONTINUATION:
+                    try:
+                        body, skip = a.prefill_payload(ex, attempt, target)
+                    except ValueError:
+                        continue  # this route cannot be continued: replay on it instead
                 if not a.spend_retry():
                     a.release(candidate)
                     return None
-                body, skip = (None, "")
-                if mode is Mode.CONTINUATION:
-                    body, skip = prefill_body(ex.parsed, target, attempt.upstream_model)
                 bound = a.try_bound(ex, self.plan, candidate, ex.started + res.deadline)
                 outcome = await a.run(ex, candidate, mode.value, body=body, bound=bound)
                 candidate = Candidate(attempt, forced=True)

@@ -32,6 +32,10 @@ class AttemptFinished:
     first_byte: float | None
     kind: str = "attempt"
     """``attempt``, ``retry`` (same route), ``failover``, ``probe``, ``continuation`` or ``replay``."""
+    upstream_api: str | None = None
+    """The API the attempt spoke upstream (``api`` when native; another when translated)."""
+    omitted: str | None = None
+    """What a translated request could not give the upstream (hosted tools…), ``; ``-separated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,8 @@ class RequestFinished:
     """The client's user agent, or Codex's ``originator``."""
     fingerprint: int | None = None
     """A checksum of the request body: the same body again (a client replaying a turn) has the same one."""
+    upstream_api: str | None = None
+    """The API the answering attempt spoke upstream."""
 
 
 Event = AttemptFinished | RequestFinished

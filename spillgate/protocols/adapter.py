@@ -19,6 +19,7 @@ from spillgate.protocols.errors import GatewayError, is_error_body, render_error
 
 if TYPE_CHECKING:
     from spillgate.protocols.events import Event, Kind, StreamTracker
+    from spillgate.protocols.translate.codec import Codec
     from spillgate.protocols.usage import Usage
 
 
@@ -30,6 +31,8 @@ class WireAdapter(ABC):
     api: Api
     title: str
     """For people: ``"OpenAI Chat Completions"``."""
+    short_name: str
+    """Its word in the config (``apis: [chat]``), the doctor's advice and the metrics."""
     client_paths: tuple[str, ...]
     """The gateway paths clients call this API on (``ROUTES`` in apis.py lists the same)."""
     upstream_suffix: str
@@ -43,6 +46,12 @@ class WireAdapter(ABC):
     """What a provider base URL of this family ends in after its root (``/v1`` or ``""``)."""
     models_suffix: str
     """The model listing, relative to the provider's base URL."""
+    counts_tokens: bool = False
+    """The API has a token-count endpoint: ``/count_tokens`` after its paths (Anthropic's)."""
+
+    def count_paths(self) -> tuple[str, ...]:
+        """The gateway paths of its token-count endpoint (none when it has none)."""
+        return tuple(p + "/count_tokens" for p in self.client_paths) if self.counts_tokens else ()
 
     # -- failure answers -----------------------------------------------------------------------
     capacity_status: int = 503
@@ -59,6 +68,12 @@ class WireAdapter(ABC):
     """The doctor's ``--protocol`` name."""
     probe_fallback: Api
     """The API the doctor tries once when this one's path is unknown (404/405)."""
+
+    # -- translation --------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def codec(self) -> Codec:
+        """This API to and from the canonical representation (``protocols/translate/``)."""
 
     # -- requests ---------------------------------------------------------------------------------
     @abstractmethod

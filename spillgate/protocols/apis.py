@@ -47,6 +47,26 @@ class Api(Enum):
         return self.adapter.title
 
 
+def api_names() -> tuple[Api, ...]:
+    """Every API, in the order a provider's defaults list them."""
+    return tuple(Api)
+
+
+def config_name(api: Api) -> str:
+    """The API's word in the config, the doctor's advice and the metrics: ``chat``,
+    ``responses``, ``messages``."""
+    return api.adapter.short_name
+
+
+def api_named(word: str) -> Api | None:
+    """The API a config word names: ``chat`` or the code's own ``openai-chat``, any case."""
+    text = word.strip().lower()
+    for api in Api:
+        if text in (api.value, api.adapter.short_name):
+            return api
+    return None
+
+
 class _Routes(Mapping[str, Api]):
     """Client path -> API, gathered from the adapters' ``client_paths`` on first use."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spillgate.protocols.adapter import sse
 from spillgate.protocols.apis import Api
@@ -13,6 +13,9 @@ from spillgate.protocols.openai_family import OpenAIFamily
 from spillgate.protocols.request import check_messages
 from spillgate.protocols.usage import Usage, as_count
 
+if TYPE_CHECKING:
+    from spillgate.protocols.translate.codec import Codec
+
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 """OpenAI reasoning models, which refuse ``max_tokens`` (they take ``max_completion_tokens``)."""
 
@@ -20,11 +23,18 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 class ChatAdapter(OpenAIFamily):
     api = Api.OPENAI_CHAT
     title = "OpenAI Chat Completions"
+    short_name = "chat"
     client_paths = ("/v1/chat/completions", "/chat/completions")
     upstream_suffix = "/chat/completions"
     family_default = True
     cli_name = "openai-chat"
     probe_fallback = Api.ANTHROPIC_MESSAGES
+
+    @property
+    def codec(self) -> Codec:
+        from spillgate.protocols.translate.chat import CODEC  # the codec imports this package
+
+        return CODEC
 
     def check_conversation(self, data: Mapping[str, Any]) -> None:
         check_messages(data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spillgate.protocols.adapter import WireAdapter, sse
 from spillgate.protocols.apis import Api, ProviderProtocol
@@ -18,6 +18,9 @@ from spillgate.protocols.events import (
 from spillgate.protocols.request import check_messages
 from spillgate.protocols.usage import Usage, as_count
 
+if TYPE_CHECKING:
+    from spillgate.protocols.translate.codec import Codec
+
 ANTHROPIC_VERSION = "2023-06-01"
 """Sent upstream when the client named no ``anthropic-version``."""
 
@@ -25,6 +28,8 @@ ANTHROPIC_VERSION = "2023-06-01"
 class MessagesAdapter(WireAdapter):
     api = Api.ANTHROPIC_MESSAGES
     title = "Anthropic Messages"
+    short_name = "messages"
+    counts_tokens = True
     client_paths = ("/v1/messages",)
     upstream_suffix = "/v1/messages"
     family: ProviderProtocol = "anthropic"
@@ -35,6 +40,12 @@ class MessagesAdapter(WireAdapter):
     """Claude Code and the Anthropic SDKs know 529 as "overloaded"."""
     cli_name = "anthropic"
     probe_fallback = Api.OPENAI_CHAT
+
+    @property
+    def codec(self) -> Codec:
+        from spillgate.protocols.translate.messages import CODEC  # the codec imports this package
+
+        return CODEC
 
     def check_conversation(self, data: Mapping[str, Any]) -> None:
         check_messages(data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spillgate.protocols.adapter import next_sequence, sse
 from spillgate.protocols.apis import Api
@@ -21,6 +21,9 @@ from spillgate.protocols.request import describe_type
 from spillgate.protocols.synth import renumber
 from spillgate.protocols.usage import Usage, as_count
 
+if TYPE_CHECKING:
+    from spillgate.protocols.translate.codec import Codec
+
 _MESSAGE_EVENTS = ("response.output_text.", "response.content_part.")
 """Events about the answer message, whose item id the client already knows."""
 
@@ -28,6 +31,7 @@ _MESSAGE_EVENTS = ("response.output_text.", "response.content_part.")
 class ResponsesAdapter(OpenAIFamily):
     api = Api.OPENAI_RESPONSES
     title = "OpenAI Responses"
+    short_name = "responses"
     client_paths = ("/v1/responses", "/responses")
     upstream_suffix = "/responses"
     stop_code = "server_is_overloaded"
@@ -36,6 +40,12 @@ class ResponsesAdapter(OpenAIFamily):
     """A Responses request has no assistant prefill."""
     cli_name = "openai-responses"
     probe_fallback = Api.OPENAI_CHAT
+
+    @property
+    def codec(self) -> Codec:
+        from spillgate.protocols.translate.responses import CODEC  # the codec imports this package
+
+        return CODEC
 
     def check_conversation(self, data: Mapping[str, Any]) -> None:
         value = data.get("input")

@@ -13,6 +13,7 @@ from spillgate.config.schema import Settings
 from spillgate.gateway.attempt import Attempt
 from spillgate.observe.events import AttemptFinished
 from spillgate.observe.recent import RecentFailures
+from spillgate.protocols.apis import Api
 from spillgate.resilience.health import HealthBoard
 from spillgate.resilience.types import ErrorClass, Scope
 from tests.clock import FakeClock
@@ -48,11 +49,11 @@ def settings() -> Settings:
 def test_key_names_match_the_dispatcher() -> None:
     s = settings()
     pool, own = s.models["coder"].routes
-    attempt = Attempt(pool, s.providers["oa"], s.accounts["a1"], "big")
+    attempt = Attempt(pool, s.providers["oa"], s.accounts["a1"], "big", Api.OPENAI_CHAT)
     assert attempt.key(Scope.ACCOUNT) == scopes.account_key("a1")
     assert attempt.key(Scope.PROVIDER_MODEL) == scopes.provider_model_key("oa", "big")
     assert attempt.key(Scope.PROVIDER) == scopes.provider_scope_key("oa")
-    keyless = Attempt(own, s.providers["local"], None, "small")
+    keyless = Attempt(own, s.providers["local"], None, "small", Api.OPENAI_CHAT)
     assert keyless.key(Scope.ACCOUNT) == scopes.provider_key("local")
 
 

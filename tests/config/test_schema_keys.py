@@ -19,6 +19,7 @@ from spillgate.config.keys import reader
 from spillgate.config.schema import (
     Account,
     Breaker,
+    Capabilities,
     ClientKey,
     Cooldowns,
     KeyLimits,
@@ -31,12 +32,13 @@ from spillgate.config.schema import (
     Settings,
     Timeouts,
 )
+from spillgate.protocols.apis import Api
 from spillgate.validation import file_fields, file_keys, flattened, key_of, yaml_name
 
 BASE: dict[str, Any] = {
     "providers": {"p": {"protocol": "openai", "base_url": "https://up.example/v1", "timeouts": {}}},
     "accounts": [{"id": "a", "provider": "p", "api_key": "k"}],
-    "models": {"m": {"routes": [{"accounts": ["a"], "model": "*"}]}},
+    "models": {"m": {"routes": [{"accounts": ["a"], "model": "*", "capabilities": {}}]}},
     "client_keys": [{"name": "team", "hash": "sha256:" + "0" * 64}],
     "limits": {},
     "resilience": {"cooldowns": {}, "breaker": {}, "retry_budget": {}, "backoff": {}},
@@ -58,6 +60,11 @@ LOCATIONS: dict[type[Any], tuple[Where, str, Callable[[Settings], Any]]] = {
     ModelAlias: (("models", "m"), "models.m", lambda s: s.models["m"]),
     Route: (("models", "m", "routes", 0), "models.m.routes[0]", lambda s: s.models["m"].routes[0]),
     ClientKey: (("client_keys", 0), "client_keys[0]", lambda s: s.client_keys[0]),
+    Capabilities: (
+        ("models", "m", "routes", 0, "capabilities"),
+        "models.m.routes[0].capabilities",
+        lambda s: s.models["m"].routes[0].capabilities,
+    ),
 }
 FLATTENED = {KeyLimits: ClientKey}
 """Dataclasses whose keys sit in another's mapping."""
@@ -82,6 +89,10 @@ CUSTOM: dict[tuple[type[Any], str], tuple[object, Callable[[Any], bool]]] = {
     (Provider, "base_url"): ("https://other.example/", lambda v: v == "https://other.example"),
     (Provider, "headers"): ({"x-team": 7}, lambda v: v == (("x-team", "7"),)),
     (Provider, "forward_headers"): (["X-Trace"], lambda v: v == {"x-trace"}),
+    (Provider, "apis"): (
+        ["responses", "openai-chat"],
+        lambda v: v == (Api.OPENAI_RESPONSES, Api.OPENAI_CHAT),
+    ),
     (Account, "id"): (_KEEP, lambda v: v == "a"),
     (Account, "provider"): (_KEEP, lambda v: v == "p"),
     (Route, "provider"): ("p", lambda v: v == "p"),

@@ -44,7 +44,7 @@ def test_delays_take_the_one_duration_grammar(data: dict[str, object], expected:
         ({"rate": 1.5}, "fault.rate: expected a number between 0 and 1, got 1.5"),
         ({"never_answer": "yes"}, "fault.never_answer: expected true or false, got a string 'yes'"),
         ({"headers": {"x": None}}, "fault.headers.x: expected a string, got null"),
-        ({"omit_dnoe": True}, "fault.omit_dnoe: unknown key (allowed here: body, chunks,"),
+        ({"omit_dnoe": True}, "fault.omit_dnoe: unknown key (allowed here: apis, body, chunks,"),
         ({1: 2}, "fault: keys must be strings, got 1"),
     ],
 )

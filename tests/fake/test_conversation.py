@@ -331,13 +331,11 @@ async def test_first_content_delay_waits_before_the_first_delta(
     assert clean and names == FIRST_ANSWER_EVENTS and time.monotonic() - started >= 0.2
 
 
-async def test_other_apis_and_unscripted_models_keep_the_plain_answer(
+async def test_unscripted_models_keep_the_plain_answer(
     fake: FakeUpstream, session: aiohttp.ClientSession
 ) -> None:
+    """(The scripted turn in the other two APIs: test_conversation_apis.py.)"""
     fake.set("m", Fault().with_conversation())
-    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    async with session.post(fake.base_url + "/v1/chat/completions", json=chat) as resp:
-        assert (await resp.json())["choices"][0]["message"]["content"] == DEFAULT_TEXT
     _, payloads, _ = await sse(session, fake, first_request(model="other"))
     output = completed_output(payloads)
     assert [item["type"] for item in output] == ["message"]

@@ -877,7 +877,7 @@ def test_from_dict() -> None:
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        ({"stauts": 503}, "fault.stauts: unknown key (allowed here: body, chunks, "),
+        ({"stauts": 503}, "fault.stauts: unknown key (allowed here: apis, body, chunks, "),
         ({"stauts": 503}, "did you mean 'status'?"),
         ({"event_delay": "soon"}, "fault.event_delay: expected a duration like 5s"),
         ({"status": "503"}, "fault.status"),

@@ -125,11 +125,14 @@ async def test_wrong_path(gw: Harness, path: str) -> None:
 
 async def test_model_without_a_route_for_the_protocol(fake: FakeUpstream) -> None:
     config = base_config(fake)
-    config["models"]["gpt-only"] = {"routes": [{"accounts": ["oa-1"], "model": "up-coder"}]}
+    config["models"]["gpt-only"] = {
+        "routes": [{"accounts": ["oa-1"], "model": "up-coder", "translate": False}]
+    }
     harness = await start_harness(fake, config)
     try:
         reply = await harness.call("/v1/messages", {"model": "gpt-only", "max_tokens": 5, "messages": []})
-        assert_error(reply, "/v1/messages", 404, "has no route that speaks the Anthropic Messages API")
+        assert_error(reply, "/v1/messages", 404, "has no route that serves the Anthropic Messages API")
+        assert "translate: false" in reply.json()["error"]["message"]
     finally:
         await harness.http.close()
         await harness.app.stop(grace=1)

@@ -104,7 +104,8 @@ def shared_config(fake: FakeUpstream, cases: list[Case], credentials: int) -> di
     def route(provider: str, case: Case, role: str) -> dict[str, Any]:
         model = case.primary_model if role == "primary" else case.fallback_model
         where = {"provider": provider} if credentials == 1 else {"accounts": [f"{provider}-{role}"]}
-        return {**where, "model": model, **case.routes.get(role, {})}
+        # Each API on its own provider (the catalogue is about resilience within one protocol).
+        return {**where, "model": model, "translate": False, **case.routes.get(role, {})}
 
     models: dict[str, Any] = {
         case.name: {"routes": [route(p, case, role) for p in ("oa", "an") for role in ROLES]}

@@ -1,0 +1,1 @@
+"""Translation between the wire APIs through one canonical representation (``canonical.py``)."""
