@@ -49,6 +49,9 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 
 
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
+
 def _error_responder(status: int, message: str, path: str) -> tuple[Headers, bytes]:
     return [JSON], error_json(protocol_for_path(path), status, message=message)
 
@@ -422,6 +425,10 @@ class FakeUpstream:
         path = request.path
         if path.startswith(CONTROL_PREFIX):
             await handle_control(self, request, writer)
+        elif path == COUNT_TOKENS_PATH and request.method == "POST":
+            # Anthropic's token count: a figure of the fake's own (the body's length / 3) that a
+            # test can tell from the gateway's estimate.
+            await writer.send(200, [JSON], orjson.dumps({"input_tokens": len(request.body) // 3}))
         elif path == "/v1/models":
             if request.method != "GET":
                 await writer.send(405, [JSON, ("allow", "GET")], error_json(protocol_for_path(path), 405))

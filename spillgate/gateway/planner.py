@@ -104,13 +104,15 @@ class RequestPlan:
         """Why ``route`` cannot take this request at all, or ``None`` when it can."""
         tokens = self.estimated_tokens
         api = self.upstream_api(route)
-        if api is not self.api:
-            try:
+        try:
+            if api is self.api:
+                self.translation.check_native(route)
+            else:
                 encoded = self.translation.encoded(api, route.upstream_model(self.requested_model), route)
-            except Uncarriable as why:
-                self.uncarried.add(route.label)
-                return f"skipped: cannot carry the request to {api.title}: {why}"
-            tokens = estimate_tokens(encoded.body)
+                tokens = estimate_tokens(encoded.body)
+        except Uncarriable as why:
+            self.uncarried.add(route.label)
+            return f"skipped: cannot carry the request to {api.title}: {why}"
         window = route.context_window
         if window is not None and tokens > window:
             return f"too small: context_window {window} < about {tokens} tokens"

@@ -20,6 +20,7 @@ from spillgate.protocols.translate.translator import (
     Encoded,
     Fit,
     StreamTranslator,
+    check_fit,
     decode_request,
     encode_request,
 )
@@ -77,16 +78,13 @@ class Translation:
             raise found
         return found
 
-    def misfit(self, attempt: Attempt) -> str | None:
-        """Why the request cannot be carried to ``attempt``'s API (``None``: it can, or the
-        attempt is native)."""
-        if attempt.api is self.parsed.api:
-            return None
-        try:
-            self.encoded(attempt.api, attempt.upstream_model, attempt.route)
-        except Uncarriable as why:
-            return f"cannot carry to {attempt.api.title}: {why}"
-        return None
+    def check_native(self, route: Route) -> None:
+        """Raise :class:`Uncarriable` when a route of the client's own API declares it cannot
+        take what the request has (images, tools); a route that declares nothing costs nothing."""
+        fit = fit_of(route.capabilities)
+        if fit.tools and fit.images:
+            return
+        check_fit(self.request(), fit)
 
     def answers(self, attempt: Attempt, encoded: Encoded, estimated_input: int) -> AnswerTranslator:
         request = self.request()

@@ -1137,6 +1137,8 @@ class ChatStreamEncoder(StreamEncoder):
         if isinstance(event, UsageReport):
             self._usage = merge_usage(self._usage, event.usage)
             return b""
+        if isinstance(event, Start) and event.usage is not None:
+            self._usage = merge_usage(self._usage, event.usage)  # Anthropic: input counts up front
         out = self._start()
         if isinstance(event, BlockStart):
             self._kinds[event.index] = event.kind
