@@ -11,6 +11,9 @@ import uvloop
 from spillgate.fake import FakeUpstream
 
 from .clock import ShiftedClock
+from .localmodel import local_model
+
+__all__ = ["local_model"]  # the real local model (llama-cpp-python on loopback), one per session
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callable[[], Any]]:

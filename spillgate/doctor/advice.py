@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from spillgate.config.durations import format_wait
 from spillgate.config.schema import Cooldowns
 from spillgate.doctor.types import Category, ProbeResult
+from spillgate.protocols.apis import Api, config_name
 from spillgate.resilience.types import ErrorClass, Transport
 
 _COOLDOWNS = Cooldowns()
@@ -48,6 +49,10 @@ class Facts:
     """Routes (alias) that failed besides the deciding one, each with its category."""
     primary_answers: bool = False
     """The alias's primary route (the first in its order) answered: a later route decides."""
+    api_check: ProbeResult | None = None
+    """A local server: the model on its other OpenAI API (Chat <-> Responses)."""
+    apis: tuple[Api, ...] = ()
+    """A local server: the APIs the model answered on, for its provider's ``apis:``."""
 
 
 def explain(category: Category, facts: Facts) -> tuple[str, tuple[str, ...]]:
@@ -55,7 +60,33 @@ def explain(category: Category, facts: Facts) -> tuple[str, tuple[str, ...]]:
     summary, advice = _EXPLAIN[category](facts, facts.primary or facts.reference)
     if facts.alias is not None and facts.also_failing:
         advice.append(f"Also failing: {', '.join(facts.also_failing)} (see the evidence above).")
+    declare = declare_apis(facts)
+    if declare is not None and category is Category.OK:  # what a working local server needs first
+        advice.insert(0, declare)
+    elif declare is not None:  # after the fix for what failed
+        advice.append(declare)
     return summary, tuple(advice)
+
+
+def declare_apis(f: Facts) -> str | None:
+    """For a local server: the ``apis:`` its provider declares, from the APIs the model answered on
+    (``None`` when its other OpenAI API was not checked)."""
+    check = f.api_check
+    if check is None or not f.apis:
+        return None
+    words = ", ".join(config_name(api) for api in f.apis)
+    served = " and ".join(api.title for api in f.apis)
+    line = f"Declare `apis: [{words}]` on this server's provider in the gateway's config: it serves {served}"
+    if check.ok:
+        return f"{line}, so clients of {'both' if len(f.apis) > 1 else 'it'} reach it untranslated."
+    path = check.probe.shown_path
+    if check.status in (404, 405):
+        return (
+            f"{line}, and POST {path} answers {check.status} (not served). A route to it still serves "
+            "every client API: Spillgate translates Responses and Messages requests (Codex CLI, Claude "
+            f"Code) to {served}, unless the route says `translate: false`."
+        )
+    return f"{line}; POST {path} failed ({_said(check)}), so leave {config_name(check.probe.api)} out."
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 from spillgate.config.durations import format_wait
 from spillgate.doctor.advice import Facts, explain
-from spillgate.doctor.plan import kept_api
+from spillgate.doctor.plan import kept_api, path_missing
 from spillgate.doctor.types import UNAVAILABLE, BodyKind, Category, ProbeResult, Role
+from spillgate.protocols.apis import Api, config_name
 from spillgate.resilience.types import ErrorClass
 from spillgate.textutil import plural
 
@@ -167,6 +168,10 @@ def _url_facts(results: Sequence[ProbeResult], via: bool) -> tuple[Category, Fac
     if retried is not None:
         outcome = "answered" if retried.ok else "was still refused"
         notes.append(f"after waiting {format_wait(retried.probe.wait_before)} the model {outcome}")
+    api_check = next((r for r in results if r.probe.role is Role.API), None)
+    apis = served_apis(main, api_check)
+    if api_check is not None and apis:
+        notes.append(_apis_note(apis, api_check))
     facts = Facts(
         primary=primary,
         model=first.probe.model,
@@ -183,8 +188,30 @@ def _url_facts(results: Sequence[ProbeResult], via: bool) -> tuple[Category, Fac
         and any(r.ok and not r.probe.stream for r in main),
         in_stream=any(r.in_stream for r in main),
         reference=primary or first,
+        api_check=api_check,
+        apis=apis,
     )
     return category, facts, notes
+
+
+def served_apis(main: Sequence[ProbeResult], api_check: ProbeResult | None) -> tuple[Api, ...]:
+    """The APIs a local server answered the model on, in the config's order (``chat`` first):
+    the one the model was probed on when its plain request answered, and the other OpenAI API
+    when its check answered. Empty without a check (not a local server, or the model failed)."""
+    if api_check is None:
+        return ()
+    answered = {r.probe.api for r in main if r.ok and not r.probe.stream and r.probe.role is Role.MODEL}
+    if api_check.ok:
+        answered.add(api_check.probe.api)
+    return tuple(api for api in Api if api in answered)
+
+
+def _apis_note(apis: tuple[Api, ...], check: ProbeResult) -> str:
+    listed = ", ".join(config_name(api) for api in apis)
+    if check.ok:
+        return f"APIs answering: {listed} -> apis: [{listed}]"
+    how = "not served" if path_missing(check) else "failed"
+    return f"APIs answering: {listed}; {check.probe.shown_path} {how} ({check.status}) -> apis: [{listed}]"
 
 
 def _intermittent(primary: ProbeResult | None, main: Sequence[ProbeResult]) -> bool:

@@ -8,9 +8,12 @@ For a base URL, in this order, at most :data:`~spillgate.doctor.target.MAX_PROBE
    first answer already settled it (refused, auth, quota, unknown model, a bad request, a rate
    limit, a timeout);
 3. ``GET /v1/models`` (is the key accepted there, which models exist) unless nothing connects;
-4. when the model is unavailable (capacity, overload, 5xx, resets, stalls): a few other models,
+4. a local server (loopback, private network: see :func:`~spillgate.doctor.target.local_host`)
+   whose model answered on Chat or Responses: the model once on the other of the two, to say
+   which APIs its provider declares (``apis: [chat]`` or ``apis: [chat, responses]``);
+5. when the model is unavailable (capacity, overload, 5xx, resets, stalls): a few other models,
    to tell "this model" from "the whole endpoint";
-5. when rate limited: the model once more after the announced wait, if it is short.
+6. when rate limited: the model once more after the announced wait, if it is short.
 
 For an alias: each route/account once, straight to its provider.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spillgate.doctor.target import MAX_PROBES, AliasTarget, UrlTarget, model_family
+from spillgate.doctor.target import MAX_PROBES, AliasTarget, UrlTarget, model_family, other_openai_api
 from spillgate.doctor.types import UNAVAILABLE, Probe, ProbeResult, Role
 from spillgate.protocols.apis import Api
 from spillgate.resilience.types import ErrorClass
@@ -139,6 +142,9 @@ def _build(t: UrlTarget, done: Sequence[ProbeResult]) -> list[Probe]:
     endpoint = t.endpoint(api)
     steps.append(Probe(Role.LIST, endpoint, api))
     listing = result(len(steps) - 1)
+    other_api = other_openai_api(api)
+    if t.local and other_api is not None and main is not None and main.ok:  # not in the estimate
+        steps.append(Probe(Role.API, t.endpoint(other_api), other_api, t.model))
     if (main is not None and unavailable(main)) or stream_failed:
         if t.compare:
             others = t.compare[:MAX_OTHERS]

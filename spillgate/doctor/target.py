@@ -5,6 +5,7 @@ Pure: building targets reads nothing but its arguments (the config is loaded by 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -56,6 +57,33 @@ def root_url(base_url: str) -> str:
     if root.endswith("/v1"):
         root = root[: -len("/v1")]
     return root
+
+
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
+"""Names that never leave this machine or its network: RFC 6761 ``localhost``, mDNS ``.local``,
+Docker's ``host.docker.internal``, home routers' ``.lan`` and RFC 8375 ``home.arpa``."""
+
+
+def local_host(host: str) -> bool:
+    """Whether ``host`` is on this machine or a private network, where a local model server runs
+    (Ollama, vLLM, llama.cpp, LM Studio): a loopback, private or link-local address,
+    ``localhost``, a single-label name (a compose service such as ``ollama``) or a local domain."""
+    name = host.strip("[]").lower().rstrip(".")
+    if not name:
+        return False
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return name == "localhost" or "." not in name or name.endswith(_LOCAL_SUFFIXES)
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def other_openai_api(api: Api) -> Api | None:
+    """The other API of an OpenAI-compatible server (Chat <-> Responses); ``None`` for Messages."""
+    pair = (Api.OPENAI_CHAT, Api.OPENAI_RESPONSES)
+    if api not in pair:
+        return None
+    return pair[1] if api is pair[0] else pair[0]
 
 
 def default_api(family: ProviderProtocol, model: str) -> Api:
@@ -140,6 +168,12 @@ class UrlTarget:
     @property
     def key_hint(self) -> str | None:
         return mask_key(self.key)
+
+    @property
+    def local(self) -> bool:
+        """A server on this machine or a private network (see :func:`local_host`): the doctor also
+        checks which OpenAI APIs it serves, for the provider's ``apis:``."""
+        return local_host(urlsplit(self.root).hostname or "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,9 @@ class Role(Enum):
     """The model again after a short pause (after a rate limit)."""
     ROUTE = "route"
     """One route/account of a configured alias, straight to its provider."""
+    API = "api"
+    """The model on the other API of a local OpenAI-compatible server (Chat <-> Responses): which
+    APIs to declare for its provider (``apis:``). Never the verdict on the model."""
 
 
 class BodyKind(Enum):

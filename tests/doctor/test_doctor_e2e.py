@@ -66,10 +66,11 @@ async def test_healthy(fake: FakeUpstream) -> None:
         (Role.MODEL, False, 200),
         (Role.MODEL, True, 200),
         (Role.LIST, False, 200),
+        (Role.API, False, 200),  # a loopback endpoint: which of its APIs answer (apis: advice)
     ]
     assert report.results[1].first_content is not None
     sent = fake.attempts_for("gpt-4o")
-    assert [a.headers["authorization"] for a in sent] == [f"Bearer {KEY}"] * 2
+    assert [a.headers["authorization"] for a in sent] == [f"Bearer {KEY}"] * 3  # two chat, one responses
     assert b'"max_tokens":16' in sent[0].body
 
 
@@ -312,7 +313,7 @@ async def test_cli_capacity_exit_code_progress_and_json(tmp_path: Path) -> None:
     assert KEY not in out + err
     document = json.loads(json_out)
     assert json_code == 0 and document["category"] == "ok" and document["exit_code"] == 0
-    assert [p["role"] for p in document["probes"]] == ["model", "model", "list"]
+    assert [p["role"] for p in document["probes"]] == ["model", "model", "list", "api"]
     assert document["probes"][0]["key"] == "sk-…6789"
     assert alias_code == 1 and "coder[0]/a1" in alias_out and "is at capacity" in alias_out
 

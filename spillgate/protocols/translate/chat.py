@@ -535,7 +535,9 @@ def _assistant_message(message: Message, carried: Carried) -> dict[str, Any]:
             carried.omit("reasoning")
         else:
             carried.omit(f"{type(part).__name__} parts in assistant messages")
-    body: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    # "" rather than null beside tool calls: OpenAI takes either, llama-cpp-python's server
+    # refuses null content (500) and some chat templates concatenate it.
+    body: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
     if calls:
         body["tool_calls"] = calls
     return _with_name(body, message)

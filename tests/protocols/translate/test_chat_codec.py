@@ -546,7 +546,7 @@ TOOL_HISTORY_BODY = {
         {"role": "tool", "tool_call_id": "toolu_02", "content": "done"},
         {
             "role": "assistant",
-            "content": None,
+            "content": "",
             "tool_calls": [
                 {"id": "toolu_03", "type": "function", "function": {"name": "look", "arguments": "{}"}}
             ],
