@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,6 +323,7 @@ async def run_claude(
     base_url: str | None = None,
     nonessential_traffic: bool = False,
     max_retries: int | None = CLAUDE_MAX_RETRIES,
+    extra: Sequence[str] = (),
 ) -> ClaudeRun:
     """Claude Code in print mode, pointed at ``arm`` (or ``base_url``), with ``workdir`` (an
     existing, fresh directory) as its HOME and working directory. ``max_retries``:
@@ -346,6 +347,7 @@ async def run_claude(
         "--verbose",
         "--model",
         model,
+        *extra,
     ]
     return ClaudeRun.parse(await run_client(argv, env=env, cwd=workdir, timeout=timeout))
 

@@ -410,8 +410,15 @@ def _decode_message(raw: Any, i: int, notes: _Notes) -> list[Message]:
     path = f"messages[{i}]"
     message = _obj(raw, path)
     role = message.get("role")
-    if role not in ("user", "assistant"):
-        raise invalid(f'\'{path}.role\' must be "user" or "assistant", got {role!r}', param=f"{path}.role")
+    if role not in ("user", "assistant", "system"):
+        raise invalid(
+            f'\'{path}.role\' must be "user", "assistant" or "system", got {role!r}', param=f"{path}.role"
+        )
+    if role == "system":
+        # Claude Code (2.1) sends system messages among the turns (reminders, context): kept
+        # in place, as a mid-conversation system message of the canonical form.
+        if message.get("content") is None:
+            raise invalid(f"'{path}.content' is required", param=f"{path}.content")
     content = message.get("content")
     if isinstance(content, str):
         return [Message(role, (Text(content),))]
