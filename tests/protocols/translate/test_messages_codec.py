@@ -424,7 +424,7 @@ def with_message_block(block: Any) -> dict[str, Any]:
         pytest.param(body(messages="hi"), "messages", id="messages-not-list"),
         pytest.param(body(messages=["hi"]), "messages[0]", id="message-not-object"),
         pytest.param(
-            body(messages=[{"role": "system", "content": "x"}]), "messages[0].role", id="role-system"
+            body(messages=[{"role": "developer", "content": "x"}]), "messages[0].role", id="role-developer"
         ),
         pytest.param(
             body(messages=[{"role": "user", "content": 5}]), "messages[0].content", id="content-number"
@@ -2070,3 +2070,20 @@ def test_any_canonical_events_encode_to_the_sdk_grammar(events: list[StreamEvent
         # the SDK accumulates it without complaint (tool argument text is the upstream's: the
         # SDK parses it as JSON, so arbitrary pieces of it are left to the golden cases)
         sdk_final(blob)
+
+
+def test_a_system_message_among_the_turns_is_kept_in_place() -> None:
+    """Claude Code 2.1.328 sends ``{"role": "system"}`` messages after the user's (measured
+    through the gateway): decoded in place, as the canonical form's mid-conversation system message."""
+    request = CODEC.decode_request(
+        body(
+            messages=[
+                {"role": "user", "content": "Say hello."},
+                {"role": "system", "content": [{"type": "text", "text": "reminder"}]},
+            ]
+        )
+    )
+    assert [(m.role, m.parts) for m in request.messages] == [
+        ("user", (Text("Say hello."),)),
+        ("system", (Text("reminder"),)),
+    ]
