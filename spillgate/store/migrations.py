@@ -147,12 +147,21 @@ CREATE TABLE client_keys (
 """Client keys made by `spillgate keys create`: the SHA-256 of the key, never the key. ``models`` is a
 JSON list (NULL: any model). A revoked key keeps its row (its name stays taken: usage rows name it)."""
 
+_0004 = """
+ALTER TABLE requests ADD COLUMN upstream_api TEXT;
+ALTER TABLE attempts ADD COLUMN api TEXT;
+ALTER TABLE attempts ADD COLUMN upstream_api TEXT;
+ALTER TABLE attempts ADD COLUMN omitted TEXT
+"""
+"""Translation: the API each attempt spoke upstream, and what a translated request left out."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "usage", _0001_SQLITE, _0001_POSTGRES),
     Migration(2, "client_keys", _0002.format(real="REAL"), _0002.format(real="DOUBLE PRECISION")),
     # No query reads attempts by time alone (failed ones have their own partial index): one index
     # less to keep up on every attempt row.
     Migration(3, "drop_attempts_time", "DROP INDEX attempts_time", "DROP INDEX attempts_time"),
+    Migration(4, "translation", _0004, _0004),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -41,6 +41,8 @@ class RequestRecord:
     recovered: str | None = None
     """After a mid-stream failure: ``continuation``, ``replay`` or ``in_band_error``
     (``not_replayable``: an in-band error because the stream had passed ``limits.max_replay_text``)."""
+    upstream_api: str | None = None
+    """The API the answering attempt spoke upstream (``api`` when native; another when translated)."""
 
     @property
     def failed(self) -> bool:
@@ -75,6 +77,12 @@ class AttemptRecord:
     """``attempt``, ``retry``, ``failover``, ``probe``, ``continuation`` or ``replay``."""
     latency_ms: float
     first_byte_ms: float | None = None
+    api: str | None = None
+    """The client's API."""
+    upstream_api: str | None = None
+    """The API the attempt spoke upstream."""
+    omitted: str | None = None
+    """What a translated request could not give the upstream (``; ``-separated)."""
 
     @classmethod
     def from_event(cls, event: AttemptFinished, *, time: float) -> AttemptRecord:
@@ -116,6 +124,7 @@ def request_row(time: float, f: Field) -> tuple[Any, ...]:
         f("output_tokens"),
         f("cached_tokens"),
         f("recovered"),
+        f("upstream_api"),
     )
 
 
@@ -139,6 +148,9 @@ def attempt_row(time: float, f: Field) -> tuple[Any, ...]:
         f("kind"),
         f("latency") * 1000.0,
         None if first is None else first * 1000.0,
+        f("api"),
+        f("upstream_api"),
+        f("omitted"),
     )
 
 

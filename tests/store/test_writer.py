@@ -49,14 +49,15 @@ def test_every_form_of_an_item_makes_the_same_rows() -> None:
     records = [request(1), attempt(2)]
     requests, attempts = rows_of([*stamped, *records])
     assert requests[0][0] == T0 - 1.5 and requests[0][1:4] == ("e1", "team", "codex_cli_rs/0.169.0")
-    assert attempts[0][0] == T0 - 1.25 and attempts[0][-2:] == (250.0, 10.0)
+    assert attempts[0][0] == T0 - 1.25 and attempts[0][-5:-3] == (250.0, 10.0)
+    assert attempts[0][-3:] == ("openai-responses", None, None)  # the client's API; native
     # Encoded on the event loop (what the gateway does), then read back in the writer process:
     encoded = [encode_event(*item) for item in stamped]
     assert rows_of_json(join([*encoded, *records])) == (requests, attempts)
     assert rows_of([*encoded, *records]) == (requests, attempts)
     # The record made from an event agrees with the row made from it.
     assert RequestRecord.from_event(REQUEST_EVENT, time=T0 - 1.5).latency_ms == requests[0][14] == 1500.0
-    assert AttemptRecord.from_event(ATTEMPT_EVENT, time=T0 - 1.25).first_byte_ms == attempts[0][-1]
+    assert AttemptRecord.from_event(ATTEMPT_EVENT, time=T0 - 1.25).first_byte_ms == attempts[0][-4]
     whole = frame(records)
     assert int.from_bytes(whole[:4], "big") == len(whole) - 4
 

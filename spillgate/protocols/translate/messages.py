@@ -414,11 +414,10 @@ def _decode_message(raw: Any, i: int, notes: _Notes) -> list[Message]:
         raise invalid(
             f'\'{path}.role\' must be "user", "assistant" or "system", got {role!r}', param=f"{path}.role"
         )
-    if role == "system":
-        # Claude Code (2.1) sends system messages among the turns (reminders, context): kept
-        # in place, as a mid-conversation system message of the canonical form.
-        if message.get("content") is None:
-            raise invalid(f"'{path}.content' is required", param=f"{path}.content")
+    # Claude Code (2.1) sends system messages among the turns (reminders, context): kept in
+    # place, as a mid-conversation system message of the canonical form.
+    if role == "system" and message.get("content") is None:
+        raise invalid(f"'{path}.content' is required", param=f"{path}.content")
     content = message.get("content")
     if isinstance(content, str):
         return [Message(role, (Text(content),))]
