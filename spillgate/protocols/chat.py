@@ -9,15 +9,12 @@ from typing import TYPE_CHECKING, Any
 from spillgate.protocols.adapter import sse
 from spillgate.protocols.apis import Api
 from spillgate.protocols.events import Event, Kind, StreamTracker, count_field, load_payload, text_field
-from spillgate.protocols.openai_family import OpenAIFamily
+from spillgate.protocols.openai_family import OpenAIFamily, is_openai_reasoning_model
 from spillgate.protocols.request import check_messages
 from spillgate.protocols.usage import Usage, as_count
 
 if TYPE_CHECKING:
     from spillgate.protocols.translate.codec import Codec
-
-_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-"""OpenAI reasoning models, which refuse ``max_tokens`` (they take ``max_completion_tokens``)."""
 
 
 class ChatAdapter(OpenAIFamily):
@@ -130,7 +127,7 @@ class ChatAdapter(OpenAIFamily):
         return data
 
     def token_limit_field(self, model: str) -> str:
-        return "max_completion_tokens" if model.lower().startswith(_REASONING_PREFIXES) else "max_tokens"
+        return "max_completion_tokens" if is_openai_reasoning_model(model) else "max_tokens"
 
     def probe_body(self, model: str, prompt: str, max_tokens: int, stream: bool) -> dict[str, Any]:
         return {

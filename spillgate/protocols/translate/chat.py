@@ -38,6 +38,7 @@ from spillgate.protocols.adapter import sse
 from spillgate.protocols.apis import Api
 from spillgate.protocols.errors import GatewayError, invalid
 from spillgate.protocols.events import Event
+from spillgate.protocols.openai_family import is_openai_reasoning_model
 from spillgate.protocols.request import describe_type
 from spillgate.protocols.translate.canonical import (
     BlockDelta,
@@ -78,19 +79,13 @@ from spillgate.protocols.translate.codec import (
     StreamDecoder,
     StreamEncoder,
     Target,
+    client_call_id,
+    effort_for_budget,
     random_id,
 )
 
-REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-"""OpenAI reasoning models (case-insensitive prefix): ``max_completion_tokens``, ``reasoning_effort``,
-no sampling knobs."""
-
 TEXT_JOINER = "\n\n"
 """Joins the texts of one system / user / tool message (and the merged leading system messages)."""
-
-EFFORT_BY_BUDGET = ((4096, "low"), (16384, "medium"))
-"""An Anthropic thinking budget as an OpenAI ``reasoning_effort``: under 4096 tokens ``low``,
-under 16384 ``medium``, else ``high``."""
 
 _FINISH_IN: dict[str, FinishReason] = {
     "stop": "stop",
@@ -118,37 +113,11 @@ _DROPPABLE = (
     "verbosity",
 )
 """Chat parameters other APIs lack that leave the request's meaning whole (left out, recorded)."""
-_CALL_PREFIXES = ("call_", "toolu_", "fc_")
 _CHOICE_MODES: dict[str, Literal["auto", "none", "required"]] = {
     "auto": "auto",
     "none": "none",
     "required": "required",
 }
-
-
-def client_call_id(prefix: str, upstream_id: str | None, new_id: Callable[[str], str] = random_id) -> str:
-    """An upstream's tool-call id in the client's format: kept when it starts with ``prefix``,
-    else a leading ``call_`` / ``toolu_`` / ``fc_`` swapped for ``prefix``; never empty (a new
-    id from ``new_id`` when the upstream gave none)."""
-    if upstream_id and upstream_id.startswith(prefix) and len(upstream_id) > len(prefix):
-        return upstream_id
-    rest = upstream_id or ""
-    for known in _CALL_PREFIXES:
-        if rest.startswith(known):
-            rest = rest[len(known) :]
-            break
-    return prefix + rest if rest else new_id(prefix)
-
-
-def is_openai_reasoning_model(model: str) -> bool:
-    return model.lower().startswith(REASONING_PREFIXES)
-
-
-def effort_for_budget(budget_tokens: int) -> str:
-    for limit, effort in EFFORT_BY_BUDGET:
-        if budget_tokens < limit:
-            return effort
-    return "high"
 
 
 # -- reading a client's body ----------------------------------------------------------------------

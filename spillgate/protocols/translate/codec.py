@@ -42,6 +42,36 @@ def random_id(prefix: str) -> str:
     return prefix + os.urandom(12).hex()
 
 
+CALL_PREFIXES = ("call_", "toolu_", "fc_")
+"""The tool-call id prefixes of the APIs (OpenAI, Anthropic, Responses items)."""
+
+
+def client_call_id(prefix: str, upstream_id: str | None, new_id: Callable[[str], str] = random_id) -> str:
+    """An upstream's tool-call id in the client's format, the same every time for one id: kept
+    when it already starts with ``prefix``, else its ``call_`` / ``toolu_`` / ``fc_`` prefix
+    swapped for ``prefix``; never empty (a new id from ``new_id`` when nothing is left)."""
+    if upstream_id and upstream_id.startswith(prefix) and len(upstream_id) > len(prefix):
+        return upstream_id
+    rest = upstream_id or ""
+    for known in CALL_PREFIXES:
+        if rest.startswith(known):
+            rest = rest[len(known) :]
+            break
+    return prefix + rest if rest else new_id(prefix)
+
+
+EFFORT_BY_BUDGET = ((4096, "low"), (16384, "medium"))
+"""An Anthropic thinking budget as an OpenAI reasoning effort: under 4096 tokens ``low``, under
+16384 ``medium``, else ``high`` (never ``minimal``: only gpt-5 itself takes it)."""
+
+
+def effort_for_budget(budget_tokens: int) -> str:
+    for limit, effort in EFFORT_BY_BUDGET:
+        if budget_tokens < limit:
+            return effort
+    return "high"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """The upstream a request is encoded for."""

@@ -34,7 +34,7 @@ upstream sees for the same conversation do not change between turns and its prom
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,7 @@ from spillgate.protocols.translate.codec import (
     StreamDecoder,
     StreamEncoder,
     Target,
+    client_call_id,
     random_id,
 )
 
@@ -150,24 +151,9 @@ _EFFORT_IN: Mapping[str, str] = {
 """Anthropic's ``output_config.effort`` as an OpenAI effort (OpenAI's scale tops out at ``high``)."""
 
 _UNSAFE_ID = re.compile(r"[^a-zA-Z0-9_-]")
-_CALL_PREFIXES = ("call_", "toolu_", "fc_")
 
 
 # -- shared helpers ---------------------------------------------------------------------------------
-def client_call_id(prefix: str, upstream_id: str | None, new_id: Callable[[str], str] = random_id) -> str:
-    """An upstream's tool-call id in the client's format, the same every time for one id: kept
-    when it already starts with ``prefix``, else its ``call_`` / ``toolu_`` / ``fc_`` prefix
-    swapped for ``prefix``; a new id when there is nothing left to keep."""
-    if not upstream_id:
-        return new_id(prefix)
-    if upstream_id.startswith(prefix):
-        return upstream_id
-    rest = upstream_id
-    for known in _CALL_PREFIXES:
-        if rest.startswith(known):
-            rest = rest[len(known) :]
-            break
-    return prefix + rest if rest else new_id(prefix)
 
 
 def anthropic_id(value: str) -> str:

@@ -18,7 +18,7 @@ Four directions (see ``codec.py`` for the error conventions):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from spillgate.protocols.adapter import sse
 from spillgate.protocols.apis import Api
 from spillgate.protocols.errors import GatewayError, invalid
 from spillgate.protocols.events import Event
+from spillgate.protocols.openai_family import is_openai_reasoning_model
 from spillgate.protocols.request import describe_type
 from spillgate.protocols.translate.canonical import (
     BlockDelta,
@@ -69,15 +70,13 @@ from spillgate.protocols.translate.codec import (
     StreamDecoder,
     StreamEncoder,
     Target,
+    client_call_id,
+    effort_for_budget,
     random_id,
 )
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 """The ``include`` value that asks for reasoning items' ``encrypted_content``."""
-
-_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-"""OpenAI reasoning models (with ``codex`` models): they take ``reasoning`` and ``include``, and
-refuse ``temperature`` / ``top_p``."""
 
 _HOSTED_RESULTS = frozenset(
     {"web_search_call", "file_search_call", "image_generation_call", "code_interpreter_call"}
@@ -98,10 +97,6 @@ _FORMAT_KINDS = ("text", "json_object", "json_schema")
 MIN_OUTPUT_TOKENS = 16
 """Responses refuses a ``max_output_tokens`` below 16: a smaller limit is raised to it."""
 
-_EFFORT_BY_BUDGET = ((4096, "low"), (16384, "medium"))
-"""An Anthropic thinking budget as a Responses effort: under 4096 tokens ``low``, under 16384
-``medium``, else ``high``. (``minimal`` is never chosen: only gpt-5 itself accepts it; gpt-5.1+
-and the o-series answer 400, and 1024, the smallest Anthropic budget, is still real thinking.)"""
 
 _INCOMPLETE_REASONS: dict[FinishReason, str] = {
     "length": "max_output_tokens",
@@ -120,22 +115,6 @@ _ECHOED = (
     "top_p",
 )
 """Response-object fields taken from ``ClientContext.extra`` when the caller kept them."""
-
-
-def client_call_id(prefix: str, upstream_id: str | None, new_id: Callable[[str], str] = random_id) -> str:
-    """An upstream's tool-call id in the client's format, deterministically: kept when it starts
-    with ``prefix``, else ``prefix`` + the id less a leading ``call_`` / ``toolu_`` / ``fc_``; a new
-    id when there is nothing left (never empty)."""
-    if not upstream_id:
-        return new_id(prefix)
-    if upstream_id.startswith(prefix) and len(upstream_id) > len(prefix):
-        return upstream_id
-    rest = upstream_id
-    for known in ("call_", "toolu_", "fc_"):
-        if rest.startswith(known):
-            rest = rest[len(known) :]
-            break
-    return prefix + rest if rest else new_id(prefix)
 
 
 # -- reading a client's body (careless: wrong types are a 400 naming the field) ---------------------
@@ -508,16 +487,7 @@ def _reasons(target: Target) -> bool:
     """Whether the target model reasons: the route says so, else its name does."""
     if target.reasoning is not None:
         return target.reasoning
-    name = target.model.rsplit("/", 1)[-1].lower()
-    return name.startswith(_REASONING_PREFIXES) or "codex" in name
-
-
-def effort_for_budget(budget: int) -> str:
-    """A thinking budget as a Responses effort (the table in :data:`_EFFORT_BY_BUDGET`)."""
-    for limit, effort in _EFFORT_BY_BUDGET:
-        if budget < limit:
-            return effort
-    return "high"
+    return is_openai_reasoning_model(target.model)
 
 
 def _image_item(image: Image) -> dict[str, Any]:
