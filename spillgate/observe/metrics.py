@@ -116,8 +116,9 @@ class Metrics:
         self.attempts = Counter(
             "spillgate_attempts_total",
             "Upstream attempts by route and account; kind is attempt, retry, failover, probe, "
-            "continuation or replay.",
-            ("model", "route", "account", "kind", "outcome", "error_class", "scope"),
+            "continuation or replay; upstream_api is the API the attempt spoke (another than the "
+            "request's api when it was translated).",
+            ("model", "route", "account", "kind", "outcome", "error_class", "scope", "upstream_api"),
         )
         self.latency = Histogram(
             "spillgate_request_duration_seconds", "Client request duration.", ("model", "api", "stream")
@@ -153,6 +154,7 @@ class Metrics:
                 outcome,
                 event.error_class or "",
                 event.scope or "",
+                event.upstream_api or event.api,
             )
             self.attempt_latency.observe(event.latency, event.route)
         elif isinstance(event, RequestFinished):

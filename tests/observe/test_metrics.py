@@ -86,7 +86,7 @@ async def test_metrics_through_the_gateway(fake: FakeUpstream) -> None:
                 text = await resp.text()
         assert (
             'spillgate_attempts_total{model="coder",route="coder[0]",account="oa-p",kind="attempt",'
-            'outcome="error",error_class="capacity",scope="account_model"} 1'
+            'outcome="error",error_class="capacity",scope="account_model",upstream_api="openai-chat"} 1'
         ) in text
         assert (
             'spillgate_attempts_total{model="coder",route="coder[1]",account="oa-s",kind="failover",' in text

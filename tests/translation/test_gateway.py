@@ -59,7 +59,13 @@ def translation_config(fake: FakeUpstream) -> dict[str, Any]:
                 ]
             },
             "text-only": {
-                "routes": [{"provider": "chat-only", "model": "up-chat", "capabilities": {"images": False}}]
+                "routes": [
+                    {
+                        "provider": "chat-only",
+                        "model": "up-chat",
+                        "capabilities": {"images": False, "tools": False},
+                    }
+                ]
             },
         },
         "resilience": {"deadline": "8s", "backoff": {"base": "50ms", "cap": "200ms"}},
@@ -359,6 +365,16 @@ UNCARRIABLE = [
         },
         "capabilities.images",
         id="an-anthropic-image-to-a-text-only-route",
+    ),
+    pytest.param(
+        "/v1/responses",
+        {
+            "model": "text-only",
+            "input": "run it",
+            "tools": [{"type": "function", "name": "exec_command", "parameters": SHELL_SCHEMA}],
+        },
+        "capabilities.tools",
+        id="tools-to-a-route-without-tools",
     ),
     pytest.param(
         "/v1/messages",
