@@ -110,17 +110,29 @@ def stop_message(
 def healthy_models(
     settings: Settings, health: HealthStore, outages: OutageBoard, api: Api, *, exclude: str
 ) -> Iterable[str]:
-    """Public model names (aliases) with a route that serves ``api`` (natively or translated)
-    and whose health admits it now."""
+    """Public model names (aliases) with a route that serves ``api`` and whose health admits it
+    now: those served natively first (the client's own API's models), then those served
+    through translation."""
+    translated: list[str] = []
     for name, alias in settings.models.items():
         if name in (exclude, WILDCARD) or outages.out_for(name) is not None:
             continue
-        if any(
-            serving_api(route, settings.providers[route.provider], api) is not None
-            and route_admitted(settings, health, route)
-            for route in alias.routes
-        ):
+        native = False
+        serves = False
+        for route in alias.routes:
+            provider = settings.providers[route.provider]
+            upstream = serving_api(route, provider, api)
+            if upstream is None or not route_admitted(settings, health, route):
+                continue
+            serves = True
+            if upstream is api:
+                native = True
+                break
+        if native:
             yield name
+        elif serves:
+            translated.append(name)
+    yield from translated
 
 
 def route_admitted(settings: Settings, health: HealthStore, route: Route) -> bool:
