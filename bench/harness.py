@@ -3,8 +3,9 @@ primitives of a measurement.
 
 Free loopback ports, pinning to cores (``taskset``), starting ``spillgate`` children whose output
 goes to a log and which die with the benchmark, readiness waits, stopping them by PID, reading
-their memory from ``/proc``; per-core CPU use from ``/proc/stat``; the nearest-rank percentile;
-``LoadResult``, what one measured run (wrk or the streaming client) produced.
+their memory and CPU time from ``/proc``; per-core CPU use from ``/proc/stat``; the nearest-rank
+percentile; the request bodies of the three client APIs; ``LoadResult``, what one measured run
+(wrk or an asyncio client) produced.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ HOST = "127.0.0.1"
 GATEWAY_CORE = 0
 LOAD_CORE = 1
 CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
+MESSAGES_PATH = "/v1/messages"
+API_PATHS = {"chat": CHAT_PATH, "responses": RESPONSES_PATH, "messages": MESSAGES_PATH}
+"""The client path of each client API (by its config word)."""
 READY_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 10.0
 
@@ -71,17 +76,65 @@ def chat_body(model: str, stream: bool) -> bytes:
     return orjson.dumps(body)
 
 
+SYSTEM_TEXT = "You are a concise coding assistant. Answer with code first."
+USER_TEXT = (
+    "In Python, how do I read a text file line by line and strip trailing "
+    "whitespace from each line? A short snippet is enough."
+)
+
+
+def responses_body(model: str, stream: bool) -> bytes:
+    """The same request as :func:`chat_body`, as an OpenAI Responses client sends it."""
+    body: dict[str, Any] = {
+        "model": model,
+        "instructions": SYSTEM_TEXT,
+        "input": [{"role": "user", "content": USER_TEXT}],
+        "max_output_tokens": 256,
+        "temperature": 0.2,
+    }
+    if stream:
+        body["stream"] = True
+    return orjson.dumps(body)
+
+
+def messages_body(model: str, stream: bool) -> bytes:
+    """The same request as :func:`chat_body`, as an Anthropic Messages client sends it."""
+    body: dict[str, Any] = {
+        "model": model,
+        "system": SYSTEM_TEXT,
+        "messages": [{"role": "user", "content": USER_TEXT}],
+        "max_tokens": 256,
+        "temperature": 0.2,
+    }
+    if stream:
+        body["stream"] = True
+    return orjson.dumps(body)
+
+
+BODIES: dict[str, Callable[[str, bool], bytes]] = {
+    "chat": chat_body,
+    "responses": responses_body,
+    "messages": messages_body,
+}
+
+
 @dataclass(frozen=True)
 class Target:
     """Where requests go for one side of the comparison."""
 
-    name: str  # "direct" or "gateway"
+    name: str  # "direct" or "gateway"; "native" or "translated" (bench/overhead --translation)
     port: int
     model: str
     headers: tuple[tuple[str, str], ...]
+    api: str = "chat"
+    """The client API its requests are in: ``chat``, ``responses`` or ``messages``."""
+
+    @property
+    def path(self) -> str:
+        return API_PATHS[self.api]
 
     def body(self, stream: bool) -> bytes:
-        return chat_body(self.model, stream)
+        return BODIES[self.api](self.model, stream)
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +282,25 @@ def status_field_kib(pid: int, name: str) -> int | None:
         return None
     match = re.search(rf"^{name}:\s+(\d+)\s+kB", text, re.MULTILINE)
     return int(match.group(1)) if match else None
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time the processes' threads have run, summed, from ``/proc/PID/task/TID/schedstat``
+    (nanoseconds; the clock ``time.process_time`` reads, which the kernel does not charge for the
+    time the hypervisor takes a core). A thread that exits takes its time with it; the gateway's
+    event loop is one thread that lives as long as the process."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
 
 
 def gateway_python_pids(root: int) -> list[int]:

@@ -9,6 +9,10 @@ directly against the fake and through the gateway:
 * streaming time to first content token p50 / p99 at concurrency 32 (bench/sse.py);
 * the gateway's peak RSS.
 
+With ``--translation`` it measures instead what translation costs: a Responses and a Messages
+client served by a chat-only upstream against the native route of the same client API, through
+the same gateway, in alternating rounds (bench/translation.py).
+
 Prints a table with the targets and writes the figures as JSON with ``--json PATH``.
 Exit status: 0 when the measurement ran cleanly (whether or not targets were met), 1 when a
 measurement had request errors, 2 when a process failed to start or answered wrongly, 130 on
@@ -65,6 +69,9 @@ from bench.report import (
     run_benchmark,
 )
 from bench.sse import measure_stream
+from bench.translation import MEASUREMENTS_PER_ROUND
+from bench.translation import TARGET_CPU_PER_EVENT_US as TRANSLATION_CPU_TARGET_US
+from bench.translation import benchmark as translation_benchmark
 from bench.wrk import measure_wrk, wrk_seconds, wrk_version
 
 CLIENT_KEY = "sk-sg-bench-overhead-0123456789"
@@ -72,6 +79,7 @@ UPSTREAM_MODEL = "bench-upstream"
 GATEWAY_MODEL = "bench"
 STREAM_CONCURRENCY = 32
 THROUGHPUT_CONCURRENCY = 64
+MAX_ROUNDS = 50
 
 
 def gateway_config(
@@ -126,6 +134,8 @@ def machine_facts(pin: Pinning) -> dict[str, Any]:
 def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     pin = pinning()
     facts = machine_facts(pin)
+    if args.translation:
+        return translation_benchmark(args, work_dir, facts)
     if pin.load:
         os.sched_setaffinity(0, {LOAD_CORE})  # this process runs the streaming client
     python = venv_python()
@@ -329,22 +339,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"{OBSERVABILITY_TOLERANCE * 100:.0f}%% of the bare gateway's",
     )
     parser.add_argument(
+        "--translation",
+        action="store_true",
+        help="measure what translation costs instead: Responses and Messages clients served by a "
+        "chat-only upstream against the native route of the same client API, same gateway, "
+        f"alternating rounds ({MEASUREMENTS_PER_ROUND} runs per round; no wrk needed); targets: added "
+        "stream first token p50 <= 0.5 ms and p99 <= 3 ms at c=32, added non-streaming p50 <= 0.5 ms "
+        f"at c=1, added gateway CPU per streamed event <= {TRANSLATION_CPU_TARGET_US:g} us",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
-        default=1,
-        help="measure every side this many times, alternating; the comparison uses the median (default 1)",
+        default=None,
+        help="measure every side this many times, alternating; the comparison uses the median "
+        f"(default 1; 3 with --translation; at most {MAX_ROUNDS})",
     )
     args = parser.parse_args(argv)
-    if not (args.duration > 0 and args.warmup >= 0 and args.rounds >= 1):
-        parser.error("--duration must be > 0, --warmup >= 0 and --rounds >= 1")
+    if args.rounds is None:
+        args.rounds = 3 if args.translation else 1
+    if not (args.duration > 0 and args.warmup >= 0 and 1 <= args.rounds <= MAX_ROUNDS):
+        parser.error(f"--duration must be > 0, --warmup >= 0 and --rounds between 1 and {MAX_ROUNDS}")
     if args.usage and args.observability:
         parser.error("--observability already measures a gateway with usage recording; drop --usage")
+    if args.translation and args.observability:
+        parser.error("--translation and --observability are separate runs; choose one")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
+    if not args.translation and shutil.which("wrk") is None:
         say("bench/overhead: wrk is not installed (apt-get install wrk)")
         return 2
     return run_benchmark("bench/overhead", args, benchmark)

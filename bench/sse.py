@@ -1,24 +1,32 @@
-"""The streaming client: time to the first content token of OpenAI chat SSE streams.
+"""The streaming client: time to the first content token of SSE streams in any client API.
 
-``measure_stream`` keeps ``concurrency`` streaming chat completions going back to back, each on
-its own HTTP/1.1 keep-alive connection, and takes, per request, the time from writing it to the
-first ``data:`` event whose ``choices[0].delta.content`` is non-empty (``time.perf_counter()``);
-the first ``warmup`` seconds are not counted. Every response is read to its end and must end
-with ``data: [DONE]``.
+``measure_stream`` keeps ``concurrency`` streaming requests going back to back, each on its own
+HTTP/1.1 keep-alive connection, and takes, per request, the time from writing it to the first
+event that carries answer text (``time.perf_counter()``); the first ``warmup`` seconds are not
+counted. Every response is read to its end and must end with its API's last event. The text
+event and the last event of each API (``Target.api``):
+
+* ``chat``: a ``data:`` event whose ``choices[0].delta.content`` is non-empty; ``data: [DONE]``;
+* ``responses``: ``event: response.output_text.delta`` with a non-empty ``delta``;
+  ``event: response.completed``;
+* ``messages``: ``event: content_block_delta`` whose ``delta`` is a non-empty ``text_delta``;
+  ``event: message_stop``.
+
+It also counts the SSE events received in the measured window and, given a probe of the
+gateway's CPU time, reads it at the window's edges: the gateway's CPU per relayed event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from bench.harness import (
-    CHAT_PATH,
     HAVE_UVLOOP,
     HOST,
     REQUEST_TIMEOUT_S,
@@ -43,6 +51,10 @@ class StreamStats:
     measure_until: float
     samples: list[float] = field(default_factory=list)
     completed: int = 0
+    events_in_window: int = 0
+    """SSE events received between ``measure_from`` and ``measure_until`` (any request's)."""
+    gateway_cpu_s: float | None = None
+    """The probe's CPU seconds over the same window (None without a probe)."""
     cpu: dict[str, float] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
@@ -53,7 +65,7 @@ class StreamStats:
             self.error_examples.append(f"{kind}: {detail}")
 
 
-def _has_content(payload: bytes) -> bool:
+def _chat_content(payload: bytes) -> bool:
     try:
         event = orjson.loads(payload)
         return bool(event["choices"][0]["delta"]["content"])
@@ -61,31 +73,89 @@ def _has_content(payload: bytes) -> bool:
         return False
 
 
-class SseScanner:
-    """Finds the first content event and the ``[DONE]`` marker in an OpenAI chat SSE body."""
+def _responses_content(payload: bytes) -> bool:
+    try:
+        return bool(orjson.loads(payload)["delta"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return False
 
-    def __init__(self) -> None:
+
+def _messages_content(payload: bytes) -> bool:
+    try:
+        delta = orjson.loads(payload)["delta"]
+        return bool(delta["type"] == "text_delta" and delta["text"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return False
+
+
+@dataclass(frozen=True)
+class StreamGrammar:
+    """What an API's stream looks like to the scanner: the event name of its text events (None:
+    every ``data:`` event is looked at), how to tell one carries text, and its last event."""
+
+    text_event: bytes | None
+    has_text: Callable[[bytes], bool]
+    last_event: bytes
+    """The ``event:`` name of the last event, or (chat, which names none) its ``data:`` payload."""
+
+
+GRAMMARS = {
+    "chat": StreamGrammar(None, _chat_content, b"[DONE]"),
+    "responses": StreamGrammar(b"response.output_text.delta", _responses_content, b"response.completed"),
+    "messages": StreamGrammar(b"content_block_delta", _messages_content, b"message_stop"),
+}
+
+
+class SseScanner:
+    """Finds the first text event and the last event in one SSE body of ``api``, and counts the
+    events (``data:`` lines) received between ``window[0]`` and ``window[1]``."""
+
+    def __init__(self, api: str = "chat", window: tuple[float, float] = (0.0, 0.0)) -> None:
+        self._grammar = GRAMMARS[api]
+        self._window = window
         self._pending = b""
+        self._event = b""
         self.first_content_at: float | None = None
         self.done = False
+        self.events_in_window = 0
 
     def feed(self, data: bytes, received_at: float) -> None:
         buf = self._pending + data
         lines = buf.split(b"\n")
         self._pending = lines.pop()
+        grammar = self._grammar
+        in_window = self._window[0] <= received_at < self._window[1]
         for raw in lines:
             line = raw.rstrip(b"\r")
-            if not line.startswith(b"data:"):
+            if line.startswith(b"event:"):
+                self._event = line[6:].strip()
                 continue
+            if not line.startswith(b"data:"):
+                if not line:
+                    self._event = b""
+                continue
+            self.events_in_window += in_window
             payload = line[5:].strip()
-            if payload == b"[DONE]":
+            if grammar.text_event is None:
+                if payload == grammar.last_event:
+                    self.done = True
+                elif self.first_content_at is None and grammar.has_text(payload):
+                    self.first_content_at = received_at
+            elif self._event == grammar.last_event:
                 self.done = True
-            elif self.first_content_at is None and _has_content(payload):
+            elif (
+                self.first_content_at is None
+                and self._event == grammar.text_event
+                and grammar.has_text(payload)
+            ):
                 self.first_content_at = received_at
 
 
-async def read_stream_response(reader: asyncio.StreamReader) -> tuple[float, bool]:
-    """Read one whole response; (time its first content event arrived, connection reusable)."""
+async def read_stream_response(
+    reader: asyncio.StreamReader, api: str = "chat", window: tuple[float, float] = (0.0, 0.0)
+) -> tuple[float, bool, int]:
+    """Read one whole response; (time its first content event arrived, connection reusable, events
+    received within ``window``)."""
     head = await reader.readuntil(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     parts = status_line.split(" ", 2)
@@ -96,7 +166,7 @@ async def read_stream_response(reader: asyncio.StreamReader) -> tuple[float, boo
         if sep:
             headers[name.strip().lower()] = value.strip()
     keep_alive = headers.get("connection", "").lower() != "close"
-    scanner = SseScanner()
+    scanner = SseScanner(api, window)
     body = bytearray()
     if "chunked" in headers.get("transfer-encoding", "").lower():
         while True:
@@ -126,8 +196,9 @@ async def read_stream_response(reader: asyncio.StreamReader) -> tuple[float, boo
     if scanner.first_content_at is None:
         raise StreamError("stream had no content event")
     if not scanner.done:
-        raise StreamError("stream ended without data: [DONE]")
-    return scanner.first_content_at, keep_alive
+        last = GRAMMARS[api].last_event.decode()
+        raise StreamError(f"stream ended without {'data: ' if api == 'chat' else 'event: '}{last}")
+    return scanner.first_content_at, keep_alive, scanner.events_in_window
 
 
 async def stream_worker(target: Target, request: bytes, stats: StreamStats) -> None:
@@ -147,7 +218,9 @@ async def stream_worker(target: Target, request: bytes, stats: StreamStats) -> N
             try:
                 async with asyncio.timeout(REQUEST_TIMEOUT_S):
                     writer.write(request)
-                    first_content, keep_alive = await read_stream_response(reader)
+                    first_content, keep_alive, events = await read_stream_response(
+                        reader, target.api, (stats.measure_from, stats.measure_until)
+                    )
             except StreamError as exc:
                 stats.error("response", str(exc))
             except TimeoutError:
@@ -156,6 +229,7 @@ async def stream_worker(target: Target, request: bytes, stats: StreamStats) -> N
                 stats.error("read", f"{type(exc).__name__}: {exc}")
             else:
                 stats.completed += 1
+                stats.events_in_window += events
                 if started >= stats.measure_from:
                     stats.samples.append(first_content - started)
             if not keep_alive:
@@ -169,7 +243,7 @@ async def stream_worker(target: Target, request: bytes, stats: StreamStats) -> N
 def stream_request(target: Target) -> bytes:
     body = target.body(True)
     head = [
-        f"POST {CHAT_PATH} HTTP/1.1",
+        f"POST {target.path} HTTP/1.1",
         f"Host: {HOST}:{target.port}",
         "Content-Type: application/json",
         "Accept: text/event-stream",
@@ -179,7 +253,13 @@ def stream_request(target: Target) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
-async def _stream_load(target: Target, concurrency: int, warmup: float, duration: float) -> StreamStats:
+async def _stream_load(
+    target: Target,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    cpu_probe: Callable[[], float] | None,
+) -> StreamStats:
     now = time.perf_counter()
     stats = StreamStats(measure_from=now + warmup, measure_until=now + warmup + duration)
     request = stream_request(target)
@@ -187,7 +267,10 @@ async def _stream_load(target: Target, concurrency: int, warmup: float, duration
     async def watch_cpu() -> None:
         await asyncio.sleep(stats.measure_from - time.perf_counter())
         before = cpu_snapshot()
+        probe_before = cpu_probe() if cpu_probe else 0.0
         await asyncio.sleep(stats.measure_until - time.perf_counter())
+        if cpu_probe:
+            stats.gateway_cpu_s = cpu_probe() - probe_before
         stats.cpu = cpu_usage(before, cpu_snapshot())
 
     await asyncio.gather(watch_cpu(), *(stream_worker(target, request, stats) for _ in range(concurrency)))
@@ -201,9 +284,16 @@ def run_async(coro: Coroutine[Any, Any, StreamStats]) -> StreamStats:
     return asyncio.run(coro)
 
 
-def measure_stream(target: Target, concurrency: int, duration: float, warmup: float) -> LoadResult:
-    """Keep ``concurrency`` streaming requests going; the first ``warmup`` seconds are not counted."""
-    stats = run_async(_stream_load(target, concurrency, warmup, duration))
+def measure_stream(
+    target: Target,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    cpu_probe: Callable[[], float] | None = None,
+) -> LoadResult:
+    """Keep ``concurrency`` streaming requests going; the first ``warmup`` seconds are not counted.
+    ``cpu_probe`` (seconds of the gateway's CPU time) adds ``gateway_cpu_s`` to the details."""
+    stats = run_async(_stream_load(target, concurrency, warmup, duration, cpu_probe))
     samples = sorted(stats.samples)
     if not samples:
         stats.error("no-samples", "no streaming request completed in the measured window")
@@ -219,5 +309,10 @@ def measure_stream(target: Target, concurrency: int, duration: float, warmup: fl
         max_ms=(samples[-1] if samples else 0.0) * 1000,
         errors=stats.errors,
         error_examples=stats.error_examples,
-        details={"cpu": stats.cpu, "completed_incl_warmup": stats.completed},
+        details={
+            "cpu": stats.cpu,
+            "completed_incl_warmup": stats.completed,
+            "events_in_window": stats.events_in_window,
+            **({} if stats.gateway_cpu_s is None else {"gateway_cpu_s": round(stats.gateway_cpu_s, 6)}),
+        },
     )

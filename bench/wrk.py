@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
-    CHAT_PATH,
     HOST,
     REQUEST_TIMEOUT_S,
     LoadResult,
@@ -122,7 +121,7 @@ def run_wrk(
         f"--timeout={REQUEST_TIMEOUT_S:g}s",
         "-s",
         str(script),
-        f"http://{HOST}:{target.port}{CHAT_PATH}",
+        f"http://{HOST}:{target.port}{target.path}",
     ]
     done = subprocess.run(
         argv, capture_output=True, text=True, check=False, timeout=seconds + 60, preexec_fn=die_with_parent

@@ -58,3 +58,36 @@ def test_cpu_per_request_prints_both_figures() -> None:
     lines = done.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["plain", "stream"], done.stdout
     assert all(float(line.split()[4]) > 0 for line in lines), done.stdout
+
+
+@pytest.mark.parametrize("translation", ["responses-chat", "messages-chat"])
+def test_cpu_per_request_measures_a_translated_route_against_the_native_one(translation: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cpu_per_request", "6", "--translation", translation],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    header, *lines = done.stdout.splitlines()
+    assert header.startswith(f"translation {translation}: "), done.stdout
+    figures = {line.split("  native")[0].strip(): line for line in lines}
+    assert list(figures) == [
+        "plain cpu per request",
+        "stream cpu per request",
+        "stream events per request",
+        "stream-long cpu per request",
+        "stream-long events per request",
+        "stream cpu per event (slope)",
+        "stream cpu per stream, once",
+    ], done.stdout
+    for label, line in figures.items():
+        words = line.split()
+        native, translated = (float(words[words.index(side) + 1]) for side in ("native", "translated"))
+        if label != "stream cpu per stream, once":  # an intercept: noisy over a few requests
+            assert native > 0 and translated > 0, line
+    long = figures["stream-long cpu per request"].split()
+    assert float(long[long.index("added") + 1]) > 0, long  # translating 64 deltas costs the gateway
+    assert figures["stream cpu per event (slope)"].endswith(("PASS", "MISS")), done.stdout
