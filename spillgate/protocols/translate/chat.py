@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
@@ -949,7 +949,20 @@ class _DecoderState:
     finished: bool = False
 
     def copy(self) -> _DecoderState:
-        return replace(self, tools=dict(self.tools))
+        return _DecoderState(
+            self.started,
+            self.open,
+            self.open_kind,
+            self.open_tool,
+            self.next_block,
+            dict(self.tools),
+            self.any_tool,
+            self.finished,
+        )
+
+
+_PLAIN_DELTA_KEYS = frozenset({"content", "role"})
+"""The keys of a chunk's delta that carry nothing but its text (with ``null`` for the others)."""
 
 
 class ChatStreamDecoder(StreamDecoder):
@@ -976,6 +989,9 @@ class ChatStreamDecoder(StreamDecoder):
         if payload.get("error") is not None:
             return [_stream_error(payload["error"])]
         choices = payload.get("choices")
+        fast = self._text_delta(payload, choices)
+        if fast is not None:
+            return fast
         if choices is not None and not isinstance(choices, list):
             raise Malformed("choices is not a list")
         chunk = _chunk(choices or [])
@@ -986,6 +1002,29 @@ class ChatStreamDecoder(StreamDecoder):
         out = self._apply(state, payload, chunk, usage)
         self._s = state
         return out
+
+    def _text_delta(self, payload: dict[str, Any], choices: Any) -> list[StreamEvent] | None:
+        """The common chunk, more text of the open text block, without the general path's
+        copy of the state (``None``: not that chunk, take the general path)."""
+        s = self._s
+        if s.open_kind != "text" or s.finished or payload.get("usage") is not None:
+            return None
+        if type(choices) is not list or len(choices) != 1:
+            return None
+        choice = choices[0]
+        if type(choice) is not dict or choice.get("finish_reason") is not None or choice.get("index", 0) != 0:
+            return None
+        delta = choice.get("delta")
+        if type(delta) is not dict:
+            return None
+        content = delta.get("content")
+        if type(content) is not str or not content:
+            return None
+        for key in delta:
+            if key not in _PLAIN_DELTA_KEYS and delta[key] is not None:
+                return None  # reasoning, refusal or tool calls beside the text
+        assert s.open is not None
+        return [BlockDelta(s.open, content)]
 
     def close(self) -> list[StreamEvent]:
         if self._s.finished and not self._done:

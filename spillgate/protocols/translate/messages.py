@@ -991,6 +991,12 @@ class MessagesStreamDecoder(StreamDecoder):
 
 
 # -- the stream encoder --------------------------------------------------------------------------------------
+_TEXT_DELTA_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_DELTA_MIDDLE = b',"delta":{"type":"text_delta","text":'
+_TEXT_DELTA_TAIL = b"}}\n\n"
+"""A text delta event around its block index and its text: what :func:`sse` makes of it."""
+
+
 class MessagesStreamEncoder(StreamEncoder):
     """Canonical events as the Anthropic SSE stream Claude Code and the SDKs accumulate: every
     block gets the next wire index when it starts (two tools sharing a canonical index still get
@@ -1016,6 +1022,23 @@ class MessagesStreamEncoder(StreamEncoder):
     def encode(self, event: StreamEvent) -> bytes:
         if self._done:
             return b""
+        open_block = self._open
+        if (
+            type(event) is BlockDelta
+            and open_block is not None
+            and open_block[2] == "text"
+            and open_block[0] == event.index
+            and self._pending is None
+            and event.text
+        ):
+            # The hot path: more text of the open block, written as _block_delta would.
+            return (
+                _TEXT_DELTA_HEAD
+                + str(open_block[1]).encode()
+                + _TEXT_DELTA_MIDDLE
+                + orjson.dumps(event.text)
+                + _TEXT_DELTA_TAIL
+            )
         if isinstance(event, StreamError):
             self._done = True
             error_type = event.type if event.type in ANTHROPIC_ERROR_TYPES else "api_error"

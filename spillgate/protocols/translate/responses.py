@@ -1321,9 +1321,39 @@ class _Block:
     pieces: list[str] = field(default_factory=list)
     opaque: str | None = None
     summary_open: bool = False
+    delta_frame: tuple[bytes, bytes] | None = None
+    """A text block's ``response.output_text.delta`` event around its sequence number and its
+    delta, pre-serialised (the hot path: one per streamed token)."""
 
     def text(self) -> str:
         return "".join(self.pieces)
+
+
+_TEXT_DELTA = "response.output_text.delta"
+
+
+def _text_delta_frame(item_id: str, output_index: int) -> tuple[bytes, bytes]:
+    """The bytes before a text delta event's sequence number and between it and its delta: with
+    the number and ``orjson.dumps(delta)`` between them and ``_TEXT_DELTA_TAIL`` after, exactly
+    what :func:`sse` makes of the event's payload (the same keys in the same order)."""
+    head = (
+        b"event: "
+        + _TEXT_DELTA.encode()
+        + b'\ndata: {"type":"'
+        + _TEXT_DELTA.encode()
+        + b'","sequence_number":'
+    )
+    middle = (
+        b',"item_id":'
+        + orjson.dumps(item_id)
+        + b',"output_index":'
+        + str(output_index).encode()
+        + b',"content_index":0,"delta":'
+    )
+    return head, middle
+
+
+_TEXT_DELTA_TAIL = b',"logprobs":[]}\n\n'
 
 
 class ResponsesStreamEncoder(StreamEncoder):
@@ -1359,6 +1389,19 @@ class ResponsesStreamEncoder(StreamEncoder):
     def encode(self, event: StreamEvent) -> bytes:
         if self._over:
             return b""
+        block = self._block
+        if (
+            block is not None
+            and (frame := block.delta_frame) is not None
+            and type(event) is BlockDelta
+            and block.index == event.index
+            and event.text
+        ):
+            # The hot path: more text of the open message (see _text_delta_frame).
+            block.pieces.append(event.text)
+            seq = self._seq
+            self._seq = seq + 1
+            return frame[0] + str(seq).encode() + frame[1] + orjson.dumps(event.text) + _TEXT_DELTA_TAIL
         out: list[bytes] = []
         if isinstance(event, Start):
             self._start(out)
@@ -1429,6 +1472,8 @@ class ResponsesStreamEncoder(StreamEncoder):
         else:
             block = _Block(start.index, start.kind, output_index, new_id("msg_"))
             item = _message_item(block.item_id, [], "in_progress")
+            if start.kind == "text":
+                block.delta_frame = _text_delta_frame(block.item_id, output_index)
         self._block = block
         out.append(self._event("response.output_item.added", output_index=output_index, item=item))
         if start.kind in ("text", "refusal"):

@@ -147,6 +147,10 @@ def _carried_tool(tool: Tool, flat: str) -> Tool:
 
 def prepare(request: Request, carried: Carried) -> tuple[Request, ToolMap]:
     """``request`` with only function tools (see the module docstring) and the map back."""
+    if not (request.tools or request.tool_choice or request.untranslatable or request.droppable) and not any(
+        isinstance(p, ToolCall | ToolResult) for m in request.messages for p in m.parts
+    ):
+        return request, ToolMap()  # nothing to carry: the request as it is
     for what in request.untranslatable:
         raise Uncarriable(what)
     for what in request.droppable:

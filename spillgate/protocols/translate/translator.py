@@ -32,9 +32,15 @@ _BROKEN = (Malformed, ValueError, TypeError, KeyError, AttributeError, IndexErro
 the last line, as for the stream tracker)."""
 
 
+_CODECS: dict[Api, Codec] = {}
+
+
 def codec_of(api: Api) -> Codec:
     """The codec of ``api`` (its adapter names it)."""
-    return api.adapter.codec
+    codec = _CODECS.get(api)
+    if codec is None:
+        codec = _CODECS[api] = api.adapter.codec
+    return codec
 
 
 def decode_request(api: Api, data: Mapping[str, Any]) -> Request:
@@ -161,7 +167,8 @@ class StreamTranslator:
         self._splitter = SseSplitter(max_event)
         self._decoder = answers.upstream.stream_decoder()
         self._encoder = answers.client.stream_encoder(answers.ctx)
-        self._mapper = StreamToolMapper(answers.tools)
+        self._mapper = StreamToolMapper(answers.tools) if answers.tools.by_flat else None
+        """Only when the request had tools to map back (namespaced, custom)."""
         self.malformed = 0
         """Upstream events that could not be read (dropped)."""
 
@@ -196,9 +203,14 @@ class StreamTranslator:
         return b"".join(out)
 
     def _encode(self, decoded: list[StreamEvent], out: list[bytes]) -> None:
-        mapper, encoder = self._mapper, self._encoder
+        mapper, encode = self._mapper, self._encoder.encode
         for event in decoded:
+            if mapper is None:
+                data = encode(event)
+                if data:
+                    out.append(data)
+                continue
             for mapped in mapper.map(event):
-                data = encoder.encode(mapped)
+                data = encode(mapped)
                 if data:
                     out.append(data)

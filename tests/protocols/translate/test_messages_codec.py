@@ -2087,3 +2087,21 @@ def test_a_system_message_among_the_turns_is_kept_in_place() -> None:
         ("user", (Text("Say hello."),)),
         ("system", (Text("reminder"),)),
     ]
+
+
+def test_the_text_delta_fast_path_writes_what_the_general_path_would() -> None:
+    """Text deltas are written from pre-serialised frames: byte for byte what ``sse`` makes."""
+    from spillgate.protocols.adapter import sse
+    from spillgate.protocols.translate.canonical import BlockDelta, BlockStart, BlockStop, Start
+    from spillgate.protocols.translate.codec import ClientContext
+
+    encoder = CODEC.stream_encoder(ClientContext(model="m", new_id=lambda p: p + "x"))
+    encoder.encode(Start())
+    encoder.encode(BlockStart(0, "tool", call_id="call_1", name="f"))
+    encoder.encode(BlockStop(0))
+    encoder.encode(BlockStart(1, "text"))
+    for text in ("plain", 'quote " and \\ and \n', "ünïcødé ✓"):
+        assert encoder.encode(BlockDelta(1, text)) == sse(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": text}},
+        )

@@ -2332,3 +2332,29 @@ def test_decoder_and_encoder_compose_into_the_sdk() -> None:
     assert (final.output[2].name, final.output[2].call_id) == ("exec_command", "call_up1")
     assert final.usage is not None
     assert final.usage.input_tokens_details.cached_tokens == 1024
+
+
+def test_the_text_delta_fast_path_writes_what_the_general_path_would() -> None:
+    """Text deltas are written from pre-serialised frames: byte for byte the event ``sse`` makes
+    of the payload (escapes and non-ASCII included)."""
+    from spillgate.protocols.adapter import sse
+    from spillgate.protocols.translate.canonical import BlockDelta, BlockStart, Start
+    from spillgate.protocols.translate.codec import ClientContext
+
+    ids = iter(range(100))
+    encoder = CODEC.stream_encoder(ClientContext(model="m", new_id=lambda p: f"{p}{next(ids)}", created=1))
+    encoder.encode(Start())
+    encoder.encode(BlockStart(0, "text"))
+    for seq, text in ((4, "plain"), (5, 'quote " and \\ and \n'), (6, "ünïcødé ✓")):
+        assert encoder.encode(BlockDelta(0, text)) == sse(
+            "response.output_text.delta",
+            {
+                "type": "response.output_text.delta",
+                "sequence_number": seq,
+                "item_id": "msg_1",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": text,
+                "logprobs": [],
+            },
+        )
