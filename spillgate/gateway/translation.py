@@ -4,6 +4,7 @@ request's other attempts and for the planner's checks."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from spillgate.config.schema import Capabilities, Route
@@ -30,7 +31,10 @@ from .attempt import Attempt
 _EncodeKey = tuple[Api, str, Fit, str | None]
 
 
+@functools.lru_cache(maxsize=256)
 def fit_of(capabilities: Capabilities) -> Fit:
+    """A route's declared capabilities as the translator reads them (one per configuration's
+    capabilities: the planner asks for every route of every request)."""
     return Fit(
         tools=capabilities.tools,
         images=capabilities.images,
