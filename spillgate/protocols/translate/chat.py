@@ -848,6 +848,13 @@ class _ToolSlot:
 
 
 @dataclass(frozen=True, slots=True)
+class _HeldCall:
+    call_id: str
+    name: str
+    arguments: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _ToolDelta:
     index: int | None
     id: str | None
@@ -947,6 +954,9 @@ class _DecoderState:
     """Upstream tool index -> its (latest) block."""
     any_tool: bool = False
     finished: bool = False
+    held: dict[int, _HeldCall] = field(default_factory=dict)
+    """Upstream tool index -> a call that began while another tool call was open: held whole
+    until the answer finishes, so that calls streamed interleaved lose no argument."""
 
     def copy(self) -> _DecoderState:
         return _DecoderState(
@@ -958,6 +968,7 @@ class _DecoderState:
             dict(self.tools),
             self.any_tool,
             self.finished,
+            dict(self.held),
         )
 
 
@@ -979,7 +990,7 @@ class ChatStreamDecoder(StreamDecoder):
             return []
         if event.data.strip() == b"[DONE]":
             self._done = True
-            return [*self._stop(self._s), End()]
+            return [*self._stop(self._s), *self._release(self._s), End()]
         try:
             payload = orjson.loads(event.data)
         except orjson.JSONDecodeError:
@@ -1029,7 +1040,7 @@ class ChatStreamDecoder(StreamDecoder):
     def close(self) -> list[StreamEvent]:
         if self._s.finished and not self._done:
             self._done = True
-            return [*self._stop(self._s), End()]
+            return [*self._stop(self._s), *self._release(self._s), End()]
         return []
 
     def _apply(
@@ -1055,10 +1066,26 @@ class ChatStreamDecoder(StreamDecoder):
                 out += self._tool(s, delta)
             if chunk.finish is not None and not s.finished:
                 out += self._stop(s)
+                out += self._release(s)
                 s.finished = True
                 out.append(Finish(_finish(chunk.finish, s.any_tool) or "stop"))
         if usage is not None:
             out.append(UsageReport(usage))
+        return out
+
+    @staticmethod
+    def _release(s: _DecoderState) -> list[StreamEvent]:
+        """The held calls, each a whole block, in the upstream's index order."""
+        out: list[StreamEvent] = []
+        for upstream_index in sorted(s.held):
+            call = s.held[upstream_index]
+            index = s.next_block
+            s.next_block += 1
+            out.append(BlockStart(index, "tool", call_id=call.call_id, name=call.name))
+            if call.arguments:
+                out.append(BlockDelta(index, "".join(call.arguments)))
+            out.append(BlockStop(index))
+        s.held.clear()
         return out
 
     @staticmethod
@@ -1103,6 +1130,21 @@ class ChatStreamDecoder(StreamDecoder):
             and delta.id != slot.upstream_id
         )
         out: list[StreamEvent] = []
+        held = s.held.get(index)
+        if held is not None and delta.id in (None, held.call_id):
+            if delta.arguments:
+                s.held[index] = _HeldCall(held.call_id, held.name, (*held.arguments, delta.arguments))
+            return out
+        if new_call and ((s.open_tool is not None and s.open_kind == "tool") or s.held):
+            # Another call is streaming: this one is held whole until the answer finishes.
+            if delta.name is None:
+                raise Malformed(f"tool call {index} starts without a name")
+            if s.finished:
+                raise Malformed("output after finish_reason")
+            arguments = (delta.arguments,) if delta.arguments else ()
+            s.held[index] = _HeldCall(delta.id or random_id("call_"), delta.name, arguments)
+            s.any_tool = True
+            return out
         if new_call:
             if delta.name is None:
                 raise Malformed(f"tool call {index} starts without a name")

@@ -1119,10 +1119,11 @@ STREAM_CASES = [
             BlockStart(0, "tool", call_id="call_a", name="look"),
             BlockDelta(0, '{"q":'),
             BlockDelta(0, '"x"}'),
+            # A call that begins while another streams is held whole until the finish (so that
+            # interleaved calls lose nothing): one delta with all its arguments.
             BlockStop(0),
             BlockStart(1, "tool", call_id="call_b", name="see"),
-            BlockDelta(1, "{"),
-            BlockDelta(1, "}"),
+            BlockDelta(1, "{}"),
             BlockStop(1),
             Finish("tool_calls"),
             UsageReport(Usage(9, 4, 2, 0, 1)),
@@ -1286,6 +1287,7 @@ def test_stream_decoder_tool_call_id_never_empty() -> None:
         [
             choice({"tool_calls": [{"index": 0, "id": "", "function": {"name": "f", "arguments": "{}"}}]}),
             choice({"tool_calls": [{"index": 1, "function": {"name": "g", "arguments": "{}"}}]}),
+            choice({}, "tool_calls"),
         ]
     )
     starts = [e for e in events if isinstance(e, BlockStart)]
@@ -1327,6 +1329,7 @@ def test_stream_decoder_tool_calls_without_index() -> None:
             choice({"tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{"}}]}),
             choice({"tool_calls": [{"function": {"arguments": "}"}}]}),
             choice({"tool_calls": [{"id": "c2", "function": {"name": "g", "arguments": "{}"}}]}),
+            choice({}, "tool_calls"),
         ]
     )
     assert events[1:] == [
@@ -1336,6 +1339,34 @@ def test_stream_decoder_tool_calls_without_index() -> None:
         BlockStop(0),
         BlockStart(1, "tool", call_id="c2", name="g"),
         BlockDelta(1, "{}"),
+        BlockStop(1),
+        Finish("tool_calls"),
+    ]
+
+
+def test_stream_decoder_interleaved_parallel_calls_keep_every_argument() -> None:
+    """Two calls streamed interleaved (0, 1, 0, 1): the first streams, the second is held whole
+    until the finish; no argument is lost and each block is whole, in the canonical order."""
+    events = decode_stream(
+        [
+            _tool_chunk(0, id="a", function={"name": "f", "arguments": '{"x":'}),
+            _tool_chunk(1, id="b", function={"name": "g", "arguments": '{"y":'}),
+            _tool_chunk(0, function={"arguments": "1}"}),
+            _tool_chunk(1, function={"arguments": "2}"}),
+            choice({}, "tool_calls"),
+            DONE,
+        ]
+    )
+    assert events[1:] == [
+        BlockStart(0, "tool", call_id="a", name="f"),
+        BlockDelta(0, '{"x":'),
+        BlockDelta(0, "1}"),
+        BlockStop(0),
+        BlockStart(1, "tool", call_id="b", name="g"),
+        BlockDelta(1, '{"y":2}'),
+        BlockStop(1),
+        Finish("tool_calls"),
+        End(),
     ]
 
 
@@ -1365,7 +1396,7 @@ MALFORMED_CHUNKS = [
     pytest.param(
         [
             _tool_chunk(0, id="a", function={"name": "f"}),
-            _tool_chunk(1, id="b", function={"name": "g"}),
+            choice({"content": "text between"}),
             _tool_chunk(0, function={"arguments": "{}"}),
         ],
         id="stopped-tool-index-revisited",
