@@ -15,6 +15,9 @@ from spillgate.protocols.apis import Api
 from spillgate.protocols.events import parse_event, split_events
 from spillgate.protocols.sse import MAX_EVENT_BYTES, SseSplitter
 from spillgate.protocols.translate.canonical import (
+    BlockDelta,
+    BlockStart,
+    BlockStop,
     Carried,
     Image,
     Request,
@@ -149,19 +152,29 @@ class AnswerTranslator:
         return orjson.dumps(self.client.encode_response(answer, self.ctx))
 
     def _restore(self, answer: Response) -> Response:
-        if not self.tools.by_flat:
+        if not any(isinstance(p, ToolCall) for p in answer.parts):
             return answer
-        parts = tuple(self.tools.restore(p) if isinstance(p, ToolCall) else p for p in answer.parts)
+        parts = tuple(self._call(p) if isinstance(p, ToolCall) else p for p in answer.parts)
         return replace(answer, parts=parts)
+
+    def _call(self, call: ToolCall) -> ToolCall:
+        if not call.arguments and call.kind == "function":
+            call = replace(call, arguments=NO_ARGUMENTS)  # "" is no JSON a client can parse
+        return self.tools.restore(call) if self.tools.by_flat else call
 
     def stream(self, max_event: int = MAX_EVENT_BYTES) -> StreamTranslator:
         return StreamTranslator(self, max_event)
 
 
+NO_ARGUMENTS = "{}"
+"""The arguments of a function call the upstream gave none (an upstream that streams no
+argument delta for a call without parameters): an empty JSON object, never ``""``."""
+
+
 class StreamTranslator:
     """An upstream's SSE bytes in, the client's SSE bytes out, event by event as they arrive."""
 
-    __slots__ = ("_decoder", "_encoder", "_mapper", "_splitter", "malformed")
+    __slots__ = ("_bare", "_decoder", "_encoder", "_mapper", "_splitter", "malformed")
 
     def __init__(self, answers: AnswerTranslator, max_event: int) -> None:
         self._splitter = SseSplitter(max_event)
@@ -171,6 +184,8 @@ class StreamTranslator:
         """Only when the request had tools to map back (namespaced, custom)."""
         self.malformed = 0
         """Upstream events that could not be read (dropped)."""
+        self._bare: set[int] = set()
+        """Function-call blocks that have had no argument text yet (see :data:`NO_ARGUMENTS`)."""
 
     def feed(self, chunk: bytes) -> bytes:
         """The client's events for the upstream's bytes ``chunk`` (may be ``b""``); raises
@@ -205,12 +220,22 @@ class StreamTranslator:
     def _encode(self, decoded: list[StreamEvent], out: list[bytes]) -> None:
         mapper, encode = self._mapper, self._encoder.encode
         for event in decoded:
-            if mapper is None:
-                data = encode(event)
-                if data:
-                    out.append(data)
-                continue
-            for mapped in mapper.map(event):
+            for mapped in (event,) if mapper is None else mapper.map(event):
+                if type(mapped) is not BlockDelta:
+                    self._track(mapped, out)
+                elif self._bare and mapped.text:
+                    self._bare.discard(mapped.index)
                 data = encode(mapped)
                 if data:
                     out.append(data)
+
+    def _track(self, event: StreamEvent, out: list[bytes]) -> None:
+        """Give a function call that ends without arguments an empty object (before its stop)."""
+        if isinstance(event, BlockStart):
+            if event.kind == "tool" and event.tool_kind == "function":
+                self._bare.add(event.index)
+        elif isinstance(event, BlockStop) and event.index in self._bare:
+            self._bare.discard(event.index)
+            data = self._encoder.encode(BlockDelta(event.index, NO_ARGUMENTS))
+            if data:
+                out.append(data)
