@@ -28,9 +28,12 @@ class Api(Enum):
     @property
     def adapter(self) -> WireAdapter:
         """Everything this API is on the wire (see ``protocols/adapter.py``)."""
-        from spillgate.protocols.adapter import adapter_for  # the adapters import this module
+        found = _ADAPTERS.get(self)
+        if found is None:
+            from spillgate.protocols.adapter import adapter_for  # the adapters import this module
 
-        return adapter_for(self)
+            found = _ADAPTERS[self] = adapter_for(self)
+        return found
 
     @property
     def family(self) -> ProviderProtocol:
@@ -65,6 +68,10 @@ def api_named(word: str) -> Api | None:
         if text in (api.value, api.adapter.short_name):
             return api
     return None
+
+
+_ADAPTERS: dict[Api, WireAdapter] = {}
+"""Each API's adapter once looked up (``Api.adapter`` is on the request path)."""
 
 
 class _Routes(Mapping[str, Api]):
