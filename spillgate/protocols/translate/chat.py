@@ -1005,8 +1005,10 @@ class ChatStreamDecoder(StreamDecoder):
             return fast
         if choices is not None and not isinstance(choices, list):
             raise Malformed("choices is not a list")
-        chunk = _chunk(choices or [])
         usage = _usage(payload.get("usage"))
+        if usage is not None and not choices and self._s.started:
+            return [UsageReport(usage)]  # the usage chunk (choices []): nothing else changes
+        chunk = _chunk(choices or [])
         if chunk is None and usage is None:
             return []
         state = self._s.copy()
