@@ -9,6 +9,8 @@ import os
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from spillgate.admin.api import AdminApi
 from spillgate.config.defaults import (
     DEMO_AT_CAPACITY,
@@ -97,6 +99,10 @@ class App:
         self._retiring: set[asyncio.Task[None]] = set()
         self._demo_upstream = demo_upstream
         self._demo_published: tuple[Path, DemoAddress] | None = None
+        self.started = False
+        """Listening, its configuration and stored keys in force (``/readyz``)."""
+        self.draining = False
+        """Stopping: not ready for new work (``/readyz`` 503) while running requests finish."""
         self.usage: UsageRecorder | None = None
         self.store: UsageStore | None = None
         self.key_sync: KeySync | None = None
@@ -120,6 +126,7 @@ class App:
             await self.key_sync.refresh()
             self.key_sync.start()
         await self.server.start(self.settings.host, self.settings.port)
+        self.started = True
         if self._demo_upstream is not None:
             self._publish_demo(self._demo_upstream)
 
@@ -171,6 +178,10 @@ class App:
         async def healthz(request: Request, writer: ResponseWriter, _: Params) -> None:
             await writer.send(200, [("content-type", "application/json")], b'{"status":"ok"}')
 
+        async def readyz(request: Request, writer: ResponseWriter, _: Params) -> None:
+            status, body = self.readiness()
+            await writer.send(status, [("content-type", "application/json")], orjson.dumps(body))
+
         return RouteTable(
             [
                 *(Route(path, ("POST",), api_endpoint(api), "api") for path, api in ROUTES.items()),
@@ -182,6 +193,7 @@ class App:
                 Route("/v1/models", ("GET",), models, "api"),
                 Route("/models", ("GET",), models, "api"),
                 Route("/healthz", ("GET", "HEAD"), healthz, "api"),
+                Route("/readyz", ("GET", "HEAD"), readyz, "api"),
                 *self.admin.routes(),
             ]
         )
@@ -246,7 +258,24 @@ class App:
         host = self.server.host
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.server.port}"
 
+    def readiness(self) -> tuple[int, dict[str, str]]:
+        """``/readyz``: 200 while the instance takes new work (its config loaded; a usage store
+        that cannot be written leaves it serving, ``degraded``), 503 once it is draining."""
+        if self.draining or not self.started:
+            return 503, {"status": "draining" if self.draining else "starting"}
+        body = {"status": "ready"}
+        if self.usage is not None:
+            # Records past the buffer's bound are dropped (and counted): serving, degraded.
+            body["usage_store"] = "degraded" if self.usage.pending >= self.usage.max_pending else "ok"
+        return 200, body
+
+    def drain(self) -> None:
+        """Turn not ready (``/readyz`` 503): the first step of a stop."""
+        self.draining = True
+
     async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let running requests finish for ``grace`` seconds, close the rest."""
+        self.drain()
         await self.server.close(grace)
         for task in list(self._retiring):
             task.cancel()
@@ -363,8 +392,13 @@ def serve_until_signalled(
         loop.add_signal_handler(signal.SIGHUP, reload_on_hangup)
         print(describe(app), flush=True)
         await stop.wait()
-        print("Spillgate stopping: finishing in-flight requests", flush=True)
-        await app.stop()
+        grace = app.settings.limits.shutdown_grace
+        print(
+            f"Spillgate stopping: not ready, not accepting; finishing in-flight requests "
+            f"(up to {grace:g}s, limits.shutdown_grace)",
+            flush=True,
+        )
+        await app.stop(grace)
 
     run(main())
 

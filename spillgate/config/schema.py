@@ -216,6 +216,9 @@ class Limits:
     and its request (the upstream call included) cancelled."""
     max_connections: int = 4096
     """Open client connections; a new one beyond it gets 503 and is closed."""
+    shutdown_grace: float = field(default=180.0, metadata=key(zero=True))
+    """Seconds a stopping instance (SIGTERM) lets running requests finish — agents' turns stream
+    for minutes — after it has turned not ready and stopped accepting; then the rest are cut."""
     send_buffer: int = field(default=128 * 1024, metadata=key(unit="size", zero=True))
     """The kernel send buffer of a client connection (``SO_SNDBUF``; 0: the kernel's autotuning,
     up to ``net.ipv4.tcp_wmem``, 4 MiB by default): what a client that does not read can make
