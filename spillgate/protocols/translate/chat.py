@@ -544,6 +544,29 @@ def _conversation(messages: tuple[Message, ...], carried: Carried) -> list[dict[
                     carried.omit(f"{type(part).__name__} parts in {message.role} messages")
             if pending or not any(isinstance(p, ToolResult) for p in message.parts):
                 out.append(_user(pending, message))
+    return _alternating(out)
+
+
+def _alternating(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive plain-text user messages merged into one (their texts joined as a message's
+    parts are): local chat templates that require user / assistant turns to alternate refuse two
+    user messages in a row, which a system message among the turns (Claude Code sends them)
+    would otherwise make. Deterministic, so the prompt stays byte-stable."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and message.get("role") == last.get("role") == "user"
+            and isinstance(message.get("content"), str)
+            and isinstance(last.get("content"), str)
+            and "name" not in message
+            and "name" not in last
+        ):
+            texts = [t for t in (last["content"], message["content"]) if t]
+            out[-1] = {**last, "content": TEXT_JOINER.join(texts)}
+            continue
+        out.append(message)
     return out
 
 

@@ -461,8 +461,9 @@ SYSTEM_RUN_BODY = {
         {"role": "system", "content": "You are Claude Code.\n\nRule one.\n\nRule two.\n\nEnv: linux"},
         {"role": "user", "content": "hi\n\nthere", "name": "ana"},
         {"role": "assistant", "content": "Hello."},
-        {"role": "user", "content": "Now be brief."},
-        {"role": "user", "content": "ok"},
+        # The later developer message as user text, merged with the user turn after it: local
+        # templates that need user / assistant turns to alternate refuse two user messages.
+        {"role": "user", "content": "Now be brief.\n\nok"},
     ],
 }
 
@@ -480,8 +481,7 @@ def test_encode_request_is_byte_stable() -> None:
     assert first == (
         b'{"model":"qwen2.5-coder-32b","messages":[{"role":"system","content":"You are Claude Code.\\n\\n'
         b'Rule one.\\n\\nRule two.\\n\\nEnv: linux"},{"role":"user","content":"hi\\n\\nthere","name":"ana"},'
-        b'{"role":"assistant","content":"Hello."},{"role":"user","content":"Now be brief."},'
-        b'{"role":"user","content":"ok"}]}'
+        b'{"role":"assistant","content":"Hello."},{"role":"user","content":"Now be brief.\\n\\nok"}]}'
     )
 
 

@@ -675,9 +675,9 @@ REQUEST_CASES = [
                     "role": "system",
                     "content": "You are Codex.\n\nSandbox: read-only.\n\nAGENTS.md: be terse.",
                 },
-                {"role": "user", "content": "Hello."},
-                {"role": "user", "content": "Approval policy changed."},
-                {"role": "user", "content": "Go on."},
+                # The later developer message becomes user text, merged with the user turns
+                # around it (templates that need alternating turns refuse two user messages).
+                {"role": "user", "content": "Hello.\n\nApproval policy changed.\n\nGo on."},
             ],
         },
         (),
