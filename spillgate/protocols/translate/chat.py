@@ -1043,7 +1043,9 @@ class ChatStreamDecoder(StreamDecoder):
         """The common chunk, more text of the open text block, without the general path's
         copy of the state (``None``: not that chunk, take the general path)."""
         s = self._s
-        if s.open_kind != "text" or s.finished or payload.get("usage") is not None:
+        if s.open_kind != "text" and s.started:
+            return None
+        if s.finished or payload.get("usage") is not None:
             return None
         if type(choices) is not list or len(choices) != 1:
             return None
@@ -1054,11 +1056,21 @@ class ChatStreamDecoder(StreamDecoder):
         if type(delta) is not dict:
             return None
         content = delta.get("content")
-        if type(content) is not str or not content:
+        if type(content) is not str or (not content and s.started):
             return None
         for key in delta:
             if key not in _PLAIN_DELTA_KEYS and delta[key] is not None:
                 return None  # reasoning, refusal or tool calls beside the text
+        if not s.started:
+            if content:
+                return None  # the first chunk already carries text: the general path
+            # The role chunk (``content: ""``): the answer starts, no block yet.
+            start = Start(
+                _upstream_str(payload.get("id"), "id") or None,
+                _upstream_str(payload.get("model"), "model") or None,
+            )
+            s.started = True
+            return [start]
         assert s.open is not None
         return [BlockDelta(s.open, content)]
 

@@ -1445,8 +1445,9 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._started = True
         self._id = self._ctx.new_id("resp_")
         self._created = _created(self._ctx)
-        out.append(self._event("response.created", response=self._response("in_progress")))
-        out.append(self._event("response.in_progress", response=self._response("in_progress")))
+        response = self._response("in_progress")  # the same object in both events
+        out.append(self._event("response.created", response=response))
+        out.append(self._event("response.in_progress", response=response))
 
     def _open(self, start: BlockStart, out: list[bytes]) -> None:
         output_index = len(self._output)
