@@ -111,7 +111,15 @@ def test_a_longer_conversation_keeps_the_cached_prefix(api: Api, request: Reques
     before = orjson.loads(encode_request(shorter, api, UPSTREAM_MODEL).body)
     after = orjson.loads(full)
     old, new = flattened(api, before), flattened(api, after)
-    assert new[: len(old)] == old
+    if api is CHAT and old and old[-1]["role"] == "user" and len(new) >= len(old):
+        # Chat joins consecutive user messages (templates that need alternating turns): a user
+        # turn right after the shorter conversation's trailing user message joins it, so that
+        # one message grows, the rest of the prefix stays byte for byte.
+        assert new[: len(old) - 1] == old[:-1]
+        tail, grown = old[-1], new[len(old) - 1]
+        assert grown["role"] == "user" and str(grown["content"]).startswith(str(tail["content"]))
+    else:
+        assert new[: len(old)] == old
     key = "input" if api is RESPONSES else "messages"
     assert {k: v for k, v in before.items() if k != key} == {k: v for k, v in after.items() if k != key}
 
