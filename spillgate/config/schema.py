@@ -110,6 +110,12 @@ class Capabilities:
     """The most output tokens it takes: a translated request asking for more is clamped (and
     the default output limit of an API that needs one)."""
 
+    @property
+    def restricts(self) -> bool:
+        """Some request content (tools, images) is declared out of reach: a native request must be
+        read to know whether it fits."""
+        return not (self.tools and self.images)
+
 
 @dataclass(frozen=True, slots=True)
 class Route:

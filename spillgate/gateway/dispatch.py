@@ -18,7 +18,7 @@ from spillgate.protocols.usage import from_usage_object
 from spillgate.resilience.backoff import backoff_delay
 from spillgate.resilience.policy import NOT_OUTAGES, Step, final_error, next_step, no_route_error
 from spillgate.resilience.types import ErrorClass, Scope, Verdict
-from spillgate.routing.plan import order_routes
+from spillgate.routing.plan import order_routes, route_tier
 
 from .answer import outage_key, reported_failure, route_report, stop_message
 from .attempt import Attempt
@@ -54,10 +54,7 @@ class Dispatcher:
     def plan_for(self, ex: Exchange) -> RequestPlan:
         api, providers = ex.parsed.api, self.settings.providers
         if len(ex.routes) > 1:
-            # Within a priority, the routes that serve the client's API natively go first.
-            routes = order_routes(
-                ex.routes, self.rng, lambda r: (r.priority, not providers[r.provider].serves(api))
-            )
+            routes = order_routes(ex.routes, self.rng, lambda r: route_tier(r, providers, api))
         else:
             routes = list(ex.routes)
         return RequestPlan(

@@ -43,7 +43,8 @@ class Exchange:
 
     @property
     def translation(self) -> Translation:
-        """The request's translated forms (made on first use: a native request never needs them)."""
+        """The request's translated forms (it decodes nothing until a translated route, or a route
+        declaring restrictive capabilities, asks)."""
         found = self._translation
         if found is None:
             found = self._translation = Translation(self.parsed)

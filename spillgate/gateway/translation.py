@@ -85,10 +85,8 @@ class Translation:
     def check_native(self, route: Route) -> None:
         """Raise :class:`Uncarriable` when a route of the client's own API declares it cannot
         take what the request has (images, tools); a route that declares nothing costs nothing."""
-        fit = fit_of(route.capabilities)
-        if fit.tools and fit.images:
-            return
-        check_fit(self.request(), fit)
+        if route.capabilities.restricts:
+            check_fit(self.request(), fit_of(route.capabilities))
 
     def answers(self, attempt: Attempt, encoded: Encoded, estimated_input: int) -> AnswerTranslator:
         request = self.request()

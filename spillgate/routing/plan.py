@@ -22,13 +22,18 @@ def serving_api(route: Route, provider: Provider, api: Api) -> Api | None:
     return next((a for a in provider.apis if a.family == api.family), provider.apis[0])
 
 
+def route_tier(route: Route, providers: Mapping[str, Provider], api: Api) -> tuple[int, bool]:
+    """Where ``route`` stands for a client of ``api``: its priority, and within one priority
+    the routes that serve the API natively first."""
+    return route.priority, not providers[route.provider].serves(api)
+
+
 def compatible_routes(alias: ModelAlias, api: Api, providers: Mapping[str, Provider]) -> tuple[Route, ...]:
-    """The routes that can serve a client of ``api``, natively or translated: by priority, and
-    within one priority the native ones first."""
-    served = [(r, serving_api(r, providers[r.provider], api)) for r in alias.routes]
-    usable = [(r, upstream) for r, upstream in served if upstream is not None]
-    usable.sort(key=lambda pair: (pair[0].priority, pair[1] is not api))
-    return tuple(r for r, _ in usable)
+    """The routes that can serve a client of ``api``, natively or translated, in
+    :func:`route_tier` order."""
+    usable = [r for r in alias.routes if serving_api(r, providers[r.provider], api) is not None]
+    usable.sort(key=lambda r: route_tier(r, providers, api))
+    return tuple(usable)
 
 
 def order_routes(
