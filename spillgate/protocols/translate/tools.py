@@ -145,11 +145,15 @@ def _carried_tool(tool: Tool, flat: str) -> Tool:
     return replace(tool, name=flat, namespace=None, namespace_description=None, description=description)
 
 
+def uses_tools(request: Request) -> bool:
+    """Whether the history holds a tool call or a tool result."""
+    return any(isinstance(p, ToolCall | ToolResult) for m in request.messages for p in m.parts)
+
+
 def prepare(request: Request, carried: Carried) -> tuple[Request, ToolMap]:
     """``request`` with only function tools (see the module docstring) and the map back."""
-    if not (request.tools or request.tool_choice or request.untranslatable or request.droppable) and not any(
-        isinstance(p, ToolCall | ToolResult) for m in request.messages for p in m.parts
-    ):
+    bare = not (request.tools or request.tool_choice or request.untranslatable or request.droppable)
+    if bare and not uses_tools(request):
         return request, ToolMap()  # nothing to carry: the request as it is
     for what in request.untranslatable:
         raise Uncarriable(what)

@@ -28,7 +28,7 @@ from spillgate.protocols.translate.canonical import (
     Uncarriable,
 )
 from spillgate.protocols.translate.codec import ClientContext, Codec, Malformed, Target
-from spillgate.protocols.translate.tools import StreamToolMapper, ToolMap, prepare
+from spillgate.protocols.translate.tools import StreamToolMapper, ToolMap, prepare, uses_tools
 
 _BROKEN = (Malformed, ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
 """What a codec reading an upstream's bytes may raise (only Malformed by contract; the rest is
@@ -77,14 +77,10 @@ ANY_FIT = Fit()
 
 def check_fit(request: Request, fit: Fit) -> None:
     """Raise :class:`Uncarriable` when the route's capabilities cannot take ``request``."""
-    if not fit.tools and (request.tools or _has(request, (ToolCall, ToolResult))):
+    if not fit.tools and (request.tools or uses_tools(request)):
         raise Uncarriable("the request uses tools and the route declares capabilities.tools: false")
     if not fit.images and _has_images(request):
         raise Uncarriable("the request has an image and the route declares capabilities.images: false")
-
-
-def _has(request: Request, kinds: tuple[type, ...]) -> bool:
-    return any(isinstance(p, kinds) for m in request.messages for p in m.parts)
 
 
 def _has_images(request: Request) -> bool:
