@@ -21,6 +21,7 @@ from spillgate.config.defaults import (
 from spillgate.config.loader import ConfigError, load_settings
 from spillgate.config.reloading import ReloadResult, keep_restart_only, restart_only_changes
 from spillgate.config.schema import Settings
+from spillgate.fleet.metrics import WorkerSlot
 from spillgate.gateway.core import Gateway, method_not_allowed, unknown_endpoint
 from spillgate.gateway.key_sync import KeySync
 from spillgate.gateway.runtime import Runtime
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
     from spillgate.doctor.demo import DemoAddress
     from spillgate.fake import FakeUpstream
+    from spillgate.fleet.store import Fleet
+    from spillgate.observe.metrics import Metrics
 
 log = logging.getLogger("spillgate")
 
@@ -96,9 +99,13 @@ class App:
                 ("reason",),
                 lambda: [((reason,), float(n)) for reason, n in refusals.items()],
             )
+        if settings.metrics and self.runtime.fleet is not None:
+            _register_fleet_metrics(self.gateway.metrics, self.runtime.fleet)
         self._retiring: set[asyncio.Task[None]] = set()
         self._demo_upstream = demo_upstream
         self._demo_published: tuple[Path, DemoAddress] | None = None
+        self.reuse_port = False
+        """Listen with ``SO_REUSEPORT`` (a worker of ``spillgate serve --workers N``)."""
         self.started = False
         """Listening, its configuration and stored keys in force (``/readyz``)."""
         self.draining = False
@@ -109,6 +116,16 @@ class App:
         self.writer: WriterProcess | None = None
 
     async def start(self) -> None:
+        fleet = self.runtime.fleet
+        if fleet is not None:
+            slot = WorkerSlot.from_env(os.environ if self._env is None else self._env)
+            if slot is not None:
+                metrics = self.gateway.metrics if self.settings.metrics else None
+                share = fleet.join_workers(slot, metrics, (self.timeline, self.recent))
+                self.gateway.events.subscribe(share)
+            # Waits at most the store's timeout: a store that is away is retried in the background.
+            await fleet.start()
+            fleet.on_keys_changed(self._refresh_keys_soon)
         if self.settings.usage_dsn is not None:
             # Opening may touch the disk or the network: off the event loop.
             self.store = await asyncio.to_thread(open_store, self.settings.usage_dsn)
@@ -125,10 +142,17 @@ class App:
             # Stored keys are in force before the first request is accepted.
             await self.key_sync.refresh()
             self.key_sync.start()
-        await self.server.start(self.settings.host, self.settings.port)
+        await self.server.start(self.settings.host, self.settings.port, reuse_port=self.reuse_port)
         self.started = True
         if self._demo_upstream is not None:
             self._publish_demo(self._demo_upstream)
+
+    def _refresh_keys_soon(self) -> None:
+        """Another process created or revoked a stored key: re-read them now, not at the next tick."""
+        if self.key_sync is not None:
+            task = asyncio.create_task(self.key_sync.refresh_logged(), name="spillgate-key-push")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     def _publish_demo(self, upstream: FakeUpstream) -> None:
         """Tell ``spillgate doctor --alias demo`` where the demo's fake upstream listens."""
@@ -264,6 +288,10 @@ class App:
         if self.draining or not self.started:
             return 503, {"status": "draining" if self.draining else "starting"}
         body = {"status": "ready"}
+        fleet = self.runtime.fleet
+        if fleet is not None:
+            # Shared state away: serving on local state (limits per instance), degraded.
+            body["state_store"] = "ok" if fleet.link.up else "degraded"
         if self.usage is not None:
             # Records past the buffer's bound are dropped (and counted): serving, degraded.
             body["usage_store"] = "degraded" if self.usage.pending >= self.usage.max_pending else "ok"
@@ -289,6 +317,8 @@ class App:
             await self.writer.close()
         if self.store is not None:
             await self.store.close()
+        if self.runtime.fleet is not None:
+            await self.runtime.fleet.close()
         if self._demo_upstream is not None:
             await self._demo_upstream.close()
         if self._demo_published is not None:
@@ -296,6 +326,34 @@ class App:
 
             withdraw(*self._demo_published)
             self._demo_published = None
+
+
+def _register_fleet_metrics(metrics: Metrics, fleet: Fleet) -> None:
+    link = fleet.link
+    metrics.gauge(
+        "spillgate_state_store_up",
+        "1 while the shared state store (state: redis://…) answers; 0: serving on local state.",
+        (),
+        lambda: [((), 1.0 if link.up else 0.0)],
+    )
+    metrics.counter_from(
+        "spillgate_state_store_errors_total",
+        "Calls to the shared state store that failed or timed out, by operation.",
+        ("op",),
+        lambda: [((op,), float(n)) for op, n in sorted(link.errors.items())],
+    )
+    metrics.counter_from(
+        "spillgate_state_store_fallbacks_total",
+        "Decisions (limit checks, probe leases, slots) taken on local state because the store was away.",
+        (),
+        lambda: [((), float(link.fallbacks))],
+    )
+    metrics.counter_from(
+        "spillgate_state_store_dropped_writes_total",
+        "Writes to the shared state store dropped while it was away (resynchronised when it is back).",
+        (),
+        lambda: [((), float(link.dropped_writes))],
+    )
 
 
 async def build_app(
@@ -364,7 +422,11 @@ def describe(app: App) -> str:
 
 
 def serve_until_signalled(
-    config_path: str | None, listen: tuple[str, int] | None, env: Mapping[str, str] | None = None
+    config_path: str | None,
+    listen: tuple[str, int] | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> None:
     """Build the app, serve until SIGINT / SIGTERM (SIGHUP reloads the config file), then drain
     in-flight requests."""
@@ -372,6 +434,7 @@ def serve_until_signalled(
 
     async def main() -> None:
         app = await build_app(config_path, env=env, listen=listen)
+        app.reuse_port = reuse_port
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -390,7 +453,9 @@ def serve_until_signalled(
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, reload_on_hangup)
-        print(describe(app), flush=True)
+        worker = os.environ.get("SPILLGATE_WORKER", "")
+        if not worker or worker.startswith("0/"):
+            print(describe(app), flush=True)
         await stop.wait()
         grace = app.settings.limits.shutdown_grace
         print(

@@ -35,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--listen", type=_listen, help="HOST:PORT, overrides the config's listen")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="N processes on one port (SO_REUSEPORT), or auto (one per core); more than 1 needs "
+        "`state: redis://…` in the config",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker's
 
     check = sub.add_parser("check", help="validate a config file and print what it declares")
     check.add_argument("--config", help="YAML config file (default: $SPILLGATE_CONFIG)")
@@ -91,12 +99,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _workers(text: str) -> int:
+    from spillgate.workers import parse_workers
+
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from spillgate.app import serve_until_signalled
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve_until_signalled(args.config, args.listen)
+    if args.workers > 1:
+        return _serve_workers(args)
+    serve_until_signalled(args.config, args.listen, reuse_port=args.reuse_port)
     return 0
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    import os
+
+    from spillgate.config.loader import load_settings
+    from spillgate.workers import REDIS_HINT, refusal, supervise
+
+    path = args.config or os.environ.get("SPILLGATE_CONFIG")
+    if not path:
+        print(
+            f"spillgate: --workers {args.workers} needs a config file with a shared state store; "
+            + REDIS_HINT,
+            file=sys.stderr,
+        )
+        return 2
+    settings = load_settings(path)
+    why = refusal(settings, args.workers)
+    if why is not None:
+        print(f"spillgate: {why}", file=sys.stderr)
+        return 2
+    host, port = args.listen or (settings.host, settings.port)
+    forwarded = ["--config", path, "--log-level", args.log_level]
+    return supervise(forwarded, args.workers, host, port)
 
 
 def _check(args: argparse.Namespace) -> int:

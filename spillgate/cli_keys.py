@@ -19,6 +19,11 @@ def add_store_commands(keys_sub: argparse._SubParsersAction[argparse.ArgumentPar
     def where(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dsn", help="usage store: sqlite:PATH or postgresql://... (default: the config's)")
         p.add_argument("--config", help="YAML config file (default: $SPILLGATE_CONFIG, else the defaults')")
+        p.add_argument(
+            "--state",
+            help="shared state store to tell the running gateways at once: redis://... (default: the "
+            "config's `state`; without one they re-read keys every limits.key_refresh)",
+        )
 
     create = keys_sub.add_parser(
         "create", help="make a client key with optional limits; stored hashed, the key is shown once"
@@ -46,6 +51,30 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+async def _announce(args: argparse.Namespace) -> bool:
+    """Tell the gateways sharing the state store that the stored keys changed (whether it was)."""
+    from spillgate.config.loader import load_settings
+    from spillgate.config.schema import SharedState
+    from spillgate.fleet.store import announce_keys_changed
+
+    state: SharedState | None = None
+    if getattr(args, "state", None):
+        state = SharedState(url=args.state)
+    else:
+        path = args.config or os.environ.get("SPILLGATE_CONFIG")
+        if path:
+            state = load_settings(path).state
+    if state is None or not state.shared:
+        return False
+    if await announce_keys_changed(state):
+        return True
+    print(
+        "spillgate: the shared state store did not answer: gateways see the change at their next refresh",
+        file=sys.stderr,
+    )
+    return False
 
 
 def store_dsn(args: argparse.Namespace) -> str | None:
@@ -85,7 +114,10 @@ async def _run(args: argparse.Namespace, dsn: str) -> int:
         if args.keys_command == "list":
             return _list(await registry.all())
         if await registry.revoke(args.name):
-            print(f"revoked {args.name!r}: a running gateway refuses it after its next key refresh (5 s)")
+            if await _announce(args):
+                print(f"revoked {args.name!r}: the running gateways were told; they refuse it now")
+            else:
+                print(f"revoked {args.name!r}: a running gateway refuses it after its next key refresh (5 s)")
             return 0
         print(f"spillgate: no active client key named {args.name!r}", file=sys.stderr)
         return 1
@@ -112,6 +144,7 @@ async def _create(registry: KeyRegistry, args: argparse.Namespace) -> int:
     )
     key = new_key()
     stored = await registry.create(args.name, key, limits)
+    await _announce(args)
     print(f"key:    {key}")
     print(f"name:   {stored.name}")
     print(f"limits: {describe_limits(stored.limits)}")

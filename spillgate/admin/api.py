@@ -146,7 +146,10 @@ class AdminApi:
         except AdminError as error:
             await _send_error(writer, error)
             return
-        await writer.send(200, _PROMETHEUS, gateway.metrics.render())
+        fleet = gateway.runtime.fleet
+        # One of several workers: the others' counts too (the scrape is of the whole gateway).
+        others = await fleet.metrics.others() if fleet is not None and fleet.metrics is not None else []
+        await writer.send(200, _PROMETHEUS, gateway.metrics.render(others))
 
     def _json(self, work: Callable[[Request, Params], Awaitable[object]]) -> Endpoint:
         """An admin endpoint: the guard, then ``work``'s answer as JSON (or its AdminError)."""

@@ -26,6 +26,7 @@ def restart_only_changes(old: Settings, new: Settings) -> tuple[str, ...]:
     checks = (
         ("listen", (old.host, old.port) != (new.host, new.port)),
         ("usage.dsn", old.usage_dsn != new.usage_dsn),
+        ("state", old.state != new.state),
         ("metrics", old.metrics != new.metrics),
         *(
             (f"limits.{f.name}", getattr(old.limits, f.name) != getattr(new.limits, f.name))
@@ -43,6 +44,7 @@ def keep_restart_only(old: Settings, new: Settings) -> Settings:
         host=old.host,
         port=old.port,
         usage_dsn=old.usage_dsn,
+        state=old.state,
         metrics=old.metrics,
         limits=old.limits,
         resilience=replace(new.resilience, budget_window=old.resilience.budget_window),

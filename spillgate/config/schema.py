@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from spillgate.http.egress import Proxy, TlsOptions
 from spillgate.protocols.apis import Api
 from spillgate.protocols.apis import ProviderProtocol as ProviderProtocol
 from spillgate.resilience.health import HealthConfig
@@ -79,6 +80,11 @@ class Provider:
     """The wire APIs it serves natively, in order of preference (``chat``, ``responses``,
     ``messages``); the loader fills in its protocol's defaults (``openai``: chat and responses,
     ``anthropic``: messages). A client API it lacks is served through translation."""
+    tls: TlsOptions = field(default_factory=TlsOptions, metadata=key(custom=True))
+    """A private CA, no check (``verify: false``), a client certificate; its files are read and
+    checked at load (:mod:`spillgate.http.egress`)."""
+    proxy: Proxy | None = field(default=None, metadata=key(custom=True))
+    """An HTTP(S) proxy new connections tunnel through (``CONNECT``); ``None``: straight out."""
 
     def serves(self, api: Api) -> bool:
         return api in self.apis
@@ -300,6 +306,28 @@ class Resilience:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedState:
+    """Where the routing state lives: ``state: memory`` (one process) or ``state: redis://…``
+    (health, retry budget, concurrency slots, client-key limits and session bindings shared by
+    every worker and instance on the same Redis or Valkey)."""
+
+    url: str | None = field(default=None, metadata=key(custom=True))
+    """``redis://[user:password@]host:port/db`` or ``rediss://…``; ``None``: in memory."""
+    namespace: str = "spillgate"
+    """Prefix of every key and channel: gateways with different namespaces share nothing."""
+    timeout: float = 0.25
+    """Seconds one Redis call may take before the gateway goes on with its local state."""
+    slot_ttl: float = 30.0
+    """Seconds a concurrency slot lives without renewal: a dead instance's slots are free after it."""
+    session_ttl: float = 3600.0
+    """Seconds a session → account binding lives after its last request."""
+
+    @property
+    def shared(self) -> bool:
+        return self.url is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str = field(default="127.0.0.1", metadata=key("listen", custom=True))
     port: int = field(default=8080, metadata=key("listen", custom=True))
@@ -313,6 +341,7 @@ class Settings:
     """Deprecated public name → the alias that replaces it (the ``alias_of`` entries of ``models``)."""
     limits: Limits = field(default_factory=Limits)
     resilience: Resilience = field(default_factory=Resilience, metadata=key(custom=True))
+    state: SharedState = field(default_factory=SharedState, metadata=key(custom=True))
     usage_dsn: str | None = field(default=None, metadata=key("usage", custom=True))
     """Where requests and attempts are recorded: ``sqlite:path`` or ``postgresql://...``;
     ``None`` records nothing. The embedded defaults (no config file) use ``sqlite:spillgate-usage.db``."""

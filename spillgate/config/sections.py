@@ -6,9 +6,12 @@ fields and leaves the rest to :func:`~spillgate.config.keys.read_fields`.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from spillgate.config.dsn import parse_dsn
 from spillgate.config.env import expand, expanded_str
@@ -23,18 +26,23 @@ from spillgate.config.schema import (
     Provider,
     Resilience,
     Route,
+    SharedState,
     Timeouts,
 )
+from spillgate.http.egress import Proxy, TlsOptions, TlsSetupError, parse_proxy, tls_context, tls_digest
 from spillgate.protocols.apis import Api, api_named, api_names, config_name
 from spillgate.resilience.rules import Rule, parse_rules
 from spillgate.validation import (
     check_keys,
+    require_bool,
     require_duration,
     require_list,
     require_mapping,
     require_scalar,
     require_str,
 )
+
+log = logging.getLogger("spillgate.config")
 
 _HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@*-]*$")
@@ -102,15 +110,66 @@ def providers(value: object, env: Env) -> dict[str, Provider]:
             for k, v in require_mapping(m.get("headers"), f"{path}.headers").items()
         )
         fields = read_fields(Provider, m, path, env)
+        proxy = _proxy(m.get("proxy"), f"{path}.proxy", env)
         out[name] = Provider(
             name=name,
             base_url=base_url,
             headers=headers,
+            tls=_tls(m.get("tls"), name, env, base_url, proxy),
+            proxy=proxy,
             forward_headers=_forward_headers(m.get("forward_headers"), f"{path}.forward_headers"),
             apis=_apis(m.get("apis"), f"{path}.apis", fields["protocol"]),
             **fields,
         )
     return out
+
+
+def _proxy(value: object, path: str, env: Env) -> Proxy | None:
+    """``proxy: http://[user:password@]host:port`` (or ``https://``); the URL may hold a password,
+    so no message quotes it."""
+    if value is None:
+        return None
+    url = expanded_str(value, path, env)
+    try:
+        return parse_proxy(url)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+_TLS_FILES = ("ca_file", "client_cert", "client_key")
+
+
+def _tls(value: object, provider: str, env: Env, base_url: str, proxy: Proxy | None) -> TlsOptions:
+    """``tls: {ca_file, verify, client_cert, client_key}``: the files are read and checked now
+    (a reload reads them again), and ``verify: false`` is a warning each time it is loaded."""
+    path = f"providers.{provider}.tls"
+    m = require_mapping(value, path)
+    check_keys(m, path, {*_TLS_FILES, "verify"})
+    files = {k: expanded_str(m[k], f"{path}.{k}", env) for k in _TLS_FILES if m.get(k) is not None}
+    verify = require_bool(m.get("verify", True), f"{path}.verify")
+    options = TlsOptions(verify=verify, **files)
+    if options.default:
+        return options
+    if not base_url.startswith("https://") and (proxy is None or proxy.scheme != "https"):
+        raise ConfigError(
+            f"{path}: the provider speaks no TLS (its base_url is http:// and it has no https:// "
+            "proxy); drop the tls settings or use an https:// base_url"
+        )
+    if not verify and "ca_file" in files:
+        raise ConfigError(f"{path}.ca_file: has no effect with verify: false (drop one of the two)")
+    try:
+        tls_context(options)
+    except TlsSetupError as exc:
+        raise ConfigError(f"{path}.{exc.key}: {exc}") from None
+    if not verify:
+        log.warning(
+            "%s.verify is false: TLS certificates and host names of provider %s are NOT checked "
+            "(%s); anyone on the network path can read and change its traffic, credentials included",
+            path,
+            provider,
+            urlsplit(base_url).hostname,
+        )
+    return dataclasses.replace(options, digest=tls_digest(options))
 
 
 def _apis(value: object, path: str, protocol: str) -> tuple[Api, ...]:
@@ -282,6 +341,35 @@ def usage(value: object, env: Env) -> str | None:
     except ValueError as exc:
         raise ConfigError(f"usage.dsn: {exc}") from None
     return dsn
+
+
+def state(value: object, env: Env) -> SharedState:
+    """``state: memory`` | ``state: redis://…`` | ``state: {url: redis://…, namespace: …, …}``."""
+    if value is None:
+        return SharedState()
+    if isinstance(value, str):
+        text = expanded_str(value, "state", env).strip()
+        return SharedState() if text == "memory" else SharedState(url=_state_url(text, "state", env))
+    m = section(SharedState, value, "state")
+    values = read_fields(SharedState, m, "state", env)
+    url = m.get("url")
+    if isinstance(url, str):
+        url = expanded_str(url, "state.url", env).strip()
+    if url is None or url == "memory":
+        return SharedState(**values)
+    if not _NAME.match(values.get("namespace", "spillgate")):
+        raise ConfigError("state.namespace: letters, digits and . _ : / @ * - only")
+    return SharedState(url=_state_url(url, "state.url", env), **values)
+
+
+def _state_url(value: object, path: str, env: Env) -> str:
+    url = expanded_str(value, path, env).strip()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"{path}: expected memory or a Redis URL (redis://host:6379/0, rediss://… for TLS, "
+            "unix:///path/redis.sock)"
+        )
+    return url
 
 
 def error_rules(value: object) -> tuple[Rule, ...]:

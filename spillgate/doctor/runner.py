@@ -12,6 +12,7 @@ from spillgate.doctor.probe import send
 from spillgate.doctor.target import DEFAULT_TIMEOUT, MAX_PROBES, AliasTarget, UrlTarget
 from spillgate.doctor.types import Probe, ProbeResult
 from spillgate.http.client import HttpClient
+from spillgate.http.egress import tls_context
 from spillgate.resilience.classify import Classifier
 
 
@@ -87,10 +88,13 @@ async def run_doctor(
                 shown.waiting(probe.wait_before, probe)
                 await asyncio.sleep(probe.wait_before)
             shown.started(len(done) + 1, planned, probe)
-            base = probe.endpoint.provider.base_url
+            provider = probe.endpoint.provider
+            base = provider.base_url
             client = clients.get(base)
             if client is None:
-                client = clients[base] = HttpClient(base, max_connections=4)
+                # The provider's TLS settings and proxy, as the gateway's own pool has them.
+                tls = None if provider.tls.default else tls_context(provider.tls)
+                client = clients[base] = HttpClient(base, max_connections=4, tls=tls, proxy=provider.proxy)
             result = await send(probe, client, timeout=timeout, classifier=classifier)
             done.append(result)
             shown.finished(len(done), planned, result)

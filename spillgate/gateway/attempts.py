@@ -115,6 +115,15 @@ class AttemptService:
         self._emit_attempt(ex, outcome, kind, omitted)
         return outcome
 
+    async def claim_slot(self, candidate: Candidate) -> bool:
+        """Take a ``max_concurrency`` slot of the candidate's account across the fleet (a shared
+        state store only: alone, the planner's own count already decided)."""
+        account = candidate.attempt.account
+        fleet = self.runtime.fleet
+        if fleet is None or account is None or account.max_concurrency is None:
+            return True
+        return await fleet.inflight.reserve(account.id, account.max_concurrency)
+
     def prefill_payload(self, ex: Exchange, attempt: Attempt, text: str) -> tuple[bytes, str]:
         """A request continuing the assistant text ``text`` on ``attempt`` (in its own API), and
         the trailing whitespace left out of the prefill; raises ValueError when it cannot be."""

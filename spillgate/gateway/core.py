@@ -149,30 +149,34 @@ class Gateway:
                 for s in health.snapshot()
                 if s.state != "closed"
             ],
+            fleet_wide=True,
         )
         m.gauge(
             "spillgate_scope_cooldown_seconds",
             "Seconds until an open scope may be tried again (+Inf: disabled until an operator acts).",
             ("scope",),
             lambda: [((s.key,), float(s.until)) for s in health.snapshot() if s.until is not None],
+            fleet_wide=True,
         )
         m.gauge(
             "spillgate_inflight_requests",
             "Requests in flight per account.",
             ("account",),
-            lambda: [((a,), float(n)) for a, n in self.inflight.counts.items()],
+            lambda: [((a,), float(n)) for a, n in self.inflight.local_counts.items()],
         )
         m.gauge(
             "spillgate_retry_budget_limit",
             "Extra attempts the retry budget allows in its current window.",
             (),
             lambda: [((), budget.snapshot().limit)],
+            fleet_wide=True,
         )
         m.gauge(
             "spillgate_loop_sessions",
             "Sessions whose requests keep failing or repeating the same body in the last minute.",
             ("reason",),
             lambda: _count_by_reason(self.loops.looping()),
+            fleet_wide=True,
         )
         m.counter_from(
             "spillgate_retry_budget_rejections_total",
@@ -257,7 +261,10 @@ class Gateway:
         if client_key is None:
             await self.dispatcher.serve(exchange)
             return
-        refusal = self.limiter.admit(client_key, parsed.model, alias.name)
+        if client_key.limits.unlimited:
+            await self.dispatcher.serve(exchange)
+            return
+        refusal = await self.limiter.check(client_key, parsed.model, alias.name)
         if refusal is not None:
             raise refusal_error(refusal)
         try:

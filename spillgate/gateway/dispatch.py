@@ -102,6 +102,17 @@ class Dispatcher:
                 stopped = "the gateway's retry budget is spent"
                 attempts.release(candidate)
                 break
+            if not await attempts.claim_slot(candidate):
+                # Its account is at max_concurrency across the fleet: the next account or route.
+                plan.tried.add(candidate.attempt.identity)
+                attempts.release(candidate)
+                candidate = plan.next()
+                if candidate is None and ex.attempts == 0:
+                    await self._no_route(ex, plan)
+                    return
+                if candidate is None:
+                    stopped = "every account left is at its max_concurrency"
+                continue
             kind = self._kind(ex, candidate, retried_same)
             bound = attempts.try_bound(ex, plan, candidate, deadline)
             outcome = await attempts.run(ex, candidate, kind, bound=bound)

@@ -43,6 +43,14 @@ class KeySync:
                 gateway.limiter.set_budget_used(by_name[name], start, used.get(name, 0))
         self.refreshes += 1
 
+    async def refresh_logged(self) -> None:
+        """:meth:`refresh`, a failure logged (a push from another process asked for it)."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            self.failures += 1
+            log.warning("cannot re-read client keys from the usage store (keeping the last): %s", exc)
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="spillgate-key-sync")

@@ -4,9 +4,10 @@ A :class:`~spillgate.gateway.core.Gateway` is built from ``(settings, runtime)``
 a new Gateway on the same Runtime (after :meth:`Runtime.configure` applies the new settings'
 tunables). The state stores (health, retry budget, in-flight counts, session affinity, client-key
 limits) are typed by their interfaces (:mod:`spillgate.resilience.stores`,
-:mod:`spillgate.state.stores`, :mod:`spillgate.limits.store`): memory today, a shared store
-behind the same interfaces for several instances. The clock and the random source are injected
-here and nowhere else in the request path, so tests of cooldowns move a clock instead of sleeping.
+:mod:`spillgate.state.stores`, :mod:`spillgate.limits.store`): in memory, or with
+``state: redis://…`` the :mod:`spillgate.fleet` stores shared by every worker and instance.
+The clock and the random source are injected here and nowhere else in the request path, so
+tests of cooldowns move a clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spillgate.config.schema import ClientKey, Limits, Provider, Settings
+from spillgate.fleet.observations import SharedEvidence, SharedLoops, SharedOutages
+from spillgate.fleet.store import Fleet
 from spillgate.http.client import HttpClient
+from spillgate.http.egress import tls_context
 from spillgate.http.transport import Transport
 from spillgate.limits.limiter import KeyLimiter
 from spillgate.limits.store import LimitStore
@@ -58,12 +62,15 @@ TransportFactory = Callable[[Provider, Limits], Transport]
 
 
 def http_transport(provider: Provider, limits: Limits) -> Transport:
-    """The real one: a pooled HTTP/1.1 client to the provider's base URL."""
+    """The real one: a pooled HTTP/1.1 client to the provider's base URL, with its TLS settings
+    (one context per pool) and its proxy."""
     return HttpClient(
         provider.base_url,
         max_connections=provider.max_connections,
         max_header_bytes=limits.max_upstream_header_bytes,
         max_body_bytes=limits.max_upstream_body_bytes,
+        tls=None if provider.tls.default else tls_context(provider.tls),
+        proxy=provider.proxy,
     )
 
 
@@ -91,7 +98,12 @@ class Pools:
 
 
 def _same_pool(old: Provider, new: Provider) -> bool:
-    return old.base_url == new.base_url and old.max_connections == new.max_connections
+    return (
+        old.base_url == new.base_url
+        and old.max_connections == new.max_connections
+        and old.tls == new.tls  # its files' digest too: a rotated certificate makes a new pool
+        and old.proxy == new.proxy
+    )
 
 
 @dataclass(slots=True)
@@ -118,6 +130,8 @@ class Runtime:
     counters: Counters = field(default_factory=Counters)
     stored_keys: StoredKeys = field(default_factory=StoredKeys)
     pools: Pools = field(default_factory=Pools)
+    fleet: Fleet | None = None
+    """The shared state store (``state: redis://…``); ``None``: everything in this process."""
 
     @classmethod
     def create(
@@ -131,24 +145,45 @@ class Runtime:
     ) -> Runtime:
         """``transport``: how to reach a provider (tests pass an in-process mock)."""
         res = settings.resilience
+        board = HealthBoard(health_config(settings), clock=clock)
+        budget = RetryBudget(
+            ratio=res.budget_ratio, floor=res.budget_floor, window=res.budget_window, clock=clock
+        )
+        health: HealthStore = board
+        inflight: InflightStore = InflightCounter()
+        affinity: AffinityStore = SessionAffinity(settings.limits.session_bindings)
+        scopes = ScopeEvidence(res.widen_window, clock=clock)
+        outages = OutageBoard(res.stop_retries_after, clock=clock)
+        loops = LoopDetector(clock=clock)
+        limiter: LimitStore = KeyLimiter(clock=clock, wall=wall)
+        fleet: Fleet | None = None
+        if settings.state.shared:
+            fleet = Fleet(
+                settings.state, board, budget, settings.limits.session_bindings, wall=wall, clock=clock
+            )
+            health, inflight, affinity = fleet.health, fleet.inflight, fleet.affinity
+            link = fleet.link
+            scopes = SharedEvidence(link, res.widen_window, clock)
+            outages = SharedOutages(link, res.stop_retries_after, clock)
+            loops = SharedLoops(link, clock)
+            limiter = fleet.limiter
         runtime = cls(
             clock=clock,
             wall=wall,
             rng=rng or random.Random(),
-            health=HealthBoard(health_config(settings), clock=clock),
-            scopes=ScopeEvidence(res.widen_window, clock=clock),
-            outages=OutageBoard(res.stop_retries_after, clock=clock),
-            budget=RetryBudget(
-                ratio=res.budget_ratio, floor=res.budget_floor, window=res.budget_window, clock=clock
-            ),
-            inflight=InflightCounter(),
-            affinity=SessionAffinity(settings.limits.session_bindings),
+            health=health,
+            scopes=scopes,
+            outages=outages,
+            budget=budget,
+            inflight=inflight,
+            affinity=affinity,
             events=EventBus(),
             metrics=Metrics(),
-            loops=LoopDetector(clock=clock),
-            limiter=KeyLimiter(clock=clock, wall=wall),
+            loops=loops,
+            limiter=limiter,
             classifier=Classifier(settings.error_rules),
             pools=Pools(transport),
+            fleet=fleet,
         )
         if settings.metrics:
             runtime.events.subscribe(runtime.metrics)

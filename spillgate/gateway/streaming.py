@@ -302,6 +302,10 @@ class StreamSession:
                 if not a.spend_retry():
                     a.release(candidate)
                     return None
+                if not await a.claim_slot(candidate):
+                    a.release(candidate)
+                    self.plan.tried.add(attempt.identity)
+                    break
                 bound = a.try_bound(ex, self.plan, candidate, ex.started + res.deadline)
                 outcome = await a.run(ex, candidate, mode.value, body=body, bound=bound)
                 candidate = Candidate(attempt, forced=True)

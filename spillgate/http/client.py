@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from spillgate.http.egress import Proxy, ProxyError, describe, open_connection
 from spillgate.http.sockets import adopt
 
 
@@ -343,7 +344,11 @@ class UpstreamResponse:
 
 
 class HttpClient:
-    """Keep-alive connections to one origin, at most ``max_connections`` at a time."""
+    """Keep-alive connections to one origin, at most ``max_connections`` at a time.
+
+    ``tls``: the context for an ``https://`` origin (and an ``https://`` proxy); by default the
+    system's trust store. ``proxy``: new connections go through its ``CONNECT`` tunnel
+    (:mod:`spillgate.http.egress`)."""
 
     def __init__(
         self,
@@ -352,6 +357,8 @@ class HttpClient:
         max_connections: int = 256,
         max_header_bytes: int = MAX_HEADER_BYTES,
         max_body_bytes: int = MAX_BODY_BYTES,
+        tls: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -365,7 +372,12 @@ class HttpClient:
         )
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if default_port else f"{host}:{self.port}"
-        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.scheme == "https" else None
+        if tls is None and (self.scheme == "https" or (proxy is not None and proxy.scheme == "https")):
+            tls = ssl.create_default_context()
+        self._ssl = tls if self.scheme == "https" else None
+        self._proxy = proxy
+        self._proxy_ssl = tls if proxy is not None and proxy.scheme == "https" else None
+        self._where = f"{self.host}:{self.port}" + (f" through proxy {proxy.address}" if proxy else "")
         self._idle: deque[_Conn] = deque()
         self.max_connections = max_connections
         self.max_header_bytes = max_header_bytes
@@ -429,27 +441,26 @@ class HttpClient:
             if not conn.closed and not conn.transport.is_closing():
                 self._active.add(conn)
                 return conn
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
-                _, protocol = await loop.create_connection(
+                protocol = await open_connection(
                     lambda: _Conn(self.max_header_bytes),
                     self.host,
                     self.port,
-                    ssl=self._ssl,
-                    server_hostname=self.host if self._ssl else None,
+                    tls=self._ssl,
+                    proxy=self._proxy,
+                    proxy_tls=self._proxy_ssl,
                 )
         except TimeoutError:
             raise UpstreamFailure(
-                FailureKind.CONNECT_TIMEOUT,
-                f"could not connect to {self.host}:{self.port} within {connect_timeout:g}s",
+                FailureKind.CONNECT_TIMEOUT, f"could not connect to {self._where} within {connect_timeout:g}s"
             ) from None
+        except ProxyError as exc:
+            raise UpstreamFailure(FailureKind.CONNECT, str(exc)) from None
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
             raise UpstreamFailure(
-                FailureKind.CONNECT, f"could not connect to {self.host}:{self.port}: {reason}"
+                FailureKind.CONNECT, f"could not connect to {self._where}: {describe(exc)}"
             ) from None
-        assert isinstance(protocol, _Conn)
         self._active.add(protocol)
         return protocol
 

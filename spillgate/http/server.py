@@ -104,13 +104,22 @@ class HttpServer:
         self.sweep_interval = min(1.0, max(0.01, shortest / 4))
         """How often deadlines are checked: a timeout fires up to this much late."""
 
-    async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> None:
+    async def start(
+        self, host: str, port: int, *, sock: socket.socket | None = None, reuse_port: bool = False
+    ) -> None:
+        """Listen on ``host:port`` (or ``sock``); ``reuse_port``: with ``SO_REUSEPORT``, beside the
+        other workers listening on the same port."""
         loop = self.loop = asyncio.get_running_loop()
         if sock is not None:
             self._server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=1024)
         else:
             self._server = await loop.create_server(
-                lambda: Connection(self), host, port, backlog=1024, reuse_address=True
+                lambda: Connection(self),
+                host,
+                port,
+                backlog=1024,
+                reuse_address=True,
+                reuse_port=reuse_port or None,
             )
         self._sweeper = loop.call_later(self.sweep_interval, self._sweep)
 

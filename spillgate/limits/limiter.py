@@ -75,6 +75,56 @@ def _seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
 
 
+# -- refusals: one wording for every store (the in-memory limiter here, the shared one in fleet/) --
+
+
+def model_refusal(limits: KeyLimits, requested: str, alias: str) -> Refusal | None:
+    """The model allow-list (``requested`` or the ``alias`` it resolves to): ``None`` when allowed."""
+    if limits.models is None or requested in limits.models or alias in limits.models or "*" in limits.models:
+        return None
+    allowed = ", ".join(sorted(limits.models)) or "none"
+    return Refusal("model", f"this API key may not use model {requested!r} (allowed: {allowed})", None)
+
+
+def budget_refusal(limits: KeyLimits, end: float | None, wall: float) -> Refusal:
+    """The token budget is used up; the current period ends at ``end`` (``None``: never)."""
+    budget = limits.token_budget
+    if end is None:
+        return Refusal("budget", f"this API key has used its token budget ({budget} tokens in total)", None)
+    wait = end - wall
+    return Refusal(
+        "budget",
+        f"this API key has used its token budget ({budget} tokens per {limits.budget_period}); "
+        f"it resets in {_seconds(wait)} s",
+        _seconds(wait),
+    )
+
+
+def concurrency_refusal(in_flight: int, limit: int) -> Refusal:
+    return Refusal(
+        "concurrency",
+        f"this API key already has {in_flight} requests in flight "
+        f"(limit {limit}); retry when one has finished",
+        1,
+    )
+
+
+def rpm_refusal(rpm: int, wait: float) -> Refusal:
+    return Refusal(
+        "rpm",
+        f"this API key is limited to {rpm} requests per minute; retry in {_seconds(wait)} s",
+        _seconds(wait),
+    )
+
+
+def tpm_refusal(tpm: int, wait: float) -> Refusal:
+    return Refusal(
+        "tpm",
+        f"this API key is limited to {tpm} tokens per minute; retry in {_seconds(wait)} s",
+        _seconds(wait),
+    )
+
+
 class KeyLimiter:
     def __init__(
         self,
@@ -101,19 +151,33 @@ class KeyLimiter:
             return None
         refusal = self._admit(key, requested, alias)
         if refusal is not None:
-            counted = (key.name, refusal.limit)
-            self.refusals[counted] = self.refusals.get(counted, 0) + 1
+            self.refused(key.name, refusal)
         return refusal
+
+    async def check(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
+        """:meth:`admit`, awaitable like a shared store's."""
+        return self.admit(key, requested, alias)
+
+    def refused(self, name: str, refusal: Refusal) -> None:
+        """Count a refusal of key ``name`` (a shared store counts its own decisions here too)."""
+        counted = (name, refusal.limit)
+        self.refusals[counted] = self.refusals.get(counted, 0) + 1
+
+    def started(self, key: ClientKey) -> None:
+        """A request another store admitted (the shared one): counted in flight and its request token
+        taken here too, without a check, so that this replica is warm when it has to decide alone."""
+        if key.limits.unlimited:
+            return
+        state = self._state(key)
+        if state.rpm is not None:
+            state.rpm.take(1.0, self._clock())
+        state.inflight += 1
 
     def _admit(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
         limits = key.limits
-        if limits.models is not None and not (
-            requested in limits.models or alias in limits.models or "*" in limits.models
-        ):
-            allowed = ", ".join(sorted(limits.models)) or "none"
-            return Refusal(
-                "model", f"this API key may not use model {requested!r} (allowed: {allowed})", None
-            )
+        refusal = model_refusal(limits, requested, alias)
+        if refusal is not None:
+            return refusal
         state = self._state(key)
         now = self._clock()
         if limits.token_budget is not None:
@@ -121,30 +185,16 @@ class KeyLimiter:
             if refusal is not None:
                 return refusal
         if limits.max_concurrent is not None and state.inflight >= limits.max_concurrent:
-            return Refusal(
-                "concurrency",
-                f"this API key already has {state.inflight} requests in flight "
-                f"(limit {limits.max_concurrent}); retry when one has finished",
-                1,
-            )
-        if state.rpm is not None:
+            return concurrency_refusal(state.inflight, limits.max_concurrent)
+        if state.rpm is not None and limits.rpm is not None:
             wait = state.rpm.wait_for(1.0, now)
             if wait > 0:
-                return Refusal(
-                    "rpm",
-                    f"this API key is limited to {limits.rpm} requests per minute; "
-                    f"retry in {_seconds(wait)} s",
-                    _seconds(wait),
-                )
-        if state.tpm is not None:
+                return rpm_refusal(limits.rpm, wait)
+        if state.tpm is not None and limits.tpm is not None:
             # Tokens are taken when a request ends: admit while the bucket is not in debt.
             wait = state.tpm.wait_for(0.0, now)
             if wait > 0:
-                return Refusal(
-                    "tpm",
-                    f"this API key is limited to {limits.tpm} tokens per minute; retry in {_seconds(wait)} s",
-                    _seconds(wait),
-                )
+                return tpm_refusal(limits.tpm, wait)
         if state.rpm is not None:
             state.rpm.take(1.0, now)
         state.inflight += 1
@@ -155,18 +205,7 @@ class KeyLimiter:
         end = state.roll(wall)
         if state.budget_used < budget:
             return None
-        period = state.limits.budget_period
-        if end is None:
-            return Refusal(
-                "budget", f"this API key has used its token budget ({budget} tokens in total)", None
-            )
-        wait = end - wall
-        return Refusal(
-            "budget",
-            f"this API key has used its token budget ({budget} tokens per {period}); "
-            f"it resets in {_seconds(wait)} s",
-            _seconds(wait),
-        )
+        return budget_refusal(state.limits, end, wall)
 
     def release(self, key: ClientKey) -> None:
         if key.limits.unlimited:

@@ -22,6 +22,10 @@ class LimitStore(Protocol):
         """``None``: the request counts as started (call :meth:`release` when it ends); else why not."""
         ...
 
+    async def check(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
+        """:meth:`admit` for the request path: a shared store asks Redis (one round trip)."""
+        ...
+
     def release(self, key: ClientKey) -> None: ...
 
     def spend(self, name: str, tokens: int) -> None:

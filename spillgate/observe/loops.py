@@ -36,19 +36,22 @@ class LoopDetector:
         self.detections = 0
 
     def __call__(self, event: Event) -> None:
-        if not isinstance(event, RequestFinished) or not event.session:
-            return
+        if isinstance(event, RequestFinished) and event.session:
+            self.observe(event.session, event.fingerprint or 0, event.ok)
+
+    def observe(self, session: str, fingerprint: int, ok: bool) -> None:
+        """One finished request of ``session`` (here, or on another instance of a shared store)."""
         now = self._clock()
-        history = self._sessions.get(event.session)
+        history = self._sessions.get(session)
         if history is None:
-            history = self._sessions[event.session] = deque(maxlen=64)
+            history = self._sessions[session] = deque(maxlen=64)
             if len(self._sessions) > self.max_sessions:
                 self._sessions.popitem(last=False)
         else:
-            self._sessions.move_to_end(event.session)
-        before = self._verdict(event.session, history, now)
-        history.append((now, event.fingerprint or 0, event.ok))
-        if before is None and self._verdict(event.session, history, now) is not None:
+            self._sessions.move_to_end(session)
+        before = self._verdict(session, history, now)
+        history.append((now, fingerprint, ok))
+        if before is None and self._verdict(session, history, now) is not None:
             self.detections += 1
 
     def _verdict(

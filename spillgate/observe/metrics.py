@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from spillgate.observe.events import AttemptFinished, Event, RequestFinished
 
@@ -96,12 +97,24 @@ class Scraped:
     labels: tuple[str, ...]
     read: Reader
     kind: str = "gauge"
+    fleet_wide: bool = False
+    """The value is the same on every worker (it reads shared state: health, the retry budget):
+    merged across workers by taking the largest, not the sum."""
 
-    def render(self) -> Iterable[str]:
+    def render(self, others: Sequence[Mapping[tuple[str, ...], float]] = ()) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} {self.kind}"
-        for values, value in sorted(self.read()):
-            yield f"{self.name}{_labels(self.labels, values)} {_number(value)}"
+        values = dict(self.read())
+        for other in others:
+            for labels, value in other.items():
+                if labels not in values:
+                    values[labels] = value
+                elif self.fleet_wide:
+                    values[labels] = max(values[labels], value)
+                else:
+                    values[labels] += value
+        for labels, value in sorted(values.items()):
+            yield f"{self.name}{_labels(self.labels, labels)} {_number(value)}"
 
 
 class Metrics:
@@ -172,9 +185,12 @@ class Metrics:
             if event.first_token is not None:
                 self.first_token.observe(event.first_token, model)
 
-    def gauge(self, name: str, help: str, labels: tuple[str, ...], read: Reader) -> None:
-        """A value read at scrape time; registering a name again replaces the reader (a reload)."""
-        self._scrape(Scraped(name, help, labels, read))
+    def gauge(
+        self, name: str, help: str, labels: tuple[str, ...], read: Reader, *, fleet_wide: bool = False
+    ) -> None:
+        """A value read at scrape time; registering a name again replaces the reader (a reload).
+        ``fleet_wide``: it reads shared state (see :attr:`Scraped.fleet_wide`)."""
+        self._scrape(Scraped(name, help, labels, read, fleet_wide=fleet_wide))
 
     def counter_from(self, name: str, help: str, labels: tuple[str, ...], read: Reader) -> None:
         """A counter whose value lives elsewhere, read at scrape time."""
@@ -184,10 +200,57 @@ class Metrics:
         self.scraped = [m for m in self.scraped if m.name != metric.name]
         self.scraped.append(metric)
 
-    def render(self) -> bytes:
-        lines: list[str] = []
-        for metric in (self.requests, self.attempts, self.latency, self.first_token, self.attempt_latency):
-            lines.extend(metric.render())
+    def _kept(self) -> tuple[Counter | Histogram, ...]:
+        return (self.requests, self.attempts, self.latency, self.first_token, self.attempt_latency)
+
+    def export(self) -> dict[str, list[list[Any]]]:
+        """Every value, as plain JSON-able data (``[labels, value or histogram row]`` per series),
+        for the other workers of one gateway to merge into their ``/metrics``."""
+        out: dict[str, list[list[Any]]] = {}
+        for metric in self._kept():
+            if isinstance(metric, Counter):
+                out[metric.name] = [[list(k), v] for k, v in metric.values.items()]
+            else:
+                out[metric.name] = [[list(k), row] for k, row in metric.series.items()]
         for scraped in self.scraped:
-            lines.extend(scraped.render())
+            out[scraped.name] = [[list(k), v] for k, v in scraped.read()]
+        return out
+
+    def render(self, others: Sequence[Mapping[str, Any]] = ()) -> bytes:
+        """The exposition text; ``others``: the :meth:`export` of each other worker, summed in."""
+        lines: list[str] = []
+        for metric in self._kept():
+            if not others:
+                lines.extend(metric.render())
+                continue
+            merged = _merged(metric, others)
+            lines.extend(merged.render())
+        for scraped in self.scraped:
+            theirs = [{tuple(k): float(v) for k, v in o.get(scraped.name, ())} for o in others]
+            lines.extend(scraped.render(theirs))
         return ("\n".join(lines) + "\n").encode()
+
+
+def _merged(metric: Counter | Histogram, others: Sequence[Mapping[str, Any]]) -> Counter | Histogram:
+    if isinstance(metric, Counter):
+        counter = Counter(metric.name, metric.help, metric.labels, dict(metric.values))
+        for other in others:
+            for labels, value in other.get(metric.name, ()):
+                counter.inc(*labels, by=float(value))
+        return counter
+    histogram = Histogram(
+        metric.name,
+        metric.help,
+        metric.labels,
+        metric.buckets,
+        {k: list(v) for k, v in metric.series.items()},
+    )
+    width = len(metric.buckets) + 3
+    for other in others:
+        for labels, row in other.get(metric.name, ()):
+            if len(row) != width:
+                continue  # another version's buckets: left out rather than misread
+            mine = histogram.series.setdefault(tuple(labels), [0.0] * width)
+            for i, value in enumerate(row):
+                mine[i] += float(value)
+    return histogram

@@ -105,6 +105,7 @@ class RetryBudget:
         "_peak_at",
         "extra_total",
         "floor",
+        "others",
         "ratio",
         "rejected_total",
         "requests_total",
@@ -132,6 +133,9 @@ class RetryBudget:
         self.rejected_total = 0
         self._peak = 0
         self._peak_at = -math.inf
+        self.others = (0, 0)
+        """Client requests and extra attempts of the other instances in the window (a shared
+        store keeps it current; 0 alone)."""
 
     def record_request(self, in_flight: int = 0) -> None:
         """Count a client request; ``in_flight`` is how many are being served now, this one included."""
@@ -152,10 +156,14 @@ class RetryBudget:
         peak = self._peak if now - self._peak_at <= self.window else 0
         return max(float(self.floor), self.ratio * requests, float(peak))
 
+    def _window(self, now: float) -> tuple[int, int]:
+        requests, extra = self._counts.totals(now)
+        return requests + self.others[0], extra + self.others[1]
+
     def try_spend(self) -> bool:
         """Whether one more extra attempt is allowed; when it is, it is counted as spent."""
         now = self._clock()
-        requests, extra = self._counts.totals(now)
+        requests, extra = self._window(now)
         if extra < self._limit(now, requests):
             self._counts.add(now, b=1)
             self.extra_total += 1
@@ -165,7 +173,7 @@ class RetryBudget:
 
     def snapshot(self) -> BudgetSnapshot:
         now = self._clock()
-        requests, extra = self._counts.totals(now)
+        requests, extra = self._window(now)
         return BudgetSnapshot(
             requests_in_window=requests,
             extra_in_window=extra,

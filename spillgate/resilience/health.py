@@ -141,6 +141,24 @@ class ScopeSnapshot:
     probe_in_flight: bool
 
 
+@dataclass(frozen=True, slots=True)
+class SharedScope:
+    """What a shared store tells the other instances about an open or disabled key (a closed key
+    is ``None``): everything that decides admissions and the next cooldown's length, with times
+    relative to "now" so that it carries across processes and machines."""
+
+    disabled: bool
+    until_in: float
+    """Seconds from now until the key may be probed (``inf`` when disabled)."""
+    reason: str
+    opened_by: ErrorClass | None
+    opens: int
+    streaks: tuple[int, int, int]
+    """Capacity, overloaded and breaker streaks: how far each cooldown has doubled."""
+    changed_ago: float
+    """Seconds since the change: the later change of a key wins."""
+
+
 class _Mode(Enum):
     CLOSED = "closed"
     OPEN = "open"
@@ -154,6 +172,7 @@ class _Entry:
     __slots__ = (
         "breaker_streak",
         "capacity_streak",
+        "changed",
         "consecutive",
         "last_error",
         "mode",
@@ -180,6 +199,9 @@ class _Entry:
         self.overloaded_streak = 0
         self.breaker_streak = 0
         self.touched = -INF
+        self.changed = -INF
+        """When the key last opened, reopened, lengthened or was disabled (the newer change of a
+        shared key wins)."""
         self.window = SlidingCounts(window)  # a: outcomes, b: failures
 
 
@@ -193,6 +215,9 @@ class HealthBoard:
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._next_sweep = -INF
+        self.on_change: Callable[[str], None] | None = None
+        """Called with a key whenever its state changes here (a shared store publishes it); not
+        for changes applied from elsewhere (:meth:`apply`)."""
 
     def __len__(self) -> int:
         """How many keys hold an entry (every other key is healthy)."""
@@ -254,6 +279,7 @@ class HealthBoard:
             if now < entry.until:
                 return  # admitted before the key opened: says nothing about now
             del self._entries[key]  # closed, with a fresh start
+            self._changed(key)
             return
         entry.touched = now
         entry.consecutive = 0
@@ -293,6 +319,14 @@ class HealthBoard:
 
         if entry.mode is _Mode.DISABLED:
             return
+        changed_before = entry.changed
+        self._fail(entry, error_class, now, retry_at, why, trip)
+        if entry.changed != changed_before:
+            self._changed(key)
+
+    def _fail(
+        self, entry: _Entry, error_class: ErrorClass, now: float, retry_at: float | None, why: str, trip: bool
+    ) -> None:
         if error_class is ErrorClass.AUTH:
             self._disable(entry, why, error_class)
             return
@@ -331,12 +365,74 @@ class HealthBoard:
         if entry.mode is _Mode.DISABLED:
             if reason:
                 entry.reason, entry.opened_by = reason, None
+                entry.changed = self._clock()
         else:
             self._disable(entry, reason or "disabled by an operator")
+        self._changed(key)
 
     def enable(self, key: str) -> None:
         """Forget everything about ``key``: it is closed with a fresh start."""
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            self._changed(key)
+
+    # -- sharing --------------------------------------------------------------------------------
+
+    def held(self) -> list[str]:
+        """Every key holding an entry."""
+        return list(self._entries)
+
+    def exported(self, key: str) -> SharedScope | None:
+        """What another instance needs to know about ``key``; ``None`` when it is closed."""
+        entry = self._entries.get(key)
+        if entry is None or entry.mode is _Mode.CLOSED:
+            return None
+        now = self._clock()
+        return SharedScope(
+            disabled=entry.mode is _Mode.DISABLED,
+            until_in=INF if entry.mode is _Mode.DISABLED else entry.until - now,
+            reason=entry.reason,
+            opened_by=entry.opened_by,
+            opens=entry.opens,
+            streaks=(entry.capacity_streak, entry.overloaded_streak, entry.breaker_streak),
+            changed_ago=now - entry.changed if entry.changed > -INF else INF,
+        )
+
+    def apply(self, key: str, scope: SharedScope | None, changed_ago: float = 0.0) -> bool:
+        """Take another instance's news about ``key`` (``None``: it closed ``changed_ago`` seconds
+        ago), unless this board changed the key later. Whether it was taken."""
+        now = self._clock()
+        entry = self._entries.get(key)
+        changed = now - (scope.changed_ago if scope is not None else changed_ago)
+        if entry is not None and entry.changed > changed:
+            return False
+        if scope is None:
+            if entry is not None and entry.mode is not _Mode.CLOSED:
+                del self._entries[key]
+            return True
+        if entry is None:
+            entry = self._entries[key] = _Entry(self.config.error_rate_window)
+        entry.mode = _Mode.DISABLED if scope.disabled else _Mode.OPEN
+        entry.until = INF if scope.disabled else now + scope.until_in
+        entry.reason = scope.reason
+        entry.opened_by = scope.opened_by
+        entry.last_error = entry.last_error or scope.opened_by
+        entry.opens = scope.opens
+        entry.capacity_streak, entry.overloaded_streak, entry.breaker_streak = scope.streaks
+        entry.probe_at = None
+        entry.changed = changed
+        entry.touched = max(entry.touched, changed)
+        return True
+
+    def hold_probe(self, key: str) -> None:
+        """Mark ``key``'s probe as in flight without a caller here (another instance holds it):
+        nobody here probes it until that probe reports or ``probe_ttl`` passes."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.mode is _Mode.OPEN:
+            entry.probe_at = self._clock()
+
+    def _changed(self, key: str) -> None:
+        if self.on_change is not None:
+            self.on_change(key)
 
     def snapshot(self) -> list[ScopeSnapshot]:
         """Every key that is not plainly healthy, sorted by key, for admin pages and metrics."""
@@ -375,6 +471,7 @@ class HealthBoard:
         entry.reason = reason
         entry.probe_at = None
         entry.opens += 1
+        entry.changed = self._clock()
 
     def _open(
         self, entry: _Entry, error_class: ErrorClass, now: float, retry_at: float | None, reason: str
@@ -406,6 +503,7 @@ class HealthBoard:
         entry.opened_by = error_class
         entry.probe_at = None
         entry.opens += 1
+        entry.changed = now
 
     def _flat_until(self, error_class: ErrorClass, now: float, retry_at: float | None) -> float:
         """Rate limits, quotas, not-found: the announced time, else the class's fixed cooldown."""
@@ -434,6 +532,7 @@ class HealthBoard:
             entry.until = until
             entry.reason = reason
             entry.opened_by = error_class
+            entry.changed = now
 
     def _maybe_sweep(self, now: float) -> None:
         if now >= self._next_sweep:

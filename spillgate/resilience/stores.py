@@ -4,7 +4,7 @@ store, between processes): health per scope and the retry budget.
 :class:`~spillgate.resilience.health.HealthBoard` and
 :class:`~spillgate.resilience.budget.RetryBudget` are the in-memory implementations; a store
 that shares state between instances implements the same methods (see docs/architecture.md,
-"How to add a state store"). Everything in the request path reaches this state through these
+"State stores: memory and Redis"). Everything in the request path reaches this state through these
 interfaces, never through an implementation's internals.
 """
 

@@ -11,6 +11,10 @@ class InflightCounter:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
 
+    @property
+    def local_counts(self) -> dict[str, int]:
+        return self.counts
+
     def acquire(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
 

@@ -77,7 +77,9 @@ class WriterProcess:
             sys.executable,
             "-m",
             "spillgate.store.writer",
-            self.dsn,
+            # The DSN (its password included) in the environment, not on the command line that
+            # `ps` shows every user.
+            env={**os.environ, DSN_ENV: self.dsn},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -286,10 +288,19 @@ def idle_priority() -> None:
             pass
 
 
+DSN_ENV = "SPILLGATE_WRITER_DSN"
+"""Where the writer process finds its DSN."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args and os.environ.get(DSN_ENV):
+        args = [os.environ[DSN_ENV]]
     if len(args) != 1:
-        print("usage: python -m spillgate.store.writer DSN  (frames on stdin)", file=sys.stderr)
+        print(
+            f"usage: {DSN_ENV}=DSN python -m spillgate.store.writer (or DSN as argument; frames on stdin)",
+            file=sys.stderr,
+        )
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -30,6 +30,7 @@ from spillgate.config.schema import (
     Route,
     Secret,
     Settings,
+    SharedState,
     Timeouts,
 )
 from spillgate.protocols.apis import Api
@@ -41,6 +42,7 @@ BASE: dict[str, Any] = {
     "models": {"m": {"routes": [{"accounts": ["a"], "model": "*", "capabilities": {}}]}},
     "client_keys": [{"name": "team", "hash": "sha256:" + "0" * 64}],
     "limits": {},
+    "state": {},
     "resilience": {"cooldowns": {}, "breaker": {}, "retry_budget": {}, "backoff": {}},
 }
 
@@ -51,6 +53,7 @@ Where = tuple[str | int, ...]
 LOCATIONS: dict[type[Any], tuple[Where, str, Callable[[Settings], Any]]] = {
     Settings: ((), "config", lambda s: s),
     Limits: (("limits",), "limits", lambda s: s.limits),
+    SharedState: (("state",), "state", lambda s: s.state),
     Resilience: (("resilience",), "resilience", lambda s: s.resilience),
     Cooldowns: (("resilience", "cooldowns"), "resilience.cooldowns", lambda s: s.resilience.cooldowns),
     Breaker: (("resilience", "breaker"), "resilience.breaker", lambda s: s.resilience.breaker),
@@ -82,6 +85,8 @@ CUSTOM: dict[tuple[type[Any], str], tuple[object, Callable[[Any], bool]]] = {
     (Settings, "models"): (_KEEP, lambda v: list(v) == ["m"]),
     (Settings, "resilience"): ({"max_attempts": 9}, lambda v: v.max_attempts == 9),
     (Settings, "usage_dsn"): ({"dsn": "sqlite:x.db"}, lambda v: v == "sqlite:x.db"),
+    (Settings, "state"): ("redis://h:1/0", lambda v: v.url == "redis://h:1/0"),
+    (SharedState, "url"): ("redis://h:2/1", lambda v: v == "redis://h:2/1"),
     (Settings, "error_rules"): (
         [{"name": "r", "class": "capacity", "status": 599}],
         lambda v: v[0].name == "r",
@@ -89,6 +94,8 @@ CUSTOM: dict[tuple[type[Any], str], tuple[object, Callable[[Any], bool]]] = {
     (Provider, "base_url"): ("https://other.example/", lambda v: v == "https://other.example"),
     (Provider, "headers"): ({"x-team": 7}, lambda v: v == (("x-team", "7"),)),
     (Provider, "forward_headers"): (["X-Trace"], lambda v: v == {"x-trace"}),
+    (Provider, "tls"): ({"verify": False}, lambda v: v.verify is False),
+    (Provider, "proxy"): ("http://u:pw@proxy.example:3128", lambda v: v.host == "proxy.example"),
     (Provider, "apis"): (
         ["responses", "openai-chat"],
         lambda v: v == (Api.OPENAI_RESPONSES, Api.OPENAI_CHAT),

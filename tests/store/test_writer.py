@@ -144,3 +144,13 @@ async def test_a_writer_that_died_is_replaced(started: tuple[WriterProcess, Path
     await writer.settle()
     assert writer.pid != first and writer.restarts == 1
     assert _rows(db) == (2, 0)
+
+
+async def test_the_dsn_is_not_on_the_writers_command_line(started: tuple[WriterProcess, Path]) -> None:
+    """A PostgreSQL DSN carries its password: ``ps`` shows every user a command line, so the
+    writer child gets the DSN in its environment."""
+    writer, db = started
+    assert writer._proc is not None
+    cmdline = Path(f"/proc/{writer._proc.pid}/cmdline").read_bytes().split(b"\0")
+    assert str(db).encode() not in b" ".join(cmdline)
+    assert cmdline[-3:-1] == [b"-m", b"spillgate.store.writer"]

@@ -1,0 +1,1 @@
+"""Routing state shared by every worker and instance through Redis (``state: redis://…``)."""

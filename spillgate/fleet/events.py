@@ -1,0 +1,74 @@
+"""The dashboard's in-memory views (timeline, recent failures) of a gateway run as several
+workers: each worker passes its finished requests and attempts to the others of its group, in one
+message every :data:`FLUSH_EVERY` seconds, and feeds theirs to its own views — so whichever worker
+answers the dashboard's poll shows the whole gateway. Metrics, limits, usage records and the loop
+signal do not take these (they are shared their own way)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from spillgate.fleet.link import RedisLink
+from spillgate.observe.events import AttemptFinished, Event, Observer, RequestFinished
+
+FLUSH_EVERY = 0.1
+MAX_BATCH = 5000
+"""Events held between two flushes at most (the oldest are dropped past it)."""
+
+_KINDS: dict[str, type[AttemptFinished] | type[RequestFinished]] = {
+    "attempt": AttemptFinished,
+    "request": RequestFinished,
+}
+_FIELDS = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in _KINDS.items()}
+
+
+class SharedEvents:
+    def __init__(self, link: RedisLink, group: str, views: Sequence[Observer]) -> None:
+        self.link = link
+        self.group = group
+        self.views = list(views)
+        self._batch: list[tuple[str, Event]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.received = 0
+        link.on("events", self._received)
+
+    def __call__(self, event: Event) -> None:
+        """Event observer: keep ``event`` for the next batch to the other workers."""
+        if len(self._batch) >= MAX_BATCH:
+            del self._batch[0]
+        self._batch.append(("attempt" if isinstance(event, AttemptFinished) else "request", event))
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="spillgate-event-share")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self.link.publish("events", {"g": self.group, "e": batch})
+
+    def _received(self, body: dict[str, Any]) -> None:
+        if body.get("g") != self.group:
+            return
+        for kind, fields in body["e"]:
+            cls = _KINDS[kind]
+            event = cls(**{k: v for k, v in fields.items() if k in _FIELDS[kind]})
+            self.received += 1
+            for view in self.views:
+                view(event)

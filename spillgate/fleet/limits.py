@@ -1,0 +1,397 @@
+"""Client-key limits held across instances: requests and tokens per minute, concurrency and token
+budgets, with the same refusals as the in-memory :class:`~spillgate.limits.limiter.KeyLimiter`.
+
+:meth:`SharedLimiter.check` costs one round trip: one script on the key's Redis keys, all tagged
+``{ck:<key name>}`` (one Redis Cluster hash slot), checks in :class:`KeyLimiter`'s order (budget,
+concurrency, requests per minute, tokens per minute) and, when all pass, takes what admitting takes.
+The allow-list of models is checked here without Redis, and a key without limits (or with nothing
+but an allow-list) writes nothing. The keys, each with a TTL set by the script that writes it:
+
+- ``<ns>:limits:{ck:NAME}:budget:<period>:<start>``: the tokens used in the budget period that
+  starts at ``start`` (the gateway's wall clock picks the period, as in memory). It lives until the
+  period's end plus :data:`BUDGET_MARGIN`; a ``total`` budget's counter lives :data:`TOTAL_TTL`,
+  refreshed by every spend and by every reconciliation with the usage store (which keeps the
+  durable count: a counter that expired or a store that restarted empty is set back from it
+  within ``limits.key_refresh``);
+- ``<ns>:limits:{ck:NAME}:slots``: a sorted set of request slot → expiry on Redis's clock (as the
+  accounts' slots): slots held by running requests are renewed every third of ``state.slot_ttl``,
+  a dead instance's expire after it;
+- ``<ns>:limits:{ck:NAME}:rpm`` / ``:tpm``: token buckets (level, time on Redis's clock, capacity);
+  the TPM bucket may go into debt, and a request is admitted while it is not. A bucket lives until it
+  would be full again plus a minute (a missing bucket is a full one).
+
+Tokens are taken when a request ends (:meth:`SharedLimiter.spend`): one pipelined script takes them
+from the TPM bucket and adds them to the budget counter, its expiry set in the same script (an
+increment never outlives its TTL). Releasing a slot is a pipelined ``ZREM``; neither waits.
+
+While the store is away (or slower than ``state.timeout``) a request is never failed: the local
+:class:`KeyLimiter` inside decides, with this instance's own counts (documented: during an outage
+each instance enforces the limits alone). It is kept warm: every shared admission and spend is
+recorded in it too, and the budget count it reads from the usage store is merged with the fleet's.
+When the store is back, the slots of the requests still running here are put back in it.
+:meth:`SharedLimiter.usage` (the admin API) is that local view; refusals are counted per instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from spillgate.config.schema import ClientKey
+from spillgate.fleet.link import RedisLink, pipeline_script
+from spillgate.limits.limiter import (
+    KeyLimiter,
+    KeyUsage,
+    LimitName,
+    Refusal,
+    budget_refusal,
+    concurrency_refusal,
+    model_refusal,
+    rpm_refusal,
+    tpm_refusal,
+)
+from spillgate.limits.periods import period_bounds
+from spillgate.observe.events import Event, RequestFinished
+
+BUDGET_MARGIN = 3600.0
+"""Seconds a budget period's counter outlives the period (a late spend, a clock a little behind)."""
+TOTAL_TTL = 90 * 86400.0
+"""Seconds a ``total`` budget's counter lives after its last spend or reconciliation."""
+MAX_ORPHANS = 1000
+"""Slots of timed-out checks remembered for removal (more expire on their own after the slot TTL)."""
+
+_BUCKET = """
+local function level(key, cap, now)
+  local b = redis.call('HMGET', key, 'l', 't', 'c')
+  if not b[1] or tonumber(b[3]) ~= cap then return cap end
+  return math.min(cap, tonumber(b[1]) + math.max(0, now - tonumber(b[2])) * cap / 60000)
+end
+local function put(key, l, cap, now)
+  redis.call('HSET', key, 'l', l, 't', now, 'c', cap)
+  redis.call('PEXPIRE', key, math.ceil((cap - l) * 60000 / cap) + 60000)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+_CHECK = (
+    _BUCKET
+    + """
+local budget, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rpm, tpm = tonumber(ARGV[5]), tonumber(ARGV[6])
+local used = 0
+if budget > 0 then
+  used = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if used >= budget then return {0, 'budget', '', used} end
+end
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  local n = redis.call('ZCARD', KEYS[2])
+  if n >= limit then return {0, 'concurrency', tostring(n), used} end
+end
+local requests
+if rpm > 0 then
+  requests = level(KEYS[3], rpm, now)
+  if requests < 1 then return {0, 'rpm', tostring((1 - requests) * 60 / rpm), used} end
+end
+if tpm > 0 then
+  local tokens = level(KEYS[4], tpm, now)
+  if tokens < 0 then return {0, 'tpm', tostring(-tokens * 60 / tpm), used} end
+end
+if rpm > 0 then put(KEYS[3], requests - 1, rpm, now) end
+if limit > 0 then
+  local ttl = tonumber(ARGV[4])
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ttl * 2)
+end
+return {1, '', '', used}
+"""
+)
+"""KEYS: budget, slots, rpm, tpm; ARGV: budget, max_concurrent, slot, slot TTL (ms), rpm, tpm (0: no
+such limit, its key untouched). ``{admitted, limit, detail, budget used}``; the detail is the fleet's
+in-flight count or the seconds to wait."""
+
+_SPEND = (
+    _BUCKET
+    + """
+local tokens, tpm, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if tpm > 0 then put(KEYS[2], level(KEYS[2], tpm, now) - tokens, tpm, now) end
+if ttl > 0 then
+  redis.call('INCRBY', KEYS[1], tokens)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+)
+"""KEYS: budget, tpm; ARGV: tokens, tpm (0: none), the budget counter's TTL in ms (0: no budget)."""
+
+_SET_USED = """
+local current = redis.call('GET', KEYS[1])
+if tonumber(ARGV[1]) > tonumber(current or '0') then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif current then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
+"""KEYS: budget; ARGV: the usage store's count, the TTL in ms. The counter keeps the larger."""
+
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 3, #ARGV do
+  if ARGV[2] == 'XX' then redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+  else redis.call('ZADD', KEYS[1], now + ttl, ARGV[i]) end
+end
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+return 1
+"""
+"""KEYS: slots; ARGV: TTL (ms), ``XX`` (renew only the slots still there: a released one stays gone)
+or ``ADD`` (put them back, after an outage), the slots."""
+
+
+class SharedLimiter:
+    """A :class:`~spillgate.limits.store.LimitStore` whose limits hold fleet-wide. ``local`` (made
+    here when not given) must read the link's wall clock: both pick the budget period."""
+
+    shared = True
+
+    def __init__(self, link: RedisLink, slot_ttl: float, local: KeyLimiter | None = None) -> None:
+        self.link = link
+        self.slot_ttl = slot_ttl
+        self.local = local if local is not None else KeyLimiter(wall=link.wall)
+        """Decides while the store is away; fed with every shared decision meanwhile."""
+        self.refusals: Mapping[tuple[str, LimitName], int] = self.local.refusals
+        """Requests refused by this instance, per (key name, limit): the local limiter's counter, which
+        counts the shared decisions too."""
+        self.fallbacks = 0
+        """Checks decided on local state because the store was away."""
+        self._keys: dict[str, ClientKey] = {}
+        """Key name → the key as last seen (a spend names only the key)."""
+        self._held: dict[str, list[str]] = {}
+        """Key name → the concurrency slots this instance's requests hold in the store."""
+        self._unslotted: dict[str, int] = {}
+        """Key name → requests with a concurrency limit admitted here while the store was away."""
+        self._orphans: list[tuple[str, str]] = []
+        """(slots, slot) of checks that timed out: the script may have run all the same, so the store
+        is told to drop them when it is back."""
+        self._serial = itertools.count()
+        client = link.client
+        self._check = client.register_script(_CHECK)
+        self._spend = client.register_script(_SPEND)
+        self._set_used = client.register_script(_SET_USED)
+        self._renew = client.register_script(_RENEW)
+        self._task: asyncio.Task[None] | None = None
+        link.on_resync(self._resync)
+
+    # -- naming ---------------------------------------------------------------------------------
+
+    def _name(self, key: str, what: str) -> str:
+        return self.link.key("limits", what, tag=f"ck:{key}")
+
+    def _budget(self, key: ClientKey, wall: float) -> tuple[str, float, float | None, int]:
+        """The key's budget counter for the period holding ``wall``: its name, the period's start
+        and end, the counter's TTL in ms (0: the period has ended)."""
+        period = key.limits.budget_period
+        start, end = period_bounds(period, wall)
+        ttl = TOTAL_TTL if end is None else end - wall + BUDGET_MARGIN
+        return self._name(key.name, f"budget:{period}:{start:.0f}"), start, end, max(0, int(ttl * 1000))
+
+    # -- the request path -----------------------------------------------------------------------
+
+    async def check(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
+        limits = key.limits
+        if limits.unlimited:
+            return None
+        refusal = model_refusal(limits, requested, alias)
+        if refusal is not None:
+            self.local.refused(key.name, refusal)
+            return refusal
+        self._keys[key.name] = key
+        budget, limit, rpm, tpm = (
+            limits.token_budget or 0,
+            limits.max_concurrent or 0,
+            limits.rpm or 0,
+            limits.tpm or 0,
+        )
+        if not (budget or limit or rpm or tpm):
+            self.local.started(key)  # an allow-list alone: nothing to share
+            return None
+        wall = self.link.wall()
+        if budget:
+            budget_key, start, end, _ = self._budget(key, wall)
+        else:
+            budget_key, start, end = self._name(key.name, "budget"), 0.0, None  # not touched
+        slots = self._name(key.name, "slots")
+        slot = f"{self.link.instance}:{next(self._serial)}" if limit else ""
+        keys = [budget_key, slots, self._name(key.name, "rpm"), self._name(key.name, "tpm")]
+        args: list[int | str] = [budget, limit, slot, max(1, int(self.slot_ttl * 1000)), rpm, tpm]
+        asked = self.link.up
+        try:
+            answer = await self.link.call("limits", lambda r: self._check(keys=keys, args=args, client=r))
+        except BaseException:
+            if slot:  # cancelled while the script may have run: give the slot back
+                self.link.write(lambda p: p.zrem(slots, slot))
+            raise
+        if answer is None:
+            if slot and asked and len(self._orphans) < MAX_ORPHANS:
+                self._orphans.append((slots, slot))
+            return self._decide_locally(key, requested, alias)
+        admitted, which, detail, used = int(answer[0]), _text(answer[1]), _text(answer[2]), int(answer[3])
+        if budget:
+            self.local.set_budget_used(key, start, used)
+        if admitted:
+            self.local.started(key)
+            if slot:
+                self._held.setdefault(key.name, []).append(slot)
+            return None
+        if which == "budget":
+            refusal = budget_refusal(limits, end, wall)
+        elif which == "concurrency":
+            refusal = concurrency_refusal(int(detail), limit)
+        elif which == "rpm":
+            refusal = rpm_refusal(rpm, float(detail))
+        else:
+            refusal = tpm_refusal(tpm, float(detail))
+        self.local.refused(key.name, refusal)
+        return refusal
+
+    def _decide_locally(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
+        self.fallbacks += 1
+        refusal = self.local.admit(key, requested, alias)
+        if refusal is None and key.limits.max_concurrent:
+            self._unslotted[key.name] = self._unslotted.get(key.name, 0) + 1
+        return refusal
+
+    def admit(self, key: ClientKey, requested: str, alias: str) -> Refusal | None:
+        """This instance's own decision (no round trip): the protocol's synchronous method."""
+        if key.limits.unlimited:
+            return None
+        self._keys[key.name] = key
+        refusal = self.local.admit(key, requested, alias)
+        if refusal is None and key.limits.max_concurrent:
+            self._unslotted[key.name] = self._unslotted.get(key.name, 0) + 1
+        return refusal
+
+    def release(self, key: ClientKey) -> None:
+        if key.limits.unlimited:
+            return
+        self.local.release(key)
+        name = key.name
+        unslotted = self._unslotted.get(name, 0)
+        if unslotted:  # a request admitted without a slot ended (which one does not matter)
+            if unslotted > 1:
+                self._unslotted[name] = unslotted - 1
+            else:
+                del self._unslotted[name]
+            return
+        held = self._held.get(name)
+        if held:
+            slot = held.pop()
+            if not held:
+                del self._held[name]
+            slots = self._name(name, "slots")
+            self.link.write(lambda p: p.zrem(slots, slot))
+
+    def spend(self, name: str, tokens: int) -> None:
+        """Take ``tokens`` from the key's per-minute bucket and add them to its budget (pipelined)."""
+        self.local.spend(name, tokens)
+        key = self._keys.get(name)
+        if key is None or tokens <= 0:
+            return
+        tpm, budget = key.limits.tpm or 0, key.limits.token_budget
+        if not tpm and budget is None:
+            return
+        budget_key, _, _, ttl = self._budget(key, self.link.wall())
+        keys = [budget_key, self._name(name, "tpm")]
+        args: list[object] = [tokens, tpm, ttl if budget is not None else 0]
+        self.link.write(lambda p: pipeline_script(p, self._spend, keys, args))
+
+    def __call__(self, event: Event) -> None:
+        """Event observer: a finished request's tokens count against its key."""
+        if isinstance(event, RequestFinished) and event.client_key is not None:
+            tokens = (event.input_tokens or 0) + (event.output_tokens or 0)
+            if tokens:
+                self.spend(event.client_key, tokens)
+
+    # -- budgets reconciled with the usage store ------------------------------------------------
+
+    def budget_periods(self, keys: tuple[ClientKey, ...]) -> list[tuple[str, float]]:
+        return self.local.budget_periods(keys)
+
+    def set_budget_used(self, key: ClientKey, start: float, used: int) -> None:
+        """The usage store's count since ``start``: the fleet's counter keeps the larger of it and
+        its own (the store lags by the records not yet flushed, the counter forgets on a restart)."""
+        self.local.set_budget_used(key, start, used)
+        if key.limits.token_budget is None:
+            return
+        self._keys[key.name] = key
+        period = key.limits.budget_period
+        end = period_bounds(period, start)[1]
+        wall = self.link.wall()
+        ttl = TOTAL_TTL if end is None else end - wall + BUDGET_MARGIN
+        if ttl <= 0:
+            return
+        keys = [self._name(key.name, f"budget:{period}:{start:.0f}")]
+        args: list[object] = [max(0, used), int(ttl * 1000)]
+        self.link.write(lambda p: pipeline_script(p, self._set_used, keys, args))
+
+    def usage(self) -> list[KeyUsage]:
+        """This instance's view (its own requests in flight and buckets; the budget as last merged)."""
+        return self.local.usage()
+
+    # -- slot renewal ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="spillgate-key-slot-renewal")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.slot_ttl / 3)
+            await self.renew()
+
+    async def renew(self) -> None:
+        """Push the expiry of every slot held here (one pipeline), so a live request keeps its slot."""
+        if self._held:
+            await self.link.call("limits_renew", lambda r: self._put_slots(r, "XX"))
+
+    async def _resync(self) -> None:
+        """The store is back (perhaps restarted empty): the requests running here hold slots again,
+        those admitted during the outage included."""
+        for name, n in self._unslotted.items():
+            self._held.setdefault(name, []).extend(
+                f"{self.link.instance}:{next(self._serial)}" for _ in range(n)
+            )
+        self._unslotted.clear()
+        orphans, self._orphans = self._orphans, []
+        if self._held or orphans:
+            await asyncio.wait_for(
+                self._put_slots(self.link.client, "ADD", orphans), self.link.settings.timeout * 4
+            )
+
+    async def _put_slots(self, r: Any, mode: str, orphans: Sequence[tuple[str, str]] = ()) -> list[Any]:
+        pipe = r.pipeline(transaction=False)
+        for zset, slot in orphans:
+            pipe.zrem(zset, slot)
+        ttl_ms = max(1, int(self.slot_ttl * 1000))
+        for name, slots in sorted(self._held.items()):
+            pipeline_script(pipe, self._renew, [self._name(name, "slots")], [ttl_ms, mode, *slots])
+        result: list[Any] = await pipe.execute()
+        return result
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,89 @@
+"""``/metrics`` of a gateway run as several workers (``spillgate serve --workers N``): whichever
+worker the scrape lands on answers for all of them.
+
+Every :data:`SHARE_EVERY` seconds each worker stores its metrics (:meth:`Metrics.export`) under
+``<ns>:metrics:{<group>}:<index>`` with a TTL of :data:`KEEP`; a scrape reads the other workers'
+in one ``MGET`` and merges them (counters and histograms summed; gauges of shared state, like
+health, taken once). ``<group>`` is the supervisor's: separate instances are scraped separately,
+as Prometheus expects. A worker that died stops counting once its entry expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from spillgate.fleet.link import RedisLink
+from spillgate.observe.metrics import Metrics
+
+SHARE_EVERY = 1.0
+KEEP = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSlot:
+    index: int
+    count: int
+    group: str
+    """The supervisor's id (host, pid): the workers of one ``spillgate serve``."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WorkerSlot | None:
+        """``SPILLGATE_WORKER=i/N`` and ``SPILLGATE_GROUP``, as the supervisor sets them."""
+        worker, group = env.get("SPILLGATE_WORKER", ""), env.get("SPILLGATE_GROUP", "")
+        index, _, count = worker.partition("/")
+        if not (index.isdigit() and count.isdigit() and group):
+            return None
+        return cls(int(index), int(count), group)
+
+
+class SharedMetrics:
+    def __init__(self, link: RedisLink, metrics: Metrics, slot: WorkerSlot) -> None:
+        self.link = link
+        self.metrics = metrics
+        self.slot = slot
+        self._task: asyncio.Task[None] | None = None
+
+    def _key(self, index: int) -> str:
+        return self.link.key("metrics", str(index), tag=self.slot.group)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="spillgate-metrics-share")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            self.share()
+            await asyncio.sleep(SHARE_EVERY)
+
+    def share(self) -> None:
+        key, value = self._key(self.slot.index), orjson.dumps(self.metrics.export())
+        self.link.write(lambda p: p.set(key, value, px=int(KEEP * 1000)))
+
+    async def others(self) -> list[dict[str, Any]]:
+        """The other workers' last exports (none while the store is away)."""
+        names = [self._key(i) for i in range(self.slot.count) if i != self.slot.index]
+        if not names:
+            return []
+        values = await self.link.call("metrics", lambda r: r.mget(names))
+        out = []
+        for value in values or ():
+            if value is None:
+                continue
+            with contextlib.suppress(orjson.JSONDecodeError):
+                body = orjson.loads(value)
+                if isinstance(body, dict):
+                    out.append(body)
+        return out
