@@ -154,6 +154,10 @@ def _check(args: argparse.Namespace) -> int:
     s = load_settings(path)
     print(f"{path}: OK")
     print(f"  listen {s.host}:{s.port}; {plural(len(s.client_keys), 'client key')}")
+    if s.state.shared:
+        print(f"  state: shared through Redis (namespace {s.state.namespace!r})")
+    else:
+        print("  state: in this process (memory): one worker, one instance")
     for p in s.providers.values():
         t = p.timeouts
         print(

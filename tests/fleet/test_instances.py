@@ -304,3 +304,34 @@ async def test_a_keys_rpm_holds_across_instances(
     assert statuses == [200, 200, 200, 200, 429, 429], "4 per minute for the key, not 4 per instance"
     status, body = await pair.ask(1)
     assert status == 429 and "4 requests per minute" in body["error"]["message"]
+
+
+async def test_every_key_the_instances_write_has_a_ttl(
+    fake: FakeUpstream, redis_server: RedisServer, namespace: str, pair_factory: Any
+) -> None:
+    """Health, probe leases, budget slices, slots, limits, sessions, metrics: nothing lives forever."""
+    config = fleet_config(fake, redis_server, namespace)
+    config["client_keys"] = [
+        {"name": "team", "hash": hash_key(KEY), "rpm": 1000, "tpm": 1_000_000, "token_budget": 10**9}
+    ]
+    config["accounts"][0]["max_concurrency"] = 5
+    config["accounts"][1]["max_concurrency"] = 5
+    fake.set("up-primary", Fault.capacity())
+    pair = await pair_factory(config)
+    body = {"model": "coder", "prompt_cache_key": "s-ttl", "messages": [{"role": "user", "content": "hi"}]}
+    for i in range(6):
+        assert (await pair.ask(i % 2, body))[0] == 200
+    await asyncio.sleep(1.1)  # half-open: a probe lease
+    for i in range(4):
+        assert (await pair.ask(i % 2, body))[0] == 200
+        await asyncio.sleep(0.02)
+    for app in pair.apps:
+        assert app.runtime.fleet is not None
+        await app.runtime.fleet.link.drained()
+    await asyncio.sleep(0.3)  # a budget sync
+    names = [n for n in redis_server.command("KEYS", f"{namespace}:*").split(b"\r\n") if n.startswith(b"t-")]
+    kinds = {n.decode().split(":")[1] for n in names}
+    assert {"health", "budget", "limits", "session"} <= kinds, kinds
+    for name in names:
+        ttl = redis_server.command("PTTL", name.decode())
+        assert ttl.startswith(b":") and int(ttl[1:].strip()) > 0, (name, ttl)
