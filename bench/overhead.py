@@ -69,6 +69,7 @@ from bench.report import (
     run_benchmark,
 )
 from bench.sse import measure_stream
+from bench.state import benchmark as state_benchmark
 from bench.translation import MEASUREMENTS_PER_ROUND
 from bench.translation import TARGET_CPU_PER_EVENT_US as TRANSLATION_CPU_TARGET_US
 from bench.translation import benchmark as translation_benchmark
@@ -136,6 +137,8 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     facts = machine_facts(pin)
     if args.translation:
         return translation_benchmark(args, work_dir, facts)
+    if args.state == "redis" or args.workers > 1:
+        return state_benchmark(args, work_dir, pin, facts)
     if pin.load:
         os.sched_setaffinity(0, {LOAD_CORE})  # this process runs the streaming client
     python = venv_python()
@@ -348,6 +351,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"at c=1, added gateway CPU per streamed event <= {TRANSLATION_CPU_TARGET_US:g} us",
     )
     parser.add_argument(
+        "--state",
+        choices=["memory", "redis"],
+        default="memory",
+        help="redis: measure a gateway on state: redis against one on memory in the same run (c=1 latency "
+        "with and without a key limit; upstream attempts per request with a failing primary across two "
+        "instances); target: added p50 <= 0.1 ms, attempts <= 1.1",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="2: measure spillgate serve --workers 2 against --workers 1 (both on redis) at c=64; targets: "
+        "CPU per request within 10%%, each worker >= 30%% of the requests",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=None,
@@ -361,6 +379,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--duration must be > 0, --warmup >= 0 and --rounds between 1 and {MAX_ROUNDS}")
     if args.usage and args.observability:
         parser.error("--observability already measures a gateway with usage recording; drop --usage")
+    if (args.state == "redis" or args.workers > 1) and (args.translation or args.observability):
+        parser.error("--state / --workers runs are separate from --translation and --observability")
+    if args.workers not in (1, 2):
+        parser.error("--workers: 1 or 2 (this benchmark compares 2 workers with 1)")
     if args.translation and args.observability:
         parser.error("--translation and --observability are separate runs; choose one")
     return args

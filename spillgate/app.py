@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import os
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -120,8 +120,10 @@ class App:
         if fleet is not None:
             slot = WorkerSlot.from_env(os.environ if self._env is None else self._env)
             if slot is not None:
-                metrics = self.gateway.metrics if self.settings.metrics else None
-                share = fleet.join_workers(slot, metrics, (self.timeline, self.recent))
+                exports: dict[str, Callable[[], object]] = {"timeline": self.timeline.export}
+                if self.settings.metrics:
+                    exports["metrics"] = self.gateway.metrics.export
+                share = fleet.join_workers(slot, exports, (self.recent,))
                 self.gateway.events.subscribe(share)
             # Waits at most the store's timeout: a store that is away is retried in the background.
             await fleet.start()

@@ -148,7 +148,9 @@ class AdminApi:
             return
         fleet = gateway.runtime.fleet
         # One of several workers: the others' counts too (the scrape is of the whole gateway).
-        others = await fleet.metrics.others() if fleet is not None and fleet.metrics is not None else []
+        others = (
+            await fleet.metrics.others("metrics") if fleet is not None and fleet.metrics is not None else []
+        )
         await writer.send(200, _PROMETHEUS, gateway.metrics.render(others))
 
     def _json(self, work: Callable[[Request, Params], Awaitable[object]]) -> Endpoint:
@@ -359,7 +361,11 @@ class AdminApi:
         text = params.get("window")
         window = duration(text, "window") if text and text.strip() else 900.0
         window = min(window, self.timeline.span)
-        return {"window_seconds": window, **_fields(self.timeline.view(window))}
+        timeline = self.timeline
+        fleet = self.host.gateway.runtime.fleet
+        if fleet is not None and fleet.metrics is not None:  # one of several workers: all of them
+            timeline = timeline.with_others(await fleet.metrics.others("timeline"))
+        return {"window_seconds": window, **_fields(timeline.view(window))}
 
 
 def _no_params(read: Read) -> Callable[[Request, Params], Awaitable[object]]:

@@ -1,8 +1,9 @@
-"""The dashboard's in-memory views (timeline, recent failures) of a gateway run as several
-workers: each worker passes its finished requests and attempts to the others of its group, in one
-message every :data:`FLUSH_EVERY` seconds, and feeds theirs to its own views — so whichever worker
-answers the dashboard's poll shows the whole gateway. Metrics, limits, usage records and the loop
-signal do not take these (they are shared their own way)."""
+"""The dashboard's recent failures of a gateway run as several workers: each worker passes its
+failed requests and attempts to the others of its group, in one message every
+:data:`FLUSH_EVERY` seconds, and feeds theirs to its own record of recent failures — so whichever
+worker answers the dashboard's poll lists them all. Only failures travel (successes, the bulk,
+cost nothing here); the timeline's counts are shared as buckets (:mod:`spillgate.fleet.metrics`),
+metrics, limits, usage records and the loop signal their own ways."""
 
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ class SharedEvents:
         link.on("events", self._received)
 
     def __call__(self, event: Event) -> None:
-        """Event observer: keep ``event`` for the next batch to the other workers."""
+        """Event observer: keep a failed ``event`` for the next batch to the other workers."""
+        if event.ok:
+            return
         if len(self._batch) >= MAX_BATCH:
             del self._batch[0]
         self._batch.append(("attempt" if isinstance(event, AttemptFinished) else "request", event))

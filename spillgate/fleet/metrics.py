@@ -1,25 +1,26 @@
-"""``/metrics`` of a gateway run as several workers (``spillgate serve --workers N``): whichever
-worker the scrape lands on answers for all of them.
+"""``/metrics`` and the dashboard's timeline of a gateway run as several workers (``spillgate
+serve --workers N``): whichever worker the call lands on answers for all of them.
 
-Every :data:`SHARE_EVERY` seconds each worker stores its metrics (:meth:`Metrics.export`) under
-``<ns>:metrics:{<group>}:<index>`` with a TTL of :data:`KEEP`; a scrape reads the other workers'
-in one ``MGET`` and merges them (counters and histograms summed; gauges of shared state, like
-health, taken once). ``<group>`` is the supervisor's: separate instances are scraped separately,
-as Prometheus expects. A worker that died stops counting once its entry expires.
+Every :data:`SHARE_EVERY` seconds each worker stores what it counted — its metrics
+(:meth:`Metrics.export`) and its timeline's buckets (:meth:`Timeline.export`) — under
+``<ns>:metrics:{<group>}:<index>`` with a TTL of :data:`KEEP`; a scrape or a dashboard poll reads
+the other workers' in one ``MGET`` and merges them (counters, histograms and buckets summed;
+gauges of shared state, like health, taken once). ``<group>`` is the supervisor's: separate
+instances are scraped separately, as Prometheus expects. A worker that died stops counting once
+its entry expires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from spillgate.fleet.link import RedisLink
-from spillgate.observe.metrics import Metrics
 
 SHARE_EVERY = 1.0
 KEEP = 5.0
@@ -42,10 +43,14 @@ class WorkerSlot:
         return cls(int(index), int(count), group)
 
 
+Exports = Mapping[str, Callable[[], Any]]
+"""What a worker shares: a name (``metrics``, ``timeline``) → how to export it now."""
+
+
 class SharedMetrics:
-    def __init__(self, link: RedisLink, metrics: Metrics, slot: WorkerSlot) -> None:
+    def __init__(self, link: RedisLink, exports: Exports, slot: WorkerSlot) -> None:
         self.link = link
-        self.metrics = metrics
+        self.exports = exports
         self.slot = slot
         self._task: asyncio.Task[None] | None = None
 
@@ -69,11 +74,12 @@ class SharedMetrics:
             await asyncio.sleep(SHARE_EVERY)
 
     def share(self) -> None:
-        key, value = self._key(self.slot.index), orjson.dumps(self.metrics.export())
+        body = {name: export() for name, export in self.exports.items()}
+        key, value = self._key(self.slot.index), orjson.dumps(body)
         self.link.write(lambda p: p.set(key, value, px=int(KEEP * 1000)))
 
-    async def others(self) -> list[dict[str, Any]]:
-        """The other workers' last exports (none while the store is away)."""
+    async def others(self, name: str) -> list[Any]:
+        """The other workers' last export of ``name`` (none while the store is away)."""
         names = [self._key(i) for i in range(self.slot.count) if i != self.slot.index]
         if not names:
             return []
@@ -84,6 +90,6 @@ class SharedMetrics:
                 continue
             with contextlib.suppress(orjson.JSONDecodeError):
                 body = orjson.loads(value)
-                if isinstance(body, dict):
-                    out.append(body)
+                if isinstance(body, dict) and name in body:
+                    out.append(body[name])
         return out

@@ -13,11 +13,10 @@ from spillgate.fleet.events import SharedEvents
 from spillgate.fleet.health import SharedHealth
 from spillgate.fleet.limits import SharedLimiter
 from spillgate.fleet.link import RedisLink, ping
-from spillgate.fleet.metrics import SharedMetrics, WorkerSlot
+from spillgate.fleet.metrics import Exports, SharedMetrics, WorkerSlot
 from spillgate.fleet.slots import SharedInflight
 from spillgate.limits.limiter import KeyLimiter
 from spillgate.observe.events import Observer
-from spillgate.observe.metrics import Metrics
 from spillgate.resilience.budget import RetryBudget
 from spillgate.resilience.health import HealthBoard
 
@@ -50,13 +49,12 @@ class Fleet:
         """Set when this process is one worker of several (:meth:`join_workers`)."""
         self.link.on("keys", self._on_keys)
 
-    def join_workers(self, slot: WorkerSlot, metrics: Metrics | None, views: Sequence[Observer]) -> Observer:
-        """This process is worker ``slot.index`` of ``slot.count``: share its metrics (``None``:
-        metrics are off) and the events its ``views`` show with the others. Returns the observer
-        to subscribe to this worker's events."""
-        if metrics is not None:
-            self.metrics = SharedMetrics(self.link, metrics, slot)
-        self.events = SharedEvents(self.link, slot.group, views)
+    def join_workers(self, slot: WorkerSlot, exports: Exports, failures: Sequence[Observer]) -> Observer:
+        """This process is worker ``slot.index`` of ``slot.count``: share ``exports`` (metrics,
+        timeline) with the others and feed their failed requests and attempts to ``failures``.
+        Returns the observer to subscribe to this worker's events."""
+        self.metrics = SharedMetrics(self.link, exports, slot)
+        self.events = SharedEvents(self.link, slot.group, failures)
         return self.events
 
     async def start(self) -> None:

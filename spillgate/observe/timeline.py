@@ -9,10 +9,12 @@ Reading (:meth:`Timeline.view`) does the heavier work: dense lists, totals, perc
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from spillgate.observe.events import AttemptFinished, Event, RequestFinished
 
@@ -162,6 +164,56 @@ class Timeline:
         if bucket is None or bucket.index != index:
             bucket = ring[slot] = _Bucket(index)
         return bucket
+
+    # -- several workers ------------------------------------------------------------------------
+
+    def export(self) -> list[list[Any]]:
+        """Every bucket held, as plain JSON-able rows, for the other workers of one gateway."""
+        return [
+            [model, b.index, b.requests, b.ok, b.failed, b.errors, b.attempts, b.failed_attempts,
+             b.attempt_errors, b.retries, b.failovers, b.probes, b.recoveries, b.latency]
+            for model, ring in self._rings.items()
+            for b in ring
+            if b is not None
+        ]  # fmt: skip
+
+    def with_others(self, others: Sequence[Sequence[Sequence[Any]]]) -> Timeline:
+        """A timeline of this one's buckets and the other workers' (their :meth:`export`)."""
+        merged = Timeline(self.bucket_seconds, self.buckets, self.max_models, self._clock)
+        for rows in (self.export(), *others):
+            for row in rows:
+                with contextlib.suppress(TypeError, ValueError, IndexError):
+                    merged._absorb(row)
+        return merged
+
+    def _absorb(self, row: Sequence[Any]) -> None:
+        model, index = str(row[0]), int(row[1])
+        ring = self._rings.get(model)
+        if ring is None:
+            if len(self._rings) >= self.max_models:
+                model = OTHER
+            ring = self._rings.setdefault(model, [None] * self.buckets)
+        slot = index % self.buckets
+        bucket = ring[slot]
+        if bucket is not None and bucket.index > index:
+            return
+        if bucket is None or bucket.index < index:
+            bucket = ring[slot] = _Bucket(index)
+        bucket.requests += int(row[2])
+        bucket.ok += int(row[3])
+        bucket.failed += int(row[4])
+        bucket.attempts += int(row[6])
+        bucket.failed_attempts += int(row[7])
+        bucket.retries += int(row[9])
+        bucket.failovers += int(row[10])
+        bucket.probes += int(row[11])
+        bucket.recoveries += int(row[12])
+        for mine, theirs in ((bucket.errors, row[5]), (bucket.attempt_errors, row[8])):
+            for cls, n in dict(theirs).items():
+                mine[str(cls)] = mine.get(str(cls), 0) + int(n)
+        latency = list(row[13])
+        if len(latency) == len(bucket.latency):
+            bucket.latency = [a + int(b) for a, b in zip(bucket.latency, latency, strict=True)]
 
     # -- reading --------------------------------------------------------------------------------
 

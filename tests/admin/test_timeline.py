@@ -172,3 +172,26 @@ def test_window_is_clamped_to_what_is_kept() -> None:
     assert timeline.span == 60
     with pytest.raises(ValueError):
         Timeline(bucket_seconds=0)
+
+
+def test_the_timelines_of_several_workers_merge_bucket_by_bucket() -> None:
+    """A worker's dashboard poll shows every worker: counts, error classes and latency histograms
+    add up per bucket; a bucket another worker has not rolled over to yet counts only where it is."""
+    clock = FakeClock(1000.0)
+    mine, theirs = Timeline(clock=clock), Timeline(clock=clock)
+    for event in (REQUEST, ATTEMPT, FAILED, FAILED_ATTEMPT):
+        mine(event)
+    theirs(replace(REQUEST, latency=2.0))
+    theirs(FAILED)
+    clock.now += 10
+    theirs(REQUEST)
+    merged = mine.with_others([theirs.export()])
+    view = merged.view(20)
+    first, second = view.models["coder"]
+    assert (first.requests, first.ok, first.failed, first.attempts, first.failed_attempts) == (4, 2, 2, 2, 1)
+    assert first.errors == {"capacity": 2}
+    assert first.p95_ms == 2500.0  # the other worker's slow request is in the merged histogram
+    assert second.requests == 1
+    assert mine.view(20).models["coder"][0].requests == 2  # the worker's own timeline is untouched
+    # A malformed row from another version is left out, not raised.
+    assert mine.with_others([[["coder", "x"]]]).view(20).models["coder"][0].requests == 2
