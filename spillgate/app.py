@@ -21,7 +21,6 @@ from spillgate.config.defaults import (
 from spillgate.config.loader import ConfigError, load_settings
 from spillgate.config.reloading import ReloadResult, keep_restart_only, restart_only_changes
 from spillgate.config.schema import Settings
-from spillgate.fleet.metrics import WorkerSlot
 from spillgate.gateway.core import Gateway, method_not_allowed, unknown_endpoint
 from spillgate.gateway.key_sync import KeySync
 from spillgate.gateway.runtime import Runtime
@@ -118,9 +117,15 @@ class App:
     async def start(self) -> None:
         fleet = self.runtime.fleet
         if fleet is not None:
+            from spillgate.fleet.metrics import WorkerSlot
+
             slot = WorkerSlot.from_env(os.environ if self._env is None else self._env)
             if slot is not None:
-                exports: dict[str, Callable[[], object]] = {"timeline": self.timeline.export}
+                exports: dict[str, Callable[[], object]] = {
+                    "timeline": self.timeline.export,
+                    "inflight": lambda: dict(self.runtime.inflight.local_counts),
+                    "keys": self._key_exports,
+                }
                 if self.settings.metrics:
                     exports["metrics"] = self.gateway.metrics.export
                 share = fleet.join_workers(slot, exports, (self.recent,))
@@ -148,6 +153,17 @@ class App:
         self.started = True
         if self._demo_upstream is not None:
             self._publish_demo(self._demo_upstream)
+
+    def _key_exports(self) -> list[list[object]]:
+        """This worker's use of each client key (in flight, refusals) for the others' admin API."""
+        limiter = self.runtime.limiter
+        refused: dict[str, dict[str, int]] = {}
+        for (name, which), n in limiter.refusals.items():
+            refused.setdefault(name, {})[which] = n
+        names = {u.name: u.in_flight for u in limiter.usage()}
+        return [
+            [name, names.get(name, 0), refused.get(name, {})] for name in sorted(set(names) | set(refused))
+        ]
 
     def _refresh_keys_soon(self) -> None:
         """Another process created or revoked a stored key: re-read them now, not at the next tick."""

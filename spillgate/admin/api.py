@@ -7,9 +7,10 @@ per request: a configuration reload replaces it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import orjson
@@ -202,11 +203,24 @@ class AdminApi:
     async def _index(self, request: Request) -> object:
         return {"endpoints": list(ENDPOINTS)}
 
+    async def _worker_exports(self, name: str) -> list[Any]:
+        """The other workers' last ``name`` export when this process is one of several, else []."""
+        fleet = self.host.gateway.runtime.fleet
+        if fleet is None or fleet.metrics is None:
+            return []
+        return await fleet.metrics.others(name)
+
     async def _health(self, request: Request) -> object:
         gw = self.host.gateway
-        report = health_report(
-            gw.settings, gw.health.snapshot(), gw.inflight.counts, self.recent, self._clock()
-        )
+        inflight: Mapping[str, int] = gw.inflight.counts
+        others = await self._worker_exports("inflight")
+        if others:  # every worker's own requests in flight, summed
+            summed = dict(gw.inflight.local_counts)
+            for counts in others:
+                for account, n in dict(counts).items():
+                    summed[str(account)] = summed.get(str(account), 0) + int(n)
+            inflight = summed
+        report = health_report(gw.settings, gw.health.snapshot(), inflight, self.recent, self._clock())
         return {**_fields(report), "retry_budget": gw.budget.snapshot()}
 
     async def _keys(self, request: Request) -> object:
@@ -217,6 +231,14 @@ class AdminApi:
         refused: dict[str, dict[str, int]] = {}
         for (name, which), n in gw.limiter.refusals.items():
             refused.setdefault(name, {})[which] = n
+        for other in await self._worker_exports("keys"):  # one of several workers: all of them
+            for name, in_flight, refusals in other:
+                mine = live.get(name)
+                if mine is not None:
+                    live[name] = dataclasses.replace(mine, in_flight=mine.in_flight + int(in_flight))
+                for which, n in dict(refusals).items():
+                    counts = refused.setdefault(name, {})
+                    counts[which] = counts.get(which, 0) + int(n)
         keys = []
         for key in sorted(gw.auth.keys, key=lambda k: k.name):
             limits = key.limits

@@ -10,12 +10,10 @@ budget is then a fleet's: two instances facing one outage spend one budget, not 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from typing import Any
 
-from spillgate.fleet.link import RedisLink
+from spillgate.fleet.link import Every, RedisLink
 from spillgate.resilience.budget import RetryBudget
 
 SYNC_EVERY = 0.2
@@ -27,24 +25,14 @@ class SharedBudget:
         self.budget = budget
         self.link = link
         self._sent = (budget.requests_total, budget.extra_total)
-        self._task: asyncio.Task[None] | None = None
+        self._every = Every("spillgate-budget-sync", SYNC_EVERY, self.sync)
         self.syncs = 0
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="spillgate-budget-sync")
+        self._every.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(SYNC_EVERY)
-            await self.sync()
+        await self._every.close()
 
     async def sync(self) -> None:
         budget, link = self.budget, self.link

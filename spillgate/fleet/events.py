@@ -7,13 +7,11 @@ metrics, limits, usage records and the loop signal their own ways."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from spillgate.fleet.link import RedisLink
+from spillgate.fleet.link import Every, RedisLink
 from spillgate.observe.events import AttemptFinished, Event, Observer, RequestFinished
 
 FLUSH_EVERY = 0.1
@@ -33,7 +31,7 @@ class SharedEvents:
         self.group = group
         self.views = list(views)
         self._batch: list[tuple[str, Event]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._every = Every("spillgate-event-share", FLUSH_EVERY, self.flush)
         self.received = 0
         link.on("events", self._received)
 
@@ -46,20 +44,10 @@ class SharedEvents:
         self._batch.append(("attempt" if isinstance(event, AttemptFinished) else "request", event))
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="spillgate-event-share")
+        self._every.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            self.flush()
+        await self._every.close()
 
     def flush(self) -> None:
         batch, self._batch = self._batch, []

@@ -35,13 +35,12 @@ When the store is back, the slots of the requests still running here are put bac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from spillgate.config.schema import ClientKey
-from spillgate.fleet.link import RedisLink, pipeline_script
+from spillgate.fleet.link import Every, RedisLink, pipeline_script
 from spillgate.limits.limiter import (
     KeyLimiter,
     KeyUsage,
@@ -186,7 +185,7 @@ class SharedLimiter:
         self._spend = client.register_script(_SPEND)
         self._set_used = client.register_script(_SET_USED)
         self._renew = client.register_script(_RENEW)
-        self._task: asyncio.Task[None] | None = None
+        self._every = Every("spillgate-key-slot-renewal", self.slot_ttl / 3, self.renew)
         link.on_resync(self._resync)
 
     # -- naming ---------------------------------------------------------------------------------
@@ -348,20 +347,10 @@ class SharedLimiter:
     # -- slot renewal ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="spillgate-key-slot-renewal")
+        self._every.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.slot_ttl / 3)
-            await self.renew()
+        await self._every.close()
 
     async def renew(self) -> None:
         """Push the expiry of every slot held here (one pipeline), so a live request keeps its slot."""

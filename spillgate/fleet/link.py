@@ -313,6 +313,36 @@ class RedisLink:
             log.warning("ignored a malformed shared-state message (%s): %s", body.get("t"), exc)
 
 
+class Every:
+    """A background task that runs ``step`` (a function or a coroutine function) every ``seconds``
+    until :meth:`close`; a failing step is logged and the next one runs on time."""
+
+    def __init__(self, name: str, seconds: float, step: Callable[[], Awaitable[None] | None]) -> None:
+        self.name, self.seconds, self.step = name, seconds, step
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.seconds)
+            try:
+                result = self.step()
+                if result is not None:
+                    await result
+            except Exception:
+                log.exception("%s failed (it runs again in %gs)", self.name, self.seconds)
+
+
 def pipeline_script(pipe: Pipeline, script: AsyncScript, keys: list[str], args: list[object]) -> None:
     """Add a registered script's call to ``pipe`` (loaded on the server first if it lost it)."""
     pipe.scripts.add(script)  # type: ignore[arg-type]

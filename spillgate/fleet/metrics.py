@@ -12,7 +12,6 @@ its entry expires.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from spillgate.fleet.link import RedisLink
+from spillgate.fleet.link import Every, RedisLink
 
 SHARE_EVERY = 1.0
 KEEP = 5.0
@@ -52,26 +51,16 @@ class SharedMetrics:
         self.link = link
         self.exports = exports
         self.slot = slot
-        self._task: asyncio.Task[None] | None = None
+        self._every = Every("spillgate-metrics-share", SHARE_EVERY, self.share)
 
     def _key(self, index: int) -> str:
         return self.link.key("metrics", str(index), tag=self.slot.group)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="spillgate-metrics-share")
+        self._every.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            self.share()
-            await asyncio.sleep(SHARE_EVERY)
+        await self._every.close()
 
     def share(self) -> None:
         body = {name: export() for name, export in self.exports.items()}

@@ -11,13 +11,11 @@ instance's slots expire after it. Accounts without a limit write nothing.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from spillgate.fleet.link import RedisLink, pipeline_script
+from spillgate.fleet.link import Every, RedisLink, pipeline_script
 from spillgate.state.memory import InflightCounter
 
 _RESERVE = """
@@ -64,7 +62,7 @@ class SharedInflight:
         self._reserve = link.client.register_script(_RESERVE)
         self._renew = link.client.register_script(_RENEW)
         self._restore = link.client.register_script(_RESTORE)
-        self._task: asyncio.Task[None] | None = None
+        self._every = Every("spillgate-slot-renewal", self.slot_ttl / 3, self.renew)
         self.refused = 0
         link.on_resync(self.resync)
 
@@ -138,20 +136,10 @@ class SharedInflight:
     # -- renewal --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="spillgate-slot-renewal")
+        self._every.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.slot_ttl / 3)
-            await self.renew()
+        await self._every.close()
 
     async def renew(self) -> None:
         """Push the expiry of every slot held here; refresh what the others hold."""

@@ -16,10 +16,9 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from spillgate.config.schema import ClientKey, Limits, Provider, Settings
-from spillgate.fleet.observations import SharedEvidence, SharedLoops, SharedOutages
-from spillgate.fleet.store import Fleet
 from spillgate.http.client import HttpClient
 from spillgate.http.egress import tls_context
 from spillgate.http.transport import Transport
@@ -36,6 +35,9 @@ from spillgate.resilience.scoping import ScopeEvidence
 from spillgate.resilience.stores import BudgetStore, HealthStore
 from spillgate.state.memory import InflightCounter, SessionAffinity
 from spillgate.state.stores import AffinityStore, InflightStore
+
+if TYPE_CHECKING:
+    from spillgate.fleet.store import Fleet
 
 Clock = Callable[[], float]
 
@@ -158,6 +160,10 @@ class Runtime:
         limiter: LimitStore = KeyLimiter(clock=clock, wall=wall)
         fleet: Fleet | None = None
         if settings.state.shared:
+            # Imported here: a gateway on memory state never loads the Redis client (~5 MiB).
+            from spillgate.fleet.observations import SharedEvidence, SharedLoops, SharedOutages
+            from spillgate.fleet.store import Fleet
+
             fleet = Fleet(
                 settings.state, board, budget, settings.limits.session_bindings, wall=wall, clock=clock
             )
