@@ -320,7 +320,8 @@ class SharedState:
     slot_ttl: float = 30.0
     """Seconds a concurrency slot lives without renewal: a dead instance's slots are free after it."""
     session_ttl: float = 3600.0
-    """Seconds a session → account binding lives after its last request."""
+    """Seconds a session → account binding is kept in the store after it was made (running
+    instances keep theirs in memory as well; one that starts later loads what is still there)."""
 
     @property
     def shared(self) -> bool:

@@ -28,7 +28,7 @@ from spillgate.limits.limiter import (
     tpm_refusal,
 )
 from spillgate.limits.periods import period_bounds
-from spillgate.observe.events import RequestFinished
+from tests.limits.test_limits import _finished
 
 from ..clock import FakeClock
 from ..eventually import eventually
@@ -41,27 +41,6 @@ def _ts(text: str) -> float:
 
 def _key(name: str = "team", **limits: Any) -> ClientKey:
     return ClientKey(name, "0" * 64, KeyLimits(**limits))
-
-
-def _finished(tokens: int, key: str = "team") -> RequestFinished:
-    return RequestFinished(
-        request_id="r",
-        api="openai-chat",
-        public_model="coder",
-        client_key=key,
-        stream=False,
-        ok=True,
-        status=200,
-        attempts=1,
-        route="coder[0]",
-        account=None,
-        upstream_model="m",
-        error_class=None,
-        latency=0.01,
-        first_token=None,
-        input_tokens=tokens // 2,
-        output_tokens=tokens - tokens // 2,
-    )
 
 
 # -- raw replies (the checks read the server through RedisServer.command, not through the link) --
