@@ -17,7 +17,7 @@ from spillgate.config import sections
 from spillgate.config.env import MissingEnvError, missing_env_message
 from spillgate.config.errors import ConfigError
 from spillgate.config.keys import read_fields
-from spillgate.config.schema import Settings, SharedState
+from spillgate.config.schema import Pricing, Settings, SharedState
 from spillgate.validation import ValidationError, check_keys, file_keys, require_mapping
 
 __all__ = ["DEFAULT_USAGE_DSN", "ConfigError", "load_settings", "parse_settings"]
@@ -79,6 +79,7 @@ def _parse_settings(raw: object, env: Mapping[str, str], source: str) -> Setting
         resilience=sections.resilience(root.get("resilience"), env),
         error_rules=sections.error_rules(root.get("error_rules")),
         state=sections.state(root["state"], env) if "state" in root else SharedState(),
+        pricing=sections.pricing(root["pricing"], providers, env) if "pricing" in root else Pricing(),
         usage_dsn=sections.usage(root["usage"], env) if "usage" in root else None,
         source=source,
         **read_fields(Settings, root, "", env),

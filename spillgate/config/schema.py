@@ -10,6 +10,7 @@ fields are read by :mod:`spillgate.config.sections` (references, environment var
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -306,6 +307,29 @@ class Resilience:
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens (``pricing.models.<model>``); a cache rate left unset costs those
+    tokens as plain input."""
+
+    input: float = field(metadata=key(unit="number"))
+    output: float = field(metadata=key(unit="number"))
+    cache_read: float | None = field(default=None, metadata=key(unit="number"))
+    cache_write: float | None = field(default=None, metadata=key(unit="number"))
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """What tokens cost: ``genai-prices`` data, these overrides first; ``pricing: off`` looks
+    nothing up (every cost unknown)."""
+
+    enabled: bool = field(default=True, metadata=key(read=False))
+    models: Mapping[str, Price] | None = field(default=None, metadata=key(custom=True))
+    """Upstream model name → price, whatever the provider."""
+    providers: Mapping[str, Mapping[str, Price]] | None = field(default=None, metadata=key(custom=True))
+    """Provider name → upstream model name (or ``*``, every model) → price."""
+
+
+@dataclass(frozen=True, slots=True)
 class SharedState:
     """Where the routing state lives: ``state: memory`` (one process) or ``state: redis://…``
     (health, retry budget, concurrency slots, client-key limits and session bindings shared by
@@ -343,6 +367,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     resilience: Resilience = field(default_factory=Resilience, metadata=key(custom=True))
     state: SharedState = field(default_factory=SharedState, metadata=key(custom=True))
+    pricing: Pricing = field(default_factory=Pricing, metadata=key(custom=True))
     usage_dsn: str | None = field(default=None, metadata=key("usage", custom=True))
     """Where requests and attempts are recorded: ``sqlite:path`` or ``postgresql://...``;
     ``None`` records nothing. The embedded defaults (no config file) use ``sqlite:spillgate-usage.db``."""

@@ -23,6 +23,8 @@ from spillgate.config.schema import (
     Account,
     ClientKey,
     ModelAlias,
+    Price,
+    Pricing,
     Provider,
     Resilience,
     Route,
@@ -370,6 +372,37 @@ def _state_url(value: object, path: str, env: Env) -> str:
             "unix:///path/redis.sock)"
         )
     return url
+
+
+def pricing(value: object, known: Mapping[str, Provider], env: Env) -> Pricing:
+    """``pricing: off`` | ``{models: {MODEL: PRICE}, providers: {PROVIDER: {MODEL or *: PRICE}}}``,
+    a price being ``{input, output, cache_read?, cache_write?}`` in USD per million tokens."""
+    if value is False or value == "off":
+        return Pricing(enabled=False)
+    m = section(Pricing, value, "pricing")
+    models = {
+        str(name): read_section(Price, price, f"pricing.models.{name}", env)
+        for name, price in require_mapping(m.get("models", {}), "pricing.models").items()
+    }
+    providers: dict[str, dict[str, Price]] = {}
+    for name, prices in require_mapping(m.get("providers", {}), "pricing.providers").items():
+        where = f"pricing.providers.{name}"
+        _ref(name, where, known, "provider")
+        providers[str(name)] = {
+            str(model): read_section(Price, price, f"{where}.{model}", env)
+            for model, price in require_mapping(prices, where).items()
+        }
+    for where, price in [
+        *((f"pricing.models.{n}", p) for n, p in models.items()),
+        *((f"pricing.providers.{n}.{m}", p) for n, ps in providers.items() for m, p in ps.items()),
+    ]:
+        for name in ("input", "output", "cache_read", "cache_write"):
+            rate = getattr(price, name)
+            if rate is not None and rate < 0:
+                raise ConfigError(
+                    f"{where}.{name}: a price (USD per million tokens) must be >= 0, got {rate:g}"
+                )
+    return Pricing(models=models or None, providers=providers or None)
 
 
 def error_rules(value: object) -> tuple[Rule, ...]:

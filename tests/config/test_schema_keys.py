@@ -25,6 +25,8 @@ from spillgate.config.schema import (
     KeyLimits,
     Limits,
     ModelAlias,
+    Price,
+    Pricing,
     Provider,
     Resilience,
     Route,
@@ -43,6 +45,7 @@ BASE: dict[str, Any] = {
     "client_keys": [{"name": "team", "hash": "sha256:" + "0" * 64}],
     "limits": {},
     "state": {},
+    "pricing": {"models": {"m": {"input": 1, "output": 2}}},
     "resilience": {"cooldowns": {}, "breaker": {}, "retry_budget": {}, "backoff": {}},
 }
 
@@ -54,6 +57,8 @@ LOCATIONS: dict[type[Any], tuple[Where, str, Callable[[Settings], Any]]] = {
     Settings: ((), "config", lambda s: s),
     Limits: (("limits",), "limits", lambda s: s.limits),
     SharedState: (("state",), "state", lambda s: s.state),
+    Pricing: (("pricing",), "pricing", lambda s: s.pricing),
+    Price: (("pricing", "models", "m"), "pricing.models.m", lambda s: s.pricing.models["m"]),
     Resilience: (("resilience",), "resilience", lambda s: s.resilience),
     Cooldowns: (("resilience", "cooldowns"), "resilience.cooldowns", lambda s: s.resilience.cooldowns),
     Breaker: (("resilience", "breaker"), "resilience.breaker", lambda s: s.resilience.breaker),
@@ -87,6 +92,9 @@ CUSTOM: dict[tuple[type[Any], str], tuple[object, Callable[[Any], bool]]] = {
     (Settings, "usage_dsn"): ({"dsn": "sqlite:x.db"}, lambda v: v == "sqlite:x.db"),
     (Settings, "state"): ("redis://h:1/0", lambda v: v.url == "redis://h:1/0"),
     (SharedState, "url"): ("redis://h:2/1", lambda v: v == "redis://h:2/1"),
+    (Settings, "pricing"): ("off", lambda v: v.enabled is False),
+    (Pricing, "models"): (_KEEP, lambda v: v["m"].input == 1),
+    (Pricing, "providers"): ({"p": {"*": {"input": 0, "output": 0}}}, lambda v: v["p"]["*"].output == 0),
     (Settings, "error_rules"): (
         [{"name": "r", "class": "capacity", "status": 599}],
         lambda v: v[0].name == "r",

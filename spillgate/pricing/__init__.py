@@ -1,0 +1,1 @@
+"""Prices and what tokens cost (``genai-prices`` data, operator overrides)."""
