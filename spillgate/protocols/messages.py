@@ -173,6 +173,7 @@ def _usage(usage: Any) -> Usage | None:
         as_count(usage.get("input_tokens")),
         as_count(usage.get("output_tokens")),
         as_count(usage.get("cache_read_input_tokens")),
+        as_count(usage.get("cache_creation_input_tokens")),
     )
 
 

@@ -13,8 +13,12 @@ from spillgate.protocols.apis import Api
 @dataclass(frozen=True, slots=True)
 class Usage:
     input_tokens: int | None = None
+    """As the API counts it: Chat and Responses include cached tokens, Messages does not."""
     output_tokens: int | None = None
     cached_tokens: int | None = None
+    """Input tokens read from the prompt cache."""
+    cache_write_tokens: int | None = None
+    """Input tokens written to the prompt cache (Messages' ``cache_creation_input_tokens``)."""
 
     def merge(self, other: Usage) -> Usage:
         """Fields of ``other`` where it has them (Anthropic streams report input and output apart)."""
@@ -22,6 +26,7 @@ class Usage:
             other.input_tokens if other.input_tokens is not None else self.input_tokens,
             other.output_tokens if other.output_tokens is not None else self.output_tokens,
             other.cached_tokens if other.cached_tokens is not None else self.cached_tokens,
+            other.cache_write_tokens if other.cache_write_tokens is not None else self.cache_write_tokens,
         )
 
 

@@ -123,3 +123,60 @@ def test_the_config_reads_prices_and_off() -> None:
 def test_bad_prices_are_config_errors_naming_the_key(pricing: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_settings({**BASE, "pricing": pricing})
+
+
+# (api, the usage object as the API sends it, tokens in the book's convention)
+USAGE_CASES = [
+    (
+        "openai-chat",
+        {"prompt_tokens": 1200, "completion_tokens": 80, "prompt_tokens_details": {"cached_tokens": 1024}},
+        Tokens(input=1200, output=80, cache_read=1024),
+    ),
+    (
+        "openai-responses",
+        {"input_tokens": 900, "output_tokens": 30, "input_tokens_details": {"cached_tokens": 512}},
+        Tokens(input=900, output=30, cache_read=512),
+    ),
+    (
+        "anthropic-messages",
+        {
+            "input_tokens": 25,
+            "output_tokens": 400,
+            "cache_read_input_tokens": 30_000,
+            "cache_creation_input_tokens": 2_000,
+        },
+        Tokens(input=32_025, output=400, cache_read=30_000, cache_write=2_000),
+    ),
+    ("anthropic-messages", {"input_tokens": 10, "output_tokens": 5}, Tokens(input=10, output=5)),
+    ("openai-chat", {"prompt_tokens": 7}, Tokens(input=7, output=0)),
+]
+
+
+@pytest.mark.parametrize(("api", "usage", "expected"), USAGE_CASES)
+def test_each_apis_usage_reads_in_one_convention(
+    api: str, usage: dict[str, object], expected: Tokens
+) -> None:
+    from spillgate.pricing.tokens import tokens_of
+    from spillgate.protocols.apis import Api
+    from spillgate.protocols.usage import from_usage_object
+
+    read = from_usage_object(Api(api), usage)
+    assert read is not None
+    assert tokens_of(Api(api), read) == expected
+
+
+def test_an_anthropic_turn_with_cache_costs_what_genai_prices_says() -> None:
+    from spillgate.pricing.tokens import tokens_of
+    from spillgate.protocols.apis import Api
+    from spillgate.protocols.usage import from_usage_object
+
+    usage = {"input_tokens": 25, "output_tokens": 400, "cache_read_input_tokens": 30_000,
+             "cache_creation_input_tokens": 2_000}  # fmt: skip
+    read = from_usage_object(Api.ANTHROPIC_MESSAGES, usage)
+    assert read is not None
+    tokens = tokens_of(Api.ANTHROPIC_MESSAGES, read)
+    assert tokens is not None
+    cost = PriceBook().cost(*ANTHROPIC, "claude-sonnet-4-5", tokens)
+    assert cost.usd == pytest.approx(library("claude-sonnet-4-5", ANTHROPIC[2], tokens))
+    # 25 fresh x $3 + 30k cache reads x $0.30 + 2k writes x $3.75 + 400 out x $15, per million
+    assert cost.usd == pytest.approx((25 * 3 + 30_000 * 0.3 + 2_000 * 3.75 + 400 * 15) / 1e6)
