@@ -26,7 +26,6 @@ class SharedBudget:
         self.link = link
         self._sent = (budget.requests_total, budget.extra_total)
         self._every = Every("spillgate-budget-sync", SYNC_EVERY, self.sync)
-        self.syncs = 0
 
     def start(self) -> None:
         self._every.start()
@@ -72,4 +71,3 @@ class SharedBudget:
                 elif which == "e":
                     others_e += int(value)
         budget.others = (others_r, others_e)
-        self.syncs += 1

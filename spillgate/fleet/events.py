@@ -32,7 +32,6 @@ class SharedEvents:
         self.views = list(views)
         self._batch: list[tuple[str, Event]] = []
         self._every = Every("spillgate-event-share", FLUSH_EVERY, self.flush)
-        self.received = 0
         link.on("events", self._received)
 
     def __call__(self, event: Event) -> None:
@@ -60,6 +59,5 @@ class SharedEvents:
         for kind, fields in body["e"]:
             cls = _KINDS[kind]
             event = cls(**{k: v for k, v in fields.items() if k in _FIELDS[kind]})
-            self.received += 1
             for view in self.views:
                 view(event)

@@ -50,10 +50,11 @@ from spillgate.limits.limiter import (
     concurrency_refusal,
     model_refusal,
     rpm_refusal,
+    tokens_spent,
     tpm_refusal,
 )
 from spillgate.limits.periods import period_bounds
-from spillgate.observe.events import Event, RequestFinished
+from spillgate.observe.events import Event
 
 BUDGET_MARGIN = 3600.0
 """Seconds a budget period's counter outlives the period (a late spend, a clock a little behind)."""
@@ -157,8 +158,6 @@ or ``ADD`` (put them back, after an outage), the slots."""
 class SharedLimiter:
     """A :class:`~spillgate.limits.store.LimitStore` whose limits hold fleet-wide. ``local`` (made
     here when not given) must read the link's wall clock: both pick the budget period."""
-
-    shared = True
 
     def __init__(self, link: RedisLink, slot_ttl: float, local: KeyLimiter | None = None) -> None:
         self.link = link
@@ -313,10 +312,9 @@ class SharedLimiter:
 
     def __call__(self, event: Event) -> None:
         """Event observer: a finished request's tokens count against its key."""
-        if isinstance(event, RequestFinished) and event.client_key is not None:
-            tokens = (event.input_tokens or 0) + (event.output_tokens or 0)
-            if tokens:
-                self.spend(event.client_key, tokens)
+        spent = tokens_spent(event)
+        if spent is not None:
+            self.spend(*spent)
 
     # -- budgets reconciled with the usage store ------------------------------------------------
 

@@ -169,9 +169,13 @@ class RedisLink:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._schedule_flush)
 
+    def message(self, kind: str, body: dict[str, Any] | None = None) -> bytes:
+        """A message of type ``kind`` from this instance, as the channel carries it."""
+        return orjson.dumps({"t": kind, "i": self.instance, **(body or {})})
+
     def publish(self, kind: str, body: dict[str, Any], pipe: Pipeline | None = None) -> None:
         """Tell every other instance (``kind`` picks their handler)."""
-        message = orjson.dumps({"t": kind, "i": self.instance, **body})
+        message = self.message(kind, body)
         if pipe is not None:
             pipe.publish(self.channel, message)
         else:

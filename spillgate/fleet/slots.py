@@ -48,8 +48,6 @@ _RESTORE = _RENEW.replace("'XX', ", "")
 class SharedInflight:
     """An :class:`~spillgate.state.stores.InflightStore` with fleet-wide ``max_concurrency``."""
 
-    shared = True
-
     def __init__(self, link: RedisLink, slot_ttl: float) -> None:
         self.link = link
         self.slot_ttl = slot_ttl
@@ -63,7 +61,6 @@ class SharedInflight:
         self._renew = link.client.register_script(_RENEW)
         self._restore = link.client.register_script(_RESTORE)
         self._every = Every("spillgate-slot-renewal", self.slot_ttl / 3, self.renew)
-        self.refused = 0
         link.on_resync(self.resync)
 
     @property
@@ -108,7 +105,6 @@ class SharedInflight:
         granted, total = int(answer[0]), int(answer[1])
         if not granted:
             self._others[account] = max(0, total - mine)
-            self.refused += 1
             return False
         self._held.setdefault(account, []).append(slot)
         self._set_others(account, total - mine - 1)

@@ -94,9 +94,7 @@ async def announce_keys_changed(settings: SharedState) -> bool:
     link = RedisLink(settings)
     try:
         await asyncio.wait_for(ping(link.client), settings.timeout * 8)
-        import orjson
-
-        await link.client.publish(link.channel, orjson.dumps({"t": "keys", "i": link.instance}))
+        await link.client.publish(link.channel, link.message("keys"))
         return True
     except Exception:
         return False

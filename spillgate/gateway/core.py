@@ -258,10 +258,7 @@ class Gateway:
             client_key=client_key.name if client_key else None,
             started=self.runtime.clock(),
         )
-        if client_key is None:
-            await self.dispatcher.serve(exchange)
-            return
-        if client_key.limits.unlimited:
+        if client_key is None or client_key.limits.unlimited:
             await self.dispatcher.serve(exchange)
             return
         refusal = await self.limiter.check(client_key, parsed.model, alias.name)

@@ -71,6 +71,15 @@ class _State:
         self.limits = limits
 
 
+def tokens_spent(event: Event) -> tuple[str, int] | None:
+    """``(key name, tokens)`` a finished request takes from its client key's limits, if any."""
+    if isinstance(event, RequestFinished) and event.client_key is not None:
+        tokens = (event.input_tokens or 0) + (event.output_tokens or 0)
+        if tokens:
+            return event.client_key, tokens
+    return None
+
+
 def _seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
 
@@ -227,10 +236,9 @@ class KeyLimiter:
 
     def __call__(self, event: Event) -> None:
         """Event observer: a finished request's tokens count against its key."""
-        if isinstance(event, RequestFinished) and event.client_key is not None:
-            tokens = (event.input_tokens or 0) + (event.output_tokens or 0)
-            if tokens:
-                self.spend(event.client_key, tokens)
+        spent = tokens_spent(event)
+        if spent is not None:
+            self.spend(*spent)
 
     # -- budgets shared through the usage store --------------------------------------------------
 
