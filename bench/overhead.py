@@ -9,6 +9,10 @@ directly against the fake and through the gateway:
 * streaming time to first content token p50 / p99 at concurrency 32 (bench/sse.py);
 * the gateway's peak RSS.
 
+With ``--observability`` it adds a bare gateway (metrics off, no usage store) and compares it with
+the observed one (metrics, SQLite usage recording), and the observed one with pricing on against
+the same with ``pricing: off`` (bench/pricing.py).
+
 With ``--translation`` it measures instead what translation costs: a Responses and a Messages
 client served by a chat-only upstream against the native route of the same client API, through
 the same gateway, in alternating rounds (bench/translation.py).
@@ -57,8 +61,22 @@ from bench.harness import (
     venv_python,
     wait_ready,
 )
+from bench.pricing import (
+    PRICED,
+    PRICED_UPSTREAM_MODEL,
+    PRICING_TOLERANCE,
+    UNPRICED,
+    PricingCost,
+    costed_problems,
+    costed_requests,
+    pricing_cost,
+    render_pricing,
+    side_order,
+)
 from bench.report import (
     OBSERVABILITY_TOLERANCE,
+    Cost,
+    Row,
     build_rows,
     cpu_model,
     noise_warnings,
@@ -84,19 +102,27 @@ MAX_ROUNDS = 50
 
 
 def gateway_config(
-    gateway_port: int, fake_port: int, usage_dsn: str | None = None, metrics: bool = True
+    gateway_port: int,
+    fake_port: int,
+    usage_dsn: str | None = None,
+    metrics: bool = True,
+    upstream_model: str = UPSTREAM_MODEL,
+    pricing: bool | None = None,
 ) -> str:
+    """The gateway's config; ``pricing``: ``None`` leaves the section out (on, the default), ``True``
+    writes ``pricing:`` with nothing (on: genai-prices), ``False`` ``pricing: off``."""
     key_hash = "sha256:" + hashlib.sha256(CLIENT_KEY.encode()).hexdigest()
     usage = f"usage: {{dsn: '{usage_dsn}'}}\n" if usage_dsn else ""
     usage += "" if metrics else "metrics: off\n"
+    usage += "" if pricing is None else ("pricing:\n" if pricing else "pricing: off\n")
     return (
         f"listen: {HOST}:{gateway_port}\n" + usage + f'client_keys: [{{name: bench, hash: "{key_hash}"}}]\n'
         "providers:\n"
         f'  fake: {{protocol: openai, base_url: "http://{HOST}:{fake_port}/v1"}}\n'
         f'  fake-anthropic: {{protocol: anthropic, base_url: "http://{HOST}:{fake_port}"}}\n'
         "models:\n"
-        f"  {GATEWAY_MODEL}: {{routes: [{{provider: fake, model: {UPSTREAM_MODEL}}}, "
-        f"{{provider: fake-anthropic, model: {UPSTREAM_MODEL}}}]}}\n"
+        f"  {GATEWAY_MODEL}: {{routes: [{{provider: fake, model: {upstream_model}}}, "
+        f"{{provider: fake-anthropic, model: {upstream_model}}}]}}\n"
     )
 
 
@@ -142,22 +168,27 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     if pin.load:
         os.sched_setaffinity(0, {LOAD_CORE})  # this process runs the streaming client
     python = venv_python()
-    fake_port, gateway_port, observed_port = free_ports(3)
+    fake_port, gateway_port, observed_port, unpriced_port = free_ports(4)
     config = work_dir / "gateway.yaml"
+    # --observability: a model genai-prices knows, so the priced gateway costs every request.
+    upstream = PRICED_UPSTREAM_MODEL if args.observability else UPSTREAM_MODEL
     if args.observability:
-        # "gateway": metrics off, no usage store; "observed": metrics on, SQLite usage recording on.
-        config.write_text(gateway_config(gateway_port, fake_port, metrics=False))
-        (work_dir / "observed.yaml").write_text(
-            gateway_config(observed_port, fake_port, f"sqlite:{work_dir / 'usage.db'}")
-        )
+        # "gateway": metrics off, no usage store; "observed": metrics on, SQLite usage recording on,
+        # pricing on; "unpriced": the same with pricing: off.
+        config.write_text(gateway_config(gateway_port, fake_port, metrics=False, upstream_model=upstream))
+        for name, port, priced in ((PRICED, observed_port, True), (UNPRICED, unpriced_port, False)):
+            dsn = f"sqlite:{work_dir / f'{name}-usage.db'}"
+            text = gateway_config(port, fake_port, dsn, upstream_model=upstream, pricing=priced)
+            (work_dir / f"{name}.yaml").write_text(text)
     else:
         usage_dsn = f"sqlite:{work_dir / 'usage.db'}" if args.usage else None
         config.write_text(gateway_config(gateway_port, fake_port, usage_dsn))
     auth = (("Authorization", f"Bearer {CLIENT_KEY}"),)
-    direct = Target("direct", fake_port, UPSTREAM_MODEL, ())
+    direct = Target("direct", fake_port, upstream, ())
     gateway = Target("gateway", gateway_port, GATEWAY_MODEL, auth)
-    observed = Target("observed", observed_port, GATEWAY_MODEL, auth)
-    sides = [direct, gateway, observed] if args.observability else [direct, gateway]
+    observed = Target(PRICED, observed_port, GATEWAY_MODEL, auth)
+    unpriced = Target(UNPRICED, unpriced_port, GATEWAY_MODEL, auth)
+    sides = [direct, gateway, observed, unpriced] if args.observability else [direct, gateway]
 
     children: list[Child] = []
     with running(children):
@@ -167,16 +198,17 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         children.append(start_child("gateway", gw_argv, work_dir / "gateway.log"))
         fake_child, gw_child = children
         if args.observability:
-            obs_argv = [
-                *pin.gateway,
-                python,
-                "-m",
-                "spillgate",
-                "serve",
-                "--config",
-                str(work_dir / "observed.yaml"),
-            ]
-            children.append(start_child("observed gateway", obs_argv, work_dir / "observed.log"))
+            for name in (PRICED, UNPRICED):
+                obs_argv = [
+                    *pin.gateway,
+                    python,
+                    "-m",
+                    "spillgate",
+                    "serve",
+                    "--config",
+                    str(work_dir / f"{name}.yaml"),
+                ]
+                children.append(start_child(f"{name} gateway", obs_argv, work_dir / f"{name}.log"))
 
         def fake_ready() -> bool:
             return http_call(fake_port, "POST", CHAT_PATH, direct.body(False))[0] == 200
@@ -198,19 +230,26 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         )
 
         rounds: list[dict[str, dict[str, LoadResult]]] = []
+        orders: list[list[str]] = []
         for n in range(args.rounds):
             tag = f" (round {n + 1}/{args.rounds})" if args.rounds > 1 else ""
+            if args.observability:  # pricing on and off one right after the other, flipped every round
+                by_name = {t.name: t for t in sides}
+                round_sides = [direct, gateway, *(by_name[name] for name in side_order(n))]
+            else:
+                round_sides = sides
+            orders.append([t.name for t in round_sides])
             results: dict[str, dict[str, LoadResult]] = {
                 "latency_c1": {},
                 "throughput_c64": {},
                 "stream_ttft_c32": {},
             }
-            for t in sides:
+            for t in round_sides:
                 say(f"latency, concurrency 1, {t.name}{tag} ...")
                 results["latency_c1"][t.name] = measure_wrk(
                     pin, t, 1, args.duration, args.warmup, work_dir, f"latency-{t.name}"
                 )
-            for t in sides:
+            for t in round_sides:
                 say(f"throughput, concurrency {THROUGHPUT_CONCURRENCY}, {t.name}{tag} ...")
                 results["throughput_c64"][t.name] = measure_wrk(
                     pin,
@@ -221,7 +260,7 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
                     work_dir,
                     f"throughput-{t.name}",
                 )
-            for t in sides:
+            for t in round_sides:
                 say(f"streaming first token, concurrency {STREAM_CONCURRENCY}, {t.name}{tag} ...")
                 results["stream_ttft_c32"][t.name] = measure_stream(
                     t, STREAM_CONCURRENCY, args.duration, args.warmup
@@ -247,6 +286,13 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         if r.error_count
     ]
     comparison = observability_cost(rounds) if args.observability else []
+    priced_cost = pricing_cost(rounds) if args.observability else []
+    costed = {
+        name: costed_requests(work_dir / f"{name}-usage.db")
+        for name in ((PRICED, UNPRICED) if args.observability else ())
+    }
+    if args.observability:
+        failures += [f"pricing: {p}" for p in costed_problems(costed[PRICED], costed[UNPRICED])]
     print()
     print("Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items() if k != "python_executable"))
     warm = f"a {wrk_seconds(args.warmup)} s / {args.warmup:g} s warm-up" if args.warmup > 0 else "no warm-up"
@@ -261,6 +307,15 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     if comparison:
         print()
         print(render_comparison(comparison, args.rounds))
+    if priced_cost:
+        print()
+        print(
+            f"Pricing on ('{PRICED}': pricing: with nothing, genai-prices; upstream model {upstream}) "
+            f"against '{UNPRICED}' (pricing: off), both with metrics and usage recording:"
+        )
+        print(render_pricing(priced_cost, args.rounds))
+        for name, c in costed.items():
+            print(f"  {name}: {'no usage store (or no cost column)' if c is None else c.text()}")
     print()
     for metric, by_side in results.items():
         for name, r in by_side.items():
@@ -278,7 +333,9 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         print("\nFLAGGED - measurements with request errors (figures above are not trustworthy):")
         for failure in failures:
             print(f"  {failure}")
-    targets = [r for r in rows if r.passed is not None] + [c for c in comparison if c.passed is not None]
+    targets: list[Row | Cost | PricingCost] = [r for r in rows if r.passed is not None]
+    targets += [c for c in comparison if c.passed is not None]
+    targets += [c for c in priced_cost if c.passed is not None]
     print(f"\nTargets met: {sum(bool(r.passed) for r in targets)}/{len(targets)}")
 
     if args.json:
@@ -299,6 +356,10 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
             },
             "runs": {m: {side: r.as_json() for side, r in by_side.items()} for m, by_side in results.items()},
             "observability_cost": [c.as_json() for c in comparison],
+            "pricing_cost": [c.as_json() for c in priced_cost],
+            "pricing_costed": {name: None if c is None else c.as_json() for name, c in costed.items()},
+            "upstream_model": upstream,
+            "order": orders,
             "gateway_pids": gw_pids,
             "fake_upstream_peak_rss_mib": round(fake_hwm, 1),
             "warnings": warnings,
@@ -339,7 +400,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="compare, in the same run, a bare gateway (metrics off, no usage store) with one that has "
         "metrics and SQLite usage recording on; target: added latency within "
-        f"{OBSERVABILITY_TOLERANCE * 100:.0f}%% of the bare gateway's",
+        f"{OBSERVABILITY_TOLERANCE * 100:.0f}%% of the bare gateway's. And that gateway with pricing on "
+        f"against pricing: off, alternating; target: added latency within {PRICING_TOLERANCE * 100:.0f}%%",
     )
     parser.add_argument(
         "--translation",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 import time
 from typing import TYPE_CHECKING
 
 from spillgate.config.schema import KeyLimits
+from spillgate.limits.limiter import usd_text
 
 if TYPE_CHECKING:
     from spillgate.store.keys import KeyRegistry, StoredKey
@@ -34,7 +36,15 @@ def add_store_commands(keys_sub: argparse._SubParsersAction[argparse.ArgumentPar
     create.add_argument("--tpm", type=_positive, help="tokens (input + output) per minute")
     create.add_argument("--max-concurrent", type=_positive, help="requests in flight at once")
     create.add_argument("--token-budget", type=_positive, help="tokens (input + output) per budget period")
-    create.add_argument("--budget-period", choices=["day", "month", "total"], default="month")
+    create.add_argument(
+        "--spend-budget", type=_positive_usd, help="USD per budget period (what the requests cost)"
+    )
+    create.add_argument(
+        "--budget-period",
+        choices=["day", "month", "total"],
+        default="month",
+        help="the period of --token-budget and --spend-budget (UTC; total: never resets)",
+    )
     where(create)
     listing = keys_sub.add_parser("list", help="the stored client keys (names, prefixes, limits, status)")
     where(listing)
@@ -50,6 +60,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_usd(text: str) -> float:
+    try:
+        value = float(text.strip().removeprefix("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive amount in USD, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive amount in USD, got {text!r}")
     return value
 
 
@@ -140,6 +160,7 @@ async def _create(registry: KeyRegistry, args: argparse.Namespace) -> int:
         tpm=args.tpm,
         max_concurrent=args.max_concurrent,
         token_budget=args.token_budget,
+        spend_budget=args.spend_budget,
         budget_period=args.budget_period,
     )
     key = new_key()
@@ -184,6 +205,9 @@ def describe_limits(limits: KeyLimits) -> str:
         parts.append(f"{limits.tpm} tokens/min")
     if limits.max_concurrent:
         parts.append(f"{limits.max_concurrent} concurrent")
+    per = "in total" if limits.budget_period == "total" else f"per {limits.budget_period}"
     if limits.token_budget:
-        parts.append(f"{limits.token_budget} tokens per {limits.budget_period}")
+        parts.append(f"{limits.token_budget} tokens {per}")
+    if limits.spend_budget:
+        parts.append(f"{usd_text(limits.spend_budget)} {per}")
     return ", ".join(parts) or "none"

@@ -172,6 +172,20 @@ def require_ratio(value: object, path: str) -> float:
     return require_float(value, path, minimum=0, maximum=1)
 
 
+def require_usd(value: object, path: str) -> float:
+    """A positive amount of money in USD (a number: ``50``, ``12.5``)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(
+            f"{path}: expected a positive amount in USD (a number such as 50), got {value!r}"
+        )
+    return float(value)
+
+
 def require_choice(value: object, path: str, choices: Sequence[_T]) -> _T:
     """One of ``choices``: ``expected 'day', 'month' or 'total', got 'week'``."""
     for choice in choices:
@@ -263,7 +277,7 @@ def require_size(value: object, path: str, *, zero: bool = False) -> int:
 
 # -- keys described by dataclass fields ---------------------------------------------------------
 
-Unit = Literal["duration", "size", "ratio", "number", "switch"]
+Unit = Literal["duration", "size", "ratio", "number", "switch", "usd"]
 
 METADATA = "spillgate.key"
 """The ``field(metadata=...)`` entry that holds a field's :class:`Key`."""

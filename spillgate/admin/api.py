@@ -55,6 +55,7 @@ ENDPOINTS = (
     "GET /admin/requests/{x-spillgate-request-id}",
     "GET /admin/keys",
     "GET /admin/timeline?window=15m",
+    "GET /admin/loops?limit=",
     "GET /dashboard",
 )
 
@@ -93,6 +94,7 @@ class AdminApi:
             "/admin/usage": self._usage,
             "/admin/failures": self._failures,
             "/admin/timeline": self._timeline,
+            "/admin/loops": self._loops,
             "/admin/keys": self._keys,
         }
 
@@ -252,7 +254,12 @@ class AdminApi:
                         "tpm": limits.tpm,
                         "max_concurrent": limits.max_concurrent,
                         "token_budget": limits.token_budget,
-                        "budget_period": limits.budget_period if limits.token_budget else None,
+                        "spend_budget": limits.spend_budget,
+                        "budget_period": (
+                            limits.budget_period
+                            if limits.token_budget is not None or limits.spend_budget is not None
+                            else None
+                        ),
                     },
                     "live": live.get(key.name),
                     "refused": refused.get(key.name, {}),
@@ -353,6 +360,9 @@ class AdminApi:
             "until": until,
             "requests": sum(r.requests for r in rows),
             "errors": sum(r.errors for r in rows),
+            "cost_usd": sum(r.cost_usd for r in rows),
+            "wasted_usd": sum(r.wasted_usd for r in rows),
+            "unpriced": sum(r.unpriced for r in rows),
             "rows": rows[:count],
         }
 
@@ -387,7 +397,25 @@ class AdminApi:
         fleet = self.host.gateway.runtime.fleet
         if fleet is not None and fleet.metrics is not None:  # one of several workers: all of them
             timeline = timeline.with_others(await fleet.metrics.others("timeline"))
-        return {"window_seconds": window, **_fields(timeline.view(window))}
+        pricing = self.host.gateway.settings.pricing.enabled
+        return {"window_seconds": window, "pricing": pricing, **_fields(timeline.view(window))}
+
+    async def _loops(self, request: Request) -> object:
+        """Sessions looping now (failing, or repeating one body) and what each spent in the window,
+        the costliest first. With a shared state store the detector sees every instance's requests."""
+        count = limit(query_params(request.query).get("limit"), 20, 200)
+        gw = self.host.gateway
+        loops = gw.loops
+        reports = sorted(loops.looping(), key=lambda r: (-r.cost_usd, -r.count, r.session))
+        return {
+            "watching": gw.settings.metrics,
+            "window_seconds": loops.window,
+            "threshold": loops.threshold,
+            "sessions_looping": len(reports),
+            "cost_usd": sum(r.cost_usd for r in reports),
+            "unpriced": sum(r.unpriced for r in reports),
+            "sessions": [_fields(r) for r in reports[:count]],
+        }
 
 
 def _no_params(read: Read) -> Callable[[Request, Params], Awaitable[object]]:

@@ -9,7 +9,8 @@ without a default. A field's type says how its value is read:
 ``int``                     an integer, at least ``minimum`` (1 unless given); ``unit="size"``:
                             ``32MiB``, ``64kb`` or bytes (at least 1 KiB, 0 with ``zero``)
 ``float``                   a duration (``5s``, ``250ms``; positive, 0 with ``zero``);
-                            ``unit="ratio"``: 0 to 1, ``unit="number"``: any finite number
+                            ``unit="ratio"``: 0 to 1, ``unit="number"``: any finite number,
+                            ``unit="usd"``: a positive amount of money
 ``str``                     a non-empty string
 ``Literal[...]``            one of its values
 ``frozenset[str]`` / tuple  a list of non-empty strings
@@ -50,6 +51,7 @@ from spillgate.validation import (
     require_size,
     require_str,
     require_switch,
+    require_usd,
     required_keys,
     yaml_name,
 )
@@ -172,6 +174,8 @@ def _scalar(hint: Any, spec: Key) -> Callable[[object, str], Any] | None:
         return require_ratio
     if hint is float and spec.unit == "number":
         return require_float
+    if hint is float and spec.unit == "usd":
+        return require_usd
     if hint is float:
         return functools.partial(require_duration, zero=spec.zero)
     if hint is str:

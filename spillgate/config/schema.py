@@ -180,6 +180,9 @@ class KeyLimits:
     """Requests in flight at once."""
     token_budget: int | None = None
     """Tokens (input + output) per ``budget_period``."""
+    spend_budget: float | None = field(default=None, metadata=key(unit="usd"))
+    """USD per ``budget_period``: what the key's requests cost, every attempt included (prices from
+    ``pricing``; an attempt whose price is unknown counts 0)."""
     budget_period: BudgetPeriod = "month"
     """``day`` and ``month`` are UTC calendar periods; ``total`` never resets."""
 
@@ -191,6 +194,7 @@ class KeyLimits:
             and self.tpm is None
             and self.max_concurrent is None
             and self.token_budget is None
+            and self.spend_budget is None
         )
 
 

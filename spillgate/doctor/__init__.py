@@ -5,6 +5,7 @@
 - :mod:`.probe`: send one minimal request, capture and classify what came back;
 - :mod:`.plan`: which probe comes next, given the results so far (pure, bounded);
 - :mod:`.diagnose`: probe results -> a :class:`Diagnosis` with evidence and advice (pure);
+- :mod:`.cost`: what the probes cost, from each answer's reported usage (pure);
 - :mod:`.runner`: run the plan with a progress callback;
 - :mod:`.report`: render the diagnosis as text or JSON;
 - :mod:`.command`: the ``doctor`` subcommand.

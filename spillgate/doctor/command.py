@@ -12,12 +12,15 @@ import math
 import os
 import sys
 from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spillgate.config.loader import ConfigError, load_settings
-from spillgate.config.schema import Secret
+from spillgate.config.schema import Pricing, Secret
 from spillgate.doctor.target import (
     DEFAULT_TIMEOUT,
+    MAX_OUTPUT_TOKENS,
+    MAX_PROBES,
     PROTOCOL_CHOICES,
     AliasTarget,
     ProtocolChoice,
@@ -36,11 +39,18 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
-_DESCRIPTION = """\
+_DESCRIPTION = f"""\
 Send a few minimal requests and say what is wrong: auth, quota, rate limit, one model at
 capacity, the whole provider overloaded, a proxy in between, the network. Works against
 Spillgate and against any OpenAI- or Anthropic-compatible endpoint; with --alias it probes
-every route of a configured model straight against its provider."""
+every route of a configured model straight against its provider.
+
+What it sends: at most {MAX_PROBES} requests in a run (GET /v1/models among them, which costs
+nothing), each completion one short user message asking for at most {MAX_OUTPUT_TOKENS} output
+tokens. It says what they cost, per probe and in total, from the usage each answer reported:
+prices from the genai-prices data, or with --alias from the config's pricing: (its overrides;
+pricing: off says nothing of costs); "cost unknown" where the model's price is not known or
+the answer reported no usage."""
 
 _EPILOG = """\
 examples:
@@ -105,16 +115,25 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     """Run ``spillgate doctor`` with parsed arguments; returns the exit code."""
     from spillgate.doctor.report import StderrProgress, render_json, render_text
     from spillgate.doctor.runner import run_doctor
+    from spillgate.pricing.book import PriceBook
 
     environ = os.environ if env is None else env
     try:
-        target, classifier = build_target(args, environ)
+        setup = build_target(args, environ)
     except (UsageError, ConfigError) as exc:
         kind = "config error" if isinstance(exc, ConfigError) else "doctor"
         print(f"spillgate: {kind}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     progress = None if args.quiet else StderrProgress(sys.stderr)
-    report = _run_loop(run_doctor(target, timeout=args.timeout, classifier=classifier, progress=progress))
+    report = _run_loop(
+        run_doctor(
+            setup.target,
+            timeout=args.timeout,
+            classifier=setup.classifier,
+            progress=progress,
+            prices=PriceBook(setup.pricing),
+        )
+    )
     if progress is not None:
         sys.stderr.write("\n")
     sys.stdout.write(render_json(report) if args.json else render_text(report))
@@ -122,10 +141,19 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     return report.exit_code
 
 
-def build_target(
-    args: argparse.Namespace, env: Mapping[str, str]
-) -> tuple[UrlTarget | AliasTarget, Classifier]:
-    """The target and the classifier (an alias's config brings its operator rules) from the arguments."""
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What a run needs besides its options: what to probe, how to read failures, what tokens cost."""
+
+    target: UrlTarget | AliasTarget
+    classifier: Classifier
+    """An alias's config brings its operator rules (``error_rules``)."""
+    pricing: Pricing
+    """An alias's config's ``pricing:``; for a base URL the defaults (``genai-prices`` data)."""
+
+
+def build_target(args: argparse.Namespace, env: Mapping[str, str]) -> Setup:
+    """The target, the classifier and the pricing from the arguments."""
     protocol: ProtocolChoice = args.protocol
     if args.alias is not None:
         for flag, value in (
@@ -156,7 +184,7 @@ def build_target(
             classifier = Classifier(settings.error_rules)
         except ValueError as exc:
             raise ConfigError(f"error_rules: {exc}") from None
-        return target, classifier
+        return Setup(target, classifier, settings.pricing)
     if args.base_url is None:
         raise UsageError(
             "say what to examine: --base-url URL --model MODEL [--api-key-env VAR], or --alias NAME"
@@ -167,16 +195,14 @@ def build_target(
         root = root_url(args.base_url)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return (
-        UrlTarget(
-            root=root,
-            model=args.model,
-            apis=candidate_apis(protocol, args.model, root),
-            key=_key(args, env),
-            compare=tuple(args.compare),
-        ),
-        Classifier(),
+    url = UrlTarget(
+        root=root,
+        model=args.model,
+        apis=candidate_apis(protocol, args.model, root),
+        key=_key(args, env),
+        compare=tuple(args.compare),
     )
+    return Setup(url, Classifier(), Pricing())
 
 
 def _run_loop(coro: Coroutine[Any, Any, DoctorReport]) -> DoctorReport:

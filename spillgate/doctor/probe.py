@@ -4,6 +4,11 @@ The request goes through the gateway's own pieces: its pooled HTTP client, its u
 (credential, ``anthropic-version``, provider headers), its SSE tracker (a stream counts as
 answering at its first content event, as the gateway's commit point does), the error-field
 extractor, the ``Retry-After`` / reset-header reader and the one classifier.
+
+Every request is minimal: one short user message and at most
+:data:`~spillgate.doctor.target.MAX_OUTPUT_TOKENS` output tokens. An answer's reported usage is kept
+(what the probe cost: :mod:`spillgate.doctor.cost`); a stream that answered is read on for a moment
+for the usage it reports at its end.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Sequence
 import orjson
 
 from spillgate import __version__
+from spillgate.doctor.target import MAX_OUTPUT_TOKENS
 from spillgate.doctor.types import BodyKind, Probe, ProbeResult, Role
 from spillgate.gateway.call import transport_signal
 from spillgate.gateway.forward import upstream_headers
@@ -22,14 +28,16 @@ from spillgate.http.client import FailureKind, HttpClient, UpstreamFailure, Upst
 from spillgate.protocols.apis import Api
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.sse import SseSplitter
+from spillgate.protocols.usage import from_usage_object
 from spillgate.resilience.backoff import retry_after
 from spillgate.resilience.classify import Classifier
 from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import ErrorClass, Phase, Signal, Transport
 
 PROMPT = "Reply with the single word OK."
-MAX_OUTPUT_TOKENS = 16
-"""Small, but at the Responses API's minimum."""
+USAGE_WAIT = 2.0
+"""Seconds a stream that answered is read on for the usage it reports at its end (a probe's answer
+is a few tokens: it has usually ended by then); what has not come by then is not waited for."""
 CONNECT_TIMEOUT = 10.0
 """Connecting never waits longer than this (or the probe's timeout, when shorter)."""
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -208,7 +216,8 @@ async def _read_stream(
         blob = splitter.feed(chunk)
         if not blob:
             continue
-        for raw in split_events(blob):
+        events = split_events(blob)
+        for index, raw in enumerate(events):
             event = parse_event(raw)
             kind = tracker.observe(event)
             if kind is Kind.ERROR:
@@ -221,6 +230,9 @@ async def _read_stream(
                 )
             if kind in (Kind.CONTENT, Kind.TERMINAL):
                 elapsed = time.perf_counter() - clock
+                if kind is Kind.CONTENT and not _ended(tracker, events[index + 1 :]):
+                    until = min(deadline, time.perf_counter() + USAGE_WAIT)
+                    await _read_tail(tracker, splitter, response, until)
                 return ProbeResult(
                     probe,
                     response.status,
@@ -228,7 +240,30 @@ async def _read_stream(
                     body_kind=BodyKind.SSE,
                     headers=kept,
                     first_content=elapsed,
+                    usage=tracker.usage,
                 )
+
+
+def _ended(tracker: StreamTracker, events: Sequence[bytes]) -> bool:
+    """Observe ``events`` (the rest of a blob); whether the stream ended in them (normally or not)."""
+    return any(tracker.observe(parse_event(raw)) in (Kind.TERMINAL, Kind.ERROR) for raw in events)
+
+
+async def _read_tail(
+    tracker: StreamTracker, splitter: SseSplitter, response: UpstreamResponse, until: float
+) -> None:
+    """The rest of a stream that answered, for the usage it reports at its end: until its end, a
+    failure (the verdict is in already) or ``until``."""
+    try:
+        while (remaining := until - time.perf_counter()) > 0:
+            chunk = await response.next_chunk(remaining)
+            if chunk is None:
+                return
+            blob = splitter.feed(chunk)
+            if blob and _ended(tracker, split_events(blob)):
+                return
+    except UpstreamFailure:
+        return
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -257,8 +292,12 @@ def _answer(
     parsed: object = orjson.loads(body)
     if isinstance(parsed, dict) and parsed.get("error") not in (None, "", {}):
         return _http_failure(probe, response, body, kept, clock, classifier)
-    models = listed_models(body) if probe.role is Role.LIST else ()
-    return ProbeResult(probe, response.status, latency, body_kind=kind, headers=kept, models=models)
+    if probe.role is Role.LIST:
+        return ProbeResult(
+            probe, response.status, latency, body_kind=kind, headers=kept, models=listed_models(body)
+        )
+    usage = from_usage_object(probe.api, parsed.get("usage")) if isinstance(parsed, dict) else None
+    return ProbeResult(probe, response.status, latency, body_kind=kind, headers=kept, usage=usage)
 
 
 def _http_failure(

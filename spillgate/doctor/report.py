@@ -1,4 +1,5 @@
-"""Show a run: progress lines on stderr as probes go, the diagnosis as text or JSON on stdout."""
+"""Show a run: progress lines on stderr as probes go, the diagnosis (and what the probes cost) as
+text or JSON on stdout."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import TextIO
 import orjson
 
 from spillgate.config.durations import format_wait
+from spillgate.doctor.cost import ProbeCost, ProbeCosts, cost_text, total_text
 from spillgate.doctor.diagnose import category_of
 from spillgate.doctor.runner import DoctorReport
 from spillgate.doctor.types import BodyKind, Probe, ProbeResult
+from spillgate.protocols.usage import Usage
 from spillgate.textutil import plural
 
 
@@ -54,9 +57,26 @@ def render_text(report: DoctorReport) -> str:
     if report.skipped:
         lines += ["", "Not probed:"]
         lines += [f"  - {line}" for line in report.skipped]
+    if report.costs is not None:
+        lines += ["", "What the probes cost:"]
+        lines += [f"  - {line}" for line in cost_lines(report)]
     lines += ["", "What to do next:"]
     lines += [f"  {i}. {line}" for i, line in enumerate(d.advice, 1)]
     return "\n".join(lines) + "\n"
+
+
+def cost_lines(report: DoctorReport) -> list[str]:
+    """One line per billed probe (``[1] POST … : $0.0000036 (16 in + 2 out tokens, genai-prices)``)
+    and the total; nothing when the probes were not costed."""
+    costs = report.costs
+    if costs is None:
+        return []
+    lines = [
+        f"[{number}] {result.probe.describe()}: {cost_text(cost)}"
+        for number, (result, cost) in enumerate(zip(report.results, costs.each, strict=True), 1)
+        if cost is not None
+    ]
+    return [*lines, f"total: {total_text(costs)}"]
 
 
 def render_json(report: DoctorReport) -> str:
@@ -73,12 +93,46 @@ def render_json(report: DoctorReport) -> str:
         "answered": list(d.answered),
         "via_spillgate": d.via_spillgate,
         "skipped": list(report.skipped),
-        "probes": [_probe_json(r) for r in report.results],
+        "probes": [_probe_json(r, _cost_at(report, n)) for n, r in enumerate(report.results)],
+        "cost": _total_json(report.costs),
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
-def _probe_json(r: ProbeResult) -> dict[str, object]:
+def _cost_at(report: DoctorReport, index: int) -> ProbeCost | None:
+    return report.costs.each[index] if report.costs is not None else None
+
+
+def _total_json(costs: ProbeCosts | None) -> dict[str, object] | None:
+    if costs is None:
+        return None
+    return {"total_usd": costs.total_usd, "billed": costs.billed, "unknown": costs.unknown}
+
+
+def _usage_json(usage: Usage | None) -> dict[str, object] | None:
+    if usage is None:
+        return None
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+    }
+
+
+def _cost_json(cost: ProbeCost | None) -> dict[str, object] | None:
+    if cost is None:
+        return None
+    t = cost.tokens
+    tokens = (
+        None
+        if t is None
+        else {"input": t.input, "output": t.output, "cache_read": t.cache_read, "cache_write": t.cache_write}
+    )
+    return {"usd": cost.usd, "source": cost.source, "tokens": tokens}
+
+
+def _probe_json(r: ProbeResult, cost: ProbeCost | None) -> dict[str, object]:
     p = r.probe
     return {
         "role": p.role.value,
@@ -107,4 +161,6 @@ def _probe_json(r: ProbeResult) -> dict[str, object]:
         "first_content_ms": round(r.first_content * 1000, 1) if r.first_content is not None else None,
         "headers": dict(r.headers),
         "models": list(r.models),
+        "usage": _usage_json(r.usage),
+        "cost": _cost_json(cost),
     }

@@ -1,4 +1,5 @@
-"""Run the plan: send each probe in turn, tell the progress display, diagnose the results."""
+"""Run the plan: send each probe in turn, tell the progress display, diagnose the results and say
+what the probes cost."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
+from spillgate.doctor.cost import ProbeCosts, probe_costs
 from spillgate.doctor.diagnose import Diagnosis, diagnose
 from spillgate.doctor.plan import alias_steps, next_steps
 from spillgate.doctor.probe import send
@@ -13,6 +15,7 @@ from spillgate.doctor.target import DEFAULT_TIMEOUT, MAX_PROBES, AliasTarget, Ur
 from spillgate.doctor.types import Probe, ProbeResult
 from spillgate.http.client import HttpClient
 from spillgate.http.egress import tls_context
+from spillgate.pricing.book import PriceBook
 from spillgate.resilience.classify import Classifier
 
 
@@ -49,6 +52,8 @@ class DoctorReport:
     diagnosis: Diagnosis
     skipped: tuple[str, ...] = ()
     """Routes not probed, and why."""
+    costs: ProbeCosts | None = None
+    """What the probes cost; ``None`` when no prices were given or pricing is off."""
 
     @property
     def exit_code(self) -> int:
@@ -71,8 +76,10 @@ async def run_doctor(
     timeout: float = DEFAULT_TIMEOUT,
     classifier: Classifier | None = None,
     progress: Progress | None = None,
+    prices: PriceBook | None = None,
 ) -> DoctorReport:
-    """Probe ``target`` (at most :data:`MAX_PROBES` requests, each within ``timeout``) and diagnose."""
+    """Probe ``target`` (at most :data:`MAX_PROBES` requests, each within ``timeout``), diagnose, and
+    cost the probes at ``prices`` (none: not costed)."""
     classifier = classifier if classifier is not None else Classifier()
     shown: Progress = progress if progress is not None else Silent()
     clients: dict[str, HttpClient] = {}
@@ -103,4 +110,5 @@ async def run_doctor(
             await client.close()
     alias = target.alias if isinstance(target, AliasTarget) else None
     skipped = target.skipped if isinstance(target, AliasTarget) else ()
-    return DoctorReport(describe_target(target), tuple(done), diagnose(done, alias=alias), skipped)
+    costs = probe_costs(done, prices) if prices is not None else None
+    return DoctorReport(describe_target(target), tuple(done), diagnose(done, alias=alias), skipped, costs)

@@ -21,6 +21,8 @@ PROTOCOL_CHOICES: tuple[ProtocolChoice, ...] = ("auto", *(api.adapter.cli_name f
 
 MAX_PROBES = 8
 """No run sends more requests than this, whatever the target."""
+MAX_OUTPUT_TOKENS = 16
+"""The output limit of every probe: small, but at the Responses API's minimum."""
 DEFAULT_TIMEOUT = 20.0
 """Seconds one probe may take, connecting and reading included."""
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from spillgate.doctor.target import Endpoint
 from spillgate.protocols.apis import Api
+from spillgate.protocols.usage import Usage
 from spillgate.resilience.types import ErrorClass, Transport
 
 
@@ -125,6 +126,9 @@ class ProbeResult:
     """A model listing's names."""
     first_content: float | None = None
     """A stream: seconds until its first content event."""
+    usage: Usage | None = None
+    """The token usage the answer reported (a stream's from the rest of it, read after its first
+    content for a moment); ``None`` when it reported none."""
 
     @property
     def ok(self) -> bool:

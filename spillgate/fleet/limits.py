@@ -1,9 +1,10 @@
-"""Client-key limits held across instances: requests and tokens per minute, concurrency and token
-budgets, with the same refusals as the in-memory :class:`~spillgate.limits.limiter.KeyLimiter`.
+"""Client-key limits held across instances: requests and tokens per minute, concurrency, token and
+spend budgets, with the same refusals as the in-memory :class:`~spillgate.limits.limiter.KeyLimiter`.
 
 :meth:`SharedLimiter.check` costs one round trip: one script on the key's Redis keys, all tagged
-``{ck:<key name>}`` (one Redis Cluster hash slot), checks in :class:`KeyLimiter`'s order (budget,
-concurrency, requests per minute, tokens per minute) and, when all pass, takes what admitting takes.
+``{ck:<key name>}`` (one Redis Cluster hash slot), checks in :class:`KeyLimiter`'s order (token
+budget, spend budget, concurrency, requests per minute, tokens per minute) and, when all pass, takes
+what admitting takes.
 The allow-list of models is checked here without Redis, and a key without limits (or with nothing
 but an allow-list) writes nothing. The keys, each with a TTL set by the script that writes it:
 
@@ -13,6 +14,14 @@ but an allow-list) writes nothing. The keys, each with a TTL set by the script t
   refreshed by every spend and by every reconciliation with the usage store (which keeps the
   durable count: a counter that expired or a store that restarted empty is set back from it
   within ``limits.key_refresh``);
+- ``<ns>:limits:{ck:NAME}:spend:<period>:<start>``: the money used in that period, in whole
+  nano-dollars (:func:`~spillgate.limits.limiter.nano_usd`), with the same lifetime and
+  reconciliation as the token counter. An integer and ``INCRBY``, not ``INCRBYFLOAT``: integer sums
+  are exact and the same whatever the order the instances' increments land in, the comparison with
+  the budget and the reconciliation's "keep the larger" are exact, and the in-memory limiter counts
+  in the same unit, so both decide alike at the budget's edge (a float counter drifts by rounding
+  and prints 17 digits). A 64-bit counter holds $9.2 billion; Lua compares exactly up to 2^53
+  nano-dollars ($9 million a period), past that to within a few nano-dollars;
 - ``<ns>:limits:{ck:NAME}:slots``: a sorted set of request slot → expiry on Redis's clock (as the
   accounts' slots): slots held by running requests are renewed every third of ``state.slot_ttl``,
   a dead instance's expire after it;
@@ -20,14 +29,15 @@ but an allow-list) writes nothing. The keys, each with a TTL set by the script t
   the TPM bucket may go into debt, and a request is admitted while it is not. A bucket lives until it
   would be full again plus a minute (a missing bucket is a full one).
 
-Tokens are taken when a request ends (:meth:`SharedLimiter.spend`): one pipelined script takes them
-from the TPM bucket and adds them to the budget counter, its expiry set in the same script (an
-increment never outlives its TTL). Releasing a slot is a pipelined ``ZREM``; neither waits.
+Tokens and cost are taken when a request ends (:meth:`SharedLimiter.spend`): one pipelined script
+takes the tokens from the TPM bucket and adds tokens and nano-dollars to the budget counters, their
+expiry set in the same script (an increment never outlives its TTL). Releasing a slot is a pipelined
+``ZREM``; neither waits.
 
 While the store is away (or slower than ``state.timeout``) a request is never failed: the local
 :class:`KeyLimiter` inside decides, with this instance's own counts (documented: during an outage
 each instance enforces the limits alone). It is kept warm: every shared admission and spend is
-recorded in it too, and the budget count it reads from the usage store is merged with the fleet's.
+recorded in it too, and the budget counts it reads from the usage store are merged with the fleet's.
 When the store is back, the slots of the requests still running here are put back in it.
 :meth:`SharedLimiter.usage` (the admin API) is that local view; refusals are counted per instance.
 """
@@ -37,11 +47,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from spillgate.config.schema import ClientKey
 from spillgate.fleet.link import Every, RedisLink, pipeline_script
 from spillgate.limits.limiter import (
+    NANO,
     KeyLimiter,
     KeyUsage,
     LimitName,
@@ -49,8 +61,11 @@ from spillgate.limits.limiter import (
     budget_refusal,
     concurrency_refusal,
     model_refusal,
+    nano_usd,
     rpm_refusal,
-    tokens_spent,
+    spend_limit,
+    spend_refusal,
+    spent,
     tpm_refusal,
 )
 from spillgate.limits.periods import period_bounds
@@ -81,25 +96,25 @@ _CHECK = (
     _BUCKET
     + """
 local budget, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local rpm, tpm = tonumber(ARGV[5]), tonumber(ARGV[6])
-local used = 0
-if budget > 0 then
-  used = tonumber(redis.call('GET', KEYS[1]) or '0')
-  if used >= budget then return {0, 'budget', '', used} end
-end
+local rpm, tpm, spend = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local used, spent = 0, '0'
+if budget > 0 then used = tonumber(redis.call('GET', KEYS[1]) or '0') end
+if spend > 0 then spent = redis.call('GET', KEYS[5]) or '0' end
+if budget > 0 and used >= budget then return {0, 'budget', '', used, spent} end
+if spend > 0 and tonumber(spent) >= spend then return {0, 'spend', '', used, spent} end
 if limit > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   local n = redis.call('ZCARD', KEYS[2])
-  if n >= limit then return {0, 'concurrency', tostring(n), used} end
+  if n >= limit then return {0, 'concurrency', tostring(n), used, spent} end
 end
 local requests
 if rpm > 0 then
   requests = level(KEYS[3], rpm, now)
-  if requests < 1 then return {0, 'rpm', tostring((1 - requests) * 60 / rpm), used} end
+  if requests < 1 then return {0, 'rpm', tostring((1 - requests) * 60 / rpm), used, spent} end
 end
 if tpm > 0 then
   local tokens = level(KEYS[4], tpm, now)
-  if tokens < 0 then return {0, 'tpm', tostring(-tokens * 60 / tpm), used} end
+  if tokens < 0 then return {0, 'tpm', tostring(-tokens * 60 / tpm), used, spent} end
 end
 if rpm > 0 then put(KEYS[3], requests - 1, rpm, now) end
 if limit > 0 then
@@ -107,37 +122,49 @@ if limit > 0 then
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ttl * 2)
 end
-return {1, '', '', used}
+return {1, '', '', used, spent}
 """
 )
-"""KEYS: budget, slots, rpm, tpm; ARGV: budget, max_concurrent, slot, slot TTL (ms), rpm, tpm (0: no
-such limit, its key untouched). ``{admitted, limit, detail, budget used}``; the detail is the fleet's
-in-flight count or the seconds to wait."""
+"""KEYS: token budget, slots, rpm, tpm, spend budget; ARGV: token budget, max_concurrent, slot, slot
+TTL (ms), rpm, tpm, spend budget in nano-dollars (0: no such limit, its key untouched).
+``{admitted, limit, detail, tokens used, nano-dollars used}`` (the last as a string: exact); the
+detail is the fleet's in-flight count or the seconds to wait."""
 
 _SPEND = (
     _BUCKET
     + """
 local tokens, tpm, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if tpm > 0 then put(KEYS[2], level(KEYS[2], tpm, now) - tokens, tpm, now) end
-if ttl > 0 then
-  redis.call('INCRBY', KEYS[1], tokens)
+local nanos, spend_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+if tpm > 0 and tokens > 0 then put(KEYS[2], level(KEYS[2], tpm, now) - tokens, tpm, now) end
+if ttl > 0 and tokens > 0 then
+  redis.call('INCRBY', KEYS[1], ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ttl)
+end
+if spend_ttl > 0 and nanos > 0 then
+  redis.call('INCRBY', KEYS[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], spend_ttl)
 end
 return 1
 """
 )
-"""KEYS: budget, tpm; ARGV: tokens, tpm (0: none), the budget counter's TTL in ms (0: no budget)."""
+"""KEYS: token budget, tpm, spend budget; ARGV: tokens, tpm (0: none), the token counter's TTL in ms
+(0: no token budget), nano-dollars, the spend counter's TTL in ms (0: no spend budget). The amounts
+go to ``INCRBY`` as sent (a Lua number would print as ``1e+14`` past 14 digits)."""
 
 _SET_USED = """
-local current = redis.call('GET', KEYS[1])
-if tonumber(ARGV[1]) > tonumber(current or '0') then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-elseif current then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local ttl = ARGV[#KEYS + 1]
+for i = 1, #KEYS do
+  local current = redis.call('GET', KEYS[i])
+  if tonumber(ARGV[i]) > tonumber(current or '0') then
+    redis.call('SET', KEYS[i], ARGV[i], 'PX', ttl)
+  elseif current then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
 end
 return 1
 """
-"""KEYS: budget; ARGV: the usage store's count, the TTL in ms. The counter keeps the larger."""
+"""KEYS: budget counters (tokens, nano-dollars); ARGV: the usage store's count for each, then the TTL
+in ms. Each counter keeps the larger."""
 
 _RENEW = """
 local t = redis.call('TIME')
@@ -153,6 +180,20 @@ return 1
 """
 """KEYS: slots; ARGV: TTL (ms), ``XX`` (renew only the slots still there: a released one stays gone)
 or ``ADD`` (put them back, after an outage), the slots."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Period:
+    """A key's budget counters for one budget period."""
+
+    tokens: str
+    """The token counter's name."""
+    usd: str
+    """The spend counter's name (nano-dollars)."""
+    start: float
+    end: float | None
+    ttl_ms: int
+    """The counters' TTL (0: the period has ended)."""
 
 
 class SharedLimiter:
@@ -192,13 +233,19 @@ class SharedLimiter:
     def _name(self, key: str, what: str) -> str:
         return self.link.key("limits", what, tag=f"ck:{key}")
 
-    def _budget(self, key: ClientKey, wall: float) -> tuple[str, float, float | None, int]:
-        """The key's budget counter for the period holding ``wall``: its name, the period's start
-        and end, the counter's TTL in ms (0: the period has ended)."""
+    def _period(self, key: ClientKey, wall: float, start: float | None = None) -> _Period:
+        """The key's budget counters for the period holding ``wall`` (or the one that begins at
+        ``start``), their TTL counted from ``wall``."""
         period = key.limits.budget_period
-        start, end = period_bounds(period, wall)
+        start, end = period_bounds(period, wall if start is None else start)
         ttl = TOTAL_TTL if end is None else end - wall + BUDGET_MARGIN
-        return self._name(key.name, f"budget:{period}:{start:.0f}"), start, end, max(0, int(ttl * 1000))
+        return _Period(
+            tokens=self._name(key.name, f"budget:{period}:{start:.0f}"),
+            usd=self._name(key.name, f"spend:{period}:{start:.0f}"),
+            start=start,
+            end=end,
+            ttl_ms=max(0, int(ttl * 1000)),
+        )
 
     # -- the request path -----------------------------------------------------------------------
 
@@ -211,24 +258,27 @@ class SharedLimiter:
             self.local.refused(key.name, refusal)
             return refusal
         self._keys[key.name] = key
-        budget, limit, rpm, tpm = (
+        budget, spend, limit, rpm, tpm = (
             limits.token_budget or 0,
+            spend_limit(limits) or 0,
             limits.max_concurrent or 0,
             limits.rpm or 0,
             limits.tpm or 0,
         )
-        if not (budget or limit or rpm or tpm):
+        if not (budget or spend or limit or rpm or tpm):
             self.local.started(key)  # an allow-list alone: nothing to share
             return None
         wall = self.link.wall()
-        if budget:
-            budget_key, start, end, _ = self._budget(key, wall)
-        else:
-            budget_key, start, end = self._name(key.name, "budget"), 0.0, None  # not touched
+        if budget or spend:
+            period = self._period(key, wall)
+            tokens_key, usd_key, start, end = period.tokens, period.usd, period.start, period.end
+        else:  # not touched
+            tokens_key, usd_key = self._name(key.name, "budget"), self._name(key.name, "spend")
+            start, end = 0.0, None
         slots = self._name(key.name, "slots")
         slot = f"{self.link.instance}:{next(self._serial)}" if limit else ""
-        keys = [budget_key, slots, self._name(key.name, "rpm"), self._name(key.name, "tpm")]
-        args: list[int | str] = [budget, limit, slot, max(1, int(self.slot_ttl * 1000)), rpm, tpm]
+        keys = [tokens_key, slots, self._name(key.name, "rpm"), self._name(key.name, "tpm"), usd_key]
+        args: list[int | str] = [budget, limit, slot, max(1, int(self.slot_ttl * 1000)), rpm, tpm, spend]
         asked = self.link.up
         try:
             answer = await self.link.call("limits", lambda r: self._check(keys=keys, args=args, client=r))
@@ -241,8 +291,8 @@ class SharedLimiter:
                 self._orphans.append((slots, slot))
             return self._decide_locally(key, requested, alias)
         admitted, which, detail, used = int(answer[0]), _text(answer[1]), _text(answer[2]), int(answer[3])
-        if budget:
-            self.local.set_budget_used(key, start, used)
+        if budget or spend:
+            self.local.set_budget_used(key, start, used, int(_text(answer[4])) / NANO)
         if admitted:
             self.local.started(key)
             if slot:
@@ -250,6 +300,8 @@ class SharedLimiter:
             return None
         if which == "budget":
             refusal = budget_refusal(limits, end, wall)
+        elif which == "spend":
+            refusal = spend_refusal(limits, end, wall)
         elif which == "concurrency":
             refusal = concurrency_refusal(int(detail), limit)
         elif which == "rpm":
@@ -296,46 +348,58 @@ class SharedLimiter:
             slots = self._name(name, "slots")
             self.link.write(lambda p: p.zrem(slots, slot))
 
-    def spend(self, name: str, tokens: int) -> None:
-        """Take ``tokens`` from the key's per-minute bucket and add them to its budget (pipelined)."""
-        self.local.spend(name, tokens)
+    def spend(self, name: str, tokens: int, usd: float = 0.0) -> None:
+        """Take ``tokens`` from the key's per-minute bucket and add them to its token budget, ``usd``
+        to its spend budget (pipelined)."""
+        self.local.spend(name, tokens, usd)
         key = self._keys.get(name)
-        if key is None or tokens <= 0:
+        tokens, nanos = max(0, tokens), max(0, nano_usd(usd))
+        if key is None:
             return
-        tpm, budget = key.limits.tpm or 0, key.limits.token_budget
-        if not tpm and budget is None:
+        limits = key.limits
+        tpm = (limits.tpm or 0) if tokens else 0
+        count_tokens = limits.token_budget is not None and tokens > 0
+        count_usd = limits.spend_budget is not None and nanos > 0
+        if not (tpm or count_tokens or count_usd):
             return
-        budget_key, _, _, ttl = self._budget(key, self.link.wall())
-        keys = [budget_key, self._name(name, "tpm")]
-        args: list[object] = [tokens, tpm, ttl if budget is not None else 0]
+        period = self._period(key, self.link.wall())
+        keys = [period.tokens, self._name(name, "tpm"), period.usd]
+        ttl = period.ttl_ms
+        args: list[object] = [tokens, tpm, ttl if count_tokens else 0, nanos, ttl if count_usd else 0]
         self.link.write(lambda p: pipeline_script(p, self._spend, keys, args))
 
     def __call__(self, event: Event) -> None:
-        """Event observer: a finished request's tokens count against its key."""
-        spent = tokens_spent(event)
-        if spent is not None:
-            self.spend(*spent)
+        """Event observer: a finished request's tokens and cost count against its key."""
+        taken = spent(event)
+        if taken is not None:
+            self.spend(taken.name, taken.tokens, taken.usd)
 
     # -- budgets reconciled with the usage store ------------------------------------------------
 
     def budget_periods(self, keys: tuple[ClientKey, ...]) -> list[tuple[str, float]]:
         return self.local.budget_periods(keys)
 
-    def set_budget_used(self, key: ClientKey, start: float, used: int) -> None:
-        """The usage store's count since ``start``: the fleet's counter keeps the larger of it and
-        its own (the store lags by the records not yet flushed, the counter forgets on a restart)."""
-        self.local.set_budget_used(key, start, used)
-        if key.limits.token_budget is None:
+    def set_budget_used(self, key: ClientKey, start: float, tokens: int, usd: float) -> None:
+        """The usage store's tokens and USD since ``start``: each of the fleet's counters keeps the
+        larger of it and its own (the store lags by the records not yet flushed, the counter
+        forgets on a restart)."""
+        self.local.set_budget_used(key, start, tokens, usd)
+        limits = key.limits
+        if limits.token_budget is None and limits.spend_budget is None:
             return
         self._keys[key.name] = key
-        period = key.limits.budget_period
-        end = period_bounds(period, start)[1]
-        wall = self.link.wall()
-        ttl = TOTAL_TTL if end is None else end - wall + BUDGET_MARGIN
-        if ttl <= 0:
+        period = self._period(key, self.link.wall(), start)
+        if period.ttl_ms <= 0:
             return
-        keys = [self._name(key.name, f"budget:{period}:{start:.0f}")]
-        args: list[object] = [max(0, used), int(ttl * 1000)]
+        keys: list[str] = []
+        args: list[object] = []
+        if limits.token_budget is not None:
+            keys.append(period.tokens)
+            args.append(max(0, tokens))
+        if limits.spend_budget is not None:
+            keys.append(period.usd)
+            args.append(max(0, nano_usd(usd)))
+        args.append(period.ttl_ms)
         self.link.write(lambda p: pipeline_script(p, self._set_used, keys, args))
 
     def usage(self) -> list[KeyUsage]:

@@ -91,12 +91,13 @@ class SharedLoops(LoopDetector):
         self.link = link
         link.on("loop", self._received)
 
-    def observe(self, session: str, fingerprint: int, ok: bool) -> None:
-        super().observe(session, fingerprint, ok)
-        self.link.publish("loop", {"s": session, "f": fingerprint, "ok": ok})
+    def observe(self, session: str, fingerprint: int, ok: bool, cost: float | None = None) -> None:
+        super().observe(session, fingerprint, ok, cost)
+        self.link.publish("loop", {"s": session, "f": fingerprint, "ok": ok, "c": cost})
 
     def _received(self, body: dict[str, Any]) -> None:
         session = body["s"]
         if not isinstance(session, str):
             raise TypeError("session is not a string")
-        super().observe(session, int(body["f"]), bool(body["ok"]))
+        cost = body.get("c")  # absent from an instance of an older version: unknown
+        super().observe(session, int(body["f"]), bool(body["ok"]), None if cost is None else float(cost))

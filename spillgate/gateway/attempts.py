@@ -8,17 +8,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from spillgate.config.schema import Settings
 from spillgate.http.transport import Transport
 from spillgate.observe.events import AttemptFinished, RequestFinished
+from spillgate.pricing.waste import Billed, Use, wasted
 from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.request import rewrite_model
 from spillgate.protocols.translate.canonical import Uncarriable
 from spillgate.protocols.translate.translator import AnswerTranslator
-from spillgate.protocols.usage import Usage
+from spillgate.protocols.usage import Usage, from_usage_object
 from spillgate.resilience.types import ErrorClass, Scope
 
+from . import costing
 from .answer import outage_key
 from .attempt import Attempt
 from .call import Committed, Outcome, call
@@ -32,6 +36,27 @@ log = logging.getLogger("spillgate.dispatch")
 
 MIN_TRY = 1.0
 """A try with less room than this before ``deadline - failover_reserve`` is the last possible one."""
+
+RECOVERY_KINDS = frozenset({"continuation", "replay"})
+
+
+@dataclass(slots=True)
+class StreamUse:
+    """A committed stream, as the stream session used it: reported when the session ends."""
+
+    outcome: Outcome
+    """The attempt's outcome (judged, when its stream broke)."""
+    use: Use
+    usage: Usage | None = None
+    """What its stream reported, if anything."""
+    text_chars: int = 0
+    """Characters of answer text it produced."""
+    prefill_chars: int = 0
+    """A continuation's prefill (the text it was asked to continue)."""
+    complete: bool = False
+    """Its stream ended normally (its usage report, if any, is the whole one)."""
+    ended: float | None = None
+    """The runtime clock's time its stream ended."""
 
 
 class AttemptService:
@@ -112,7 +137,13 @@ class AttemptService:
             outcome = self.judge(outcome, candidate.probes, ex=ex)
         if log.isEnabledFor(logging.DEBUG):
             _log_attempt(ex, outcome, kind)
-        self._emit_attempt(ex, outcome, kind, omitted)
+        if outcome.ok and outcome.stream is not None:
+            # Reported when its stream ends, with what it cost (report_streams).
+            stream = outcome.stream
+            stream.number, stream.kind, stream.omitted = ex.attempts, kind, omitted
+            stream.committed_at = self.clock()
+        elif self.runtime.events.active:
+            self._report_now(ex, outcome, kind, omitted)
         return outcome
 
     async def claim_slot(self, candidate: Candidate) -> bool:
@@ -258,16 +289,76 @@ class AttemptService:
             *ex.extra_headers,
         ]
 
-    def _emit_attempt(self, ex: Exchange, outcome: Outcome, kind: str, omitted: tuple[str, ...]) -> None:
-        events = self.runtime.events
-        if not events.active:
+    def _report_now(self, ex: Exchange, outcome: Outcome, kind: str, omitted: tuple[str, ...]) -> None:
+        """An attempt that ended before any stream: a refusal (billed nothing) or a whole answer."""
+        book = self.runtime.prices
+        if outcome.ok:
+            usage = None
+            if outcome.payload is not None:
+                usage = from_usage_object(ex.parsed.api, outcome.payload.get("usage"))
+            spent = costing.reported(book, outcome.attempt, ex.parsed.api, usage)
+            # A whole answer to a stream's recovery cannot be stitched onto it: nothing reached the client.
+            use = Use.DISCARDED if kind in RECOVERY_KINDS else Use.ANSWER
+        else:
+            spent, use = costing.not_billed(book), Use.ANSWER
+        waste = wasted([Billed(use, spent.cost, spent.input_cost)], completed=True)[0]
+        self._emit_attempt(ex, ex.attempts, outcome, kind, omitted, spent, waste)
+
+    def report_streams(self, ex: Exchange, streams: Sequence[StreamUse], *, completed: bool) -> None:
+        """The committed streams of a request, once its stream session is over: each one's tokens
+        (estimated when it has no whole usage report), cost and wasted part (``completed``: the
+        client got a whole answer, or left)."""
+        pending = [s for s in streams if s.outcome.stream is not None and not s.outcome.stream.reported]
+        for s in pending:
+            assert s.outcome.stream is not None
+            s.outcome.stream.reported = True
+        if not pending or not self.runtime.events.active:
             return
+        book = self.runtime.prices
+        spent = [
+            costing.streamed(
+                book,
+                s.outcome.attempt,
+                ex.parsed,
+                s.usage,
+                s.text_chars,
+                s.prefill_chars,
+                complete=s.complete,
+                with_input=s.use is Use.CONTINUATION,
+            )
+            for s in pending
+        ]
+        waste = wasted(
+            [Billed(s.use, c.cost, c.input_cost) for s, c in zip(pending, spent, strict=True)],
+            completed=completed,
+        )
+        now = self.clock()
+        for s, c, w in zip(pending, spent, waste, strict=True):
+            stream = s.outcome.stream
+            assert stream is not None
+            ran = (now if s.ended is None else s.ended) - stream.committed_at
+            self._emit_attempt(ex, stream.number, s.outcome, stream.kind, stream.omitted, c, w, max(0.0, ran))
+
+    def _emit_attempt(
+        self,
+        ex: Exchange,
+        number: int,
+        outcome: Outcome,
+        kind: str,
+        omitted: tuple[str, ...],
+        spent: costing.Spent,
+        waste: float | None,
+        streamed: float | None = None,
+    ) -> None:
+        events = self.runtime.events
         attempt = outcome.attempt
         verdict = outcome.verdict
+        ex.add_cost(spent.cost, waste, spent.estimated)
+        tokens = spent.tokens
         events.emit(
             AttemptFinished(
                 request_id=ex.request_id,
-                attempt=ex.attempts,
+                attempt=number,
                 api=ex.parsed.api.value,
                 public_model=ex.parsed.model,
                 route=attempt.route.label,
@@ -275,7 +366,7 @@ class AttemptService:
                 account=attempt.account.id if attempt.account else None,
                 upstream_model=attempt.upstream_model,
                 stream=ex.parsed.stream,
-                ok=outcome.ok,
+                ok=outcome.ok and verdict is None,
                 status=outcome.status,
                 error_class=verdict.error_class.value if verdict else None,
                 scope=verdict.scope.value if verdict else None,
@@ -286,6 +377,14 @@ class AttemptService:
                 kind=kind,
                 upstream_api=attempt.api.value,
                 omitted="; ".join(omitted) or None,
+                input_tokens=tokens.input if tokens else None,
+                output_tokens=tokens.output if tokens else None,
+                cached_tokens=tokens.cache_read if tokens else None,
+                cache_write_tokens=tokens.cache_write if tokens else None,
+                cost_usd=spent.cost,
+                wasted_usd=waste,
+                estimated=spent.estimated,
+                streamed=streamed,
             )
         )
 
@@ -304,6 +403,7 @@ class AttemptService:
         if not events.active:
             return
         attempt = outcome.attempt if outcome is not None else None
+        priced = self.runtime.prices.settings.enabled
         events.emit(
             RequestFinished(
                 request_id=ex.request_id,
@@ -328,6 +428,9 @@ class AttemptService:
                 cached_tokens=usage.cached_tokens if usage else None,
                 client_app=ex.client_headers.get("originator") or ex.client_headers.get("user-agent"),
                 fingerprint=zlib.crc32(ex.parsed.body),
+                cost_usd=ex.cost if priced else None,
+                wasted_usd=ex.wasted if priced else None,
+                cost_estimated=ex.cost_estimated,
             )
         )
 

@@ -105,7 +105,7 @@ def refusal_error(refusal: Refusal) -> GatewayError:
             param="model",
             should_retry=False,
         )
-    if refusal.limit == "budget":
+    if refusal.limit in ("budget", "spend"):
         # insufficient_quota: OpenAI clients (Codex) stop instead of retrying into a spent budget.
         return GatewayError(
             429,

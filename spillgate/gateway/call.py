@@ -70,6 +70,15 @@ class Committed:
     """Its outcome was reported to the health board."""
     on_close: Callable[[], None] | None = None
     """Called once when the upstream response is done with."""
+    number: int = 0
+    """The attempt's number in its request, for its report when the stream ends
+    (``AttemptService.report_streams``)."""
+    kind: str = "attempt"
+    omitted: tuple[str, ...] = ()
+    committed_at: float = 0.0
+    """The runtime clock's time the attempt reached its commit point."""
+    reported: bool = False
+    """Its attempt was reported (with its tokens and cost)."""
 
     def close(self) -> None:
         """Done with the upstream response (kept alive if it ended); run ``on_close`` once."""

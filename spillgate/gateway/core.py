@@ -20,6 +20,7 @@ from spillgate.routing.plan import compatible_routes
 from .auth import ClientAuth, refusal_error
 from .dispatch import Dispatcher
 from .exchange import Exchange
+from .quota import codex_refusal
 from .runtime import Runtime, StoredKeys
 from .tokens import count_tokens
 
@@ -74,9 +75,12 @@ class Gateway:
         self._count_tokens_if_limited()
 
     def _count_tokens_if_limited(self) -> None:
-        """The limiter follows finished requests' tokens only while some key has a token limit
-        (with no observer at all, request events are not even built)."""
-        needed = any(k.limits.tpm is not None or k.limits.token_budget is not None for k in self.auth.keys)
+        """The limiter follows finished requests' tokens and costs only while some key has a token
+        or spend limit (with no observer at all, request events are not even built)."""
+        needed = any(
+            k.limits.tpm is not None or k.limits.token_budget is not None or k.limits.spend_budget is not None
+            for k in self.auth.keys
+        )
         if needed:
             self.events.subscribe(self.limiter)
         else:
@@ -209,6 +213,14 @@ class Gateway:
             (),
             lambda: [((), float(counters.malformed_events))],
         )
+        prices = self.runtime.prices
+        m.counter_from(
+            "spillgate_unpriced_attempts_total",
+            "Attempts costed without a known price, by upstream model (their cost is unknown, not 0): "
+            "set one under pricing.models or pricing.providers.",
+            ("model",),
+            lambda: m.labelled_models(prices.unknown),
+        )
 
     def error_responder(self, status: int, message: str, path: str) -> tuple[list[tuple[str, str]], bytes]:
         """Errors the HTTP layer answers on its own (oversized or malformed requests)."""
@@ -263,7 +275,14 @@ class Gateway:
             return
         refusal = await self.limiter.check(client_key, parsed.model, alias.name)
         if refusal is not None:
-            raise refusal_error(refusal)
+            error = refusal_error(refusal)
+            final = None
+            if refusal.limit in ("budget", "spend"):
+                final = codex_refusal(api, parsed.stream, parsed.model, request.headers, error)
+            if final is None:
+                raise error
+            await writer.send(200, *final)
+            return
         try:
             await self.dispatcher.serve(exchange)
         finally:

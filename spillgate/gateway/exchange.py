@@ -39,6 +39,10 @@ class Exchange:
     """Failed attempts that count toward the final error, recorded by whoever judged them."""
     tried: list[str] = field(default_factory=list)
     """Route (and account) labels in the order attempted, for the final error."""
+    cost: float | None = 0.0
+    """The attempts' costs so far (USD; ``None`` once one billed attempt's price is unknown)."""
+    wasted: float | None = 0.0
+    cost_estimated: bool = False
     _translation: Translation | None = None
 
     @property
@@ -49,6 +53,12 @@ class Exchange:
         if found is None:
             found = self._translation = Translation(self.parsed)
         return found
+
+    def add_cost(self, cost: float | None, wasted: float | None, estimated: bool) -> None:
+        """One reported attempt's cost, into the request's sum."""
+        self.cost = None if cost is None or self.cost is None else self.cost + cost
+        self.wasted = None if wasted is None or self.wasted is None else self.wasted + wasted
+        self.cost_estimated = self.cost_estimated or estimated
 
     def failed(self, outcome: Outcome) -> None:
         """Record a judged failure toward the final error."""

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from spillgate.store.keys import KeyRegistry
+from spillgate.store.keys import NOTHING_USED, KeyRegistry
 
 if TYPE_CHECKING:
     from spillgate.gateway.core import Gateway
@@ -17,9 +17,9 @@ log = logging.getLogger("spillgate.keys")
 
 
 class KeySync:
-    """Re-reads the active keys (made / revoked by ``spillgate keys``) and the tokens each key with a
-    budget has used, every ``interval`` seconds. A store that cannot be read leaves the last keys in
-    force and is logged once per outage."""
+    """Re-reads the active keys (made / revoked by ``spillgate keys``) and the tokens and money each
+    key with a budget has used, every ``interval`` seconds. A store that cannot be read leaves the
+    last keys in force and is logged once per outage."""
 
     def __init__(self, registry: KeyRegistry, gateway: Callable[[], Gateway], interval: float) -> None:
         self.registry = registry
@@ -37,10 +37,11 @@ class KeySync:
         keys = gateway.auth.keys
         periods = gateway.limiter.budget_periods(keys)
         if periods:
-            used = await self.registry.tokens_used(periods)
+            used = await self.registry.budget_used(periods)
             by_name = {k.name: k for k in keys}
             for name, start in periods:
-                gateway.limiter.set_budget_used(by_name[name], start, used.get(name, 0))
+                use = used.get(name, NOTHING_USED)
+                gateway.limiter.set_budget_used(by_name[name], start, use.tokens, use.usd)
         self.refreshes += 1
 
     async def refresh_logged(self) -> None:

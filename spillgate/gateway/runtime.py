@@ -27,6 +27,7 @@ from spillgate.limits.store import LimitStore
 from spillgate.observe.events import EventBus
 from spillgate.observe.loops import LoopDetector
 from spillgate.observe.metrics import Metrics
+from spillgate.pricing.book import PriceBook
 from spillgate.resilience.budget import RetryBudget
 from spillgate.resilience.classify import Classifier
 from spillgate.resilience.health import HealthBoard, HealthConfig
@@ -129,6 +130,8 @@ class Runtime:
     limiter: LimitStore
     classifier: Classifier
     """The current configuration's error rules; its hit counters carry over a reload."""
+    prices: PriceBook = field(default_factory=PriceBook)
+    """What tokens cost (``pricing``); its unknown-price counts carry over a reload."""
     counters: Counters = field(default_factory=Counters)
     stored_keys: StoredKeys = field(default_factory=StoredKeys)
     pools: Pools = field(default_factory=Pools)
@@ -190,6 +193,7 @@ class Runtime:
             classifier=Classifier(settings.error_rules),
             pools=Pools(transport),
             fleet=fleet,
+            prices=PriceBook(settings.pricing),
         )
         if settings.metrics:
             runtime.events.subscribe(runtime.metrics)
@@ -207,6 +211,7 @@ class Runtime:
         classifier = Classifier(settings.error_rules)
         classifier.carry_hits(self.classifier)
         self.classifier = classifier
+        self.prices.configure(settings.pricing)
 
 
 def health_config(settings: Settings) -> HealthConfig:

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from spillgate.http.client import FailureKind, UpstreamFailure
+from spillgate.pricing.waste import Use
 from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
 from spillgate.protocols.sse import EventTooLarge
@@ -22,7 +23,7 @@ from spillgate.protocols.synth import in_band_error, rewrite, stream_end, text_d
 from spillgate.resilience.extract import error_fields, event_error_fields
 from spillgate.resilience.types import ErrorClass, Phase, Scope, Signal, Transport
 
-from .attempts import AttemptService
+from .attempts import AttemptService, StreamUse
 from .call import Committed, Outcome, transport_signal
 from .exchange import Exchange
 from .planner import Candidate
@@ -61,6 +62,8 @@ class _Source:
     consumed: int = 0
     skip: str = ""
     """Continuation: trailing whitespace the prefill left out; dropped if the upstream repeats it."""
+    use: StreamUse | None = None
+    """How the stream was used, for its attempt's report (filled in as it ends)."""
 
 
 class StreamSession:
@@ -78,6 +81,10 @@ class StreamSession:
         self._sources: list[Committed] = [stream]
         self._unsent: bytes | None = b"".join(stream.pending)
         """The committed first events, written with the headers at the first write."""
+        self._uses: list[StreamUse] = [StreamUse(outcome, Use.ANSWER)]
+        """The committed streams in order, for their attempts' reports."""
+        self._first_token: float | None = None
+        self._reported = False
 
     async def run(self) -> None:
         try:
@@ -86,12 +93,31 @@ class StreamSession:
             self.stream.close()  # the client may have left before the first upstream was pumped
             for stream in self._sources:
                 self.a.settle_abandoned(stream)
+            if not self._reported:
+                # The client went away mid-stream: what was spent is reported all the same.
+                self._report(None, None, recovered="client_left", completed=True)
+
+    def _report(
+        self, last: Outcome | None, error_class: ErrorClass | None, *, recovered: str | None, completed: bool
+    ) -> None:
+        """The streams' attempts, then the request (once)."""
+        self._reported = True
+        self.a.report_streams(self.ex, self._uses, completed=completed)
+        self.a.emit_request(
+            self.ex,
+            200,
+            last if last is not None else self._uses[-1].outcome,
+            error_class,
+            first_token=self._first_token,
+            recovered=recovered,
+            usage=self.client.usage,
+        )
 
     async def _run(self) -> None:
         ex, first = self.ex, self.first
-        first_token = self.a.clock() - ex.started
+        self._first_token = self.a.clock() - ex.started
         stream = self.stream
-        source = _Source(first, stream, self.client, Mode.DIRECT)
+        source = _Source(first, stream, self.client, Mode.DIRECT, use=self._uses[0])
         result = await self._pump(source, stream.leftover)
         recovered: str | None = None
         error_class: ErrorClass | None = None
@@ -101,6 +127,7 @@ class StreamSession:
             # (Codex replays the turn) must land elsewhere.
             probes = failed.stream.probes if failed.stream is not None else ()
             failed = self.a.judge(dataclasses.replace(failed, signal=result), probes, trip=True, ex=ex)
+            self._uses[-1].outcome = failed  # the stream that broke is always the latest
             ex.failed(failed)
             verdict = failed.verdict
             assert verdict is not None
@@ -125,16 +152,7 @@ class StreamSession:
         ok = recovered not in ("in_band_error", "not_replayable")
         if ok:
             self.a.answered(ex)
-        usage = self.client.usage
-        self.a.emit_request(
-            ex,
-            200,
-            failed,
-            None if ok else error_class,
-            first_token=first_token,
-            recovered=recovered,
-            usage=usage,
-        )
+        self._report(failed, None if ok else error_class, recovered=recovered, completed=ok)
 
     # -- relaying -----------------------------------------------------------------------
     async def _pump(self, src: _Source, events: list[bytes]) -> Signal | _End:
@@ -147,12 +165,15 @@ class StreamSession:
                 for raw in events:
                     verdict = self._event(src, raw, out)
                     if verdict is _End.DONE:
+                        self._ended(src, complete=True)
                         self.a.settle_success(src.outcome)
                         await self._end(b"".join(out))
                         return verdict
                     if verdict is not None:
+                        self._ended(src)
                         await self._write(b"".join(out))
                         return verdict
+                self._ended(src)
                 await self._write(b"".join(out))
                 wait = min(idle, FINISH_GRACE) if self.client.finished else idle
                 try:
@@ -179,8 +200,19 @@ class StreamSession:
         finally:
             src.stream.close()
 
+    def _ended(self, src: _Source, *, complete: bool = False) -> None:
+        """What the stream has produced so far (kept up to date as it goes, so that a client that
+        leaves, or a break, finds it as it was): the usage it reported and its text."""
+        use = src.use
+        if use is not None:
+            use.usage = src.tracker.usage
+            use.text_chars = src.tracker.text_chars
+            use.ended = self.a.clock()
+            use.complete = complete
+
     async def _finish_for_upstream(self, src: _Source) -> _End:
         """The answer is complete but the terminator never came: write it ourselves."""
+        self._ended(src, complete=True)
         self.a.settle_success(src.outcome)
         last = b""
         if not self.client.terminal_seen:
@@ -322,6 +354,12 @@ class StreamSession:
                     break
                 stream = outcome.stream
                 self._sources.append(stream)
+                use = StreamUse(
+                    outcome,
+                    Use.CONTINUATION if mode is Mode.CONTINUATION else Use.REPLAY,
+                    prefill_chars=len(target) if mode is Mode.CONTINUATION else 0,
+                )
+                self._uses.append(use)
                 src = _Source(
                     outcome,
                     stream,
@@ -329,6 +367,7 @@ class StreamSession:
                     mode,
                     target=target,
                     skip=skip,
+                    use=use,
                 )
                 result = await self._pump(src, stream.pending + stream.leftover)
                 if result is _End.MISMATCH:

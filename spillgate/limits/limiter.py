@@ -1,10 +1,13 @@
 """Decides whether a client key may start one more request, and keeps what that takes.
 
 Per key: the models it may call, a requests-per-minute and a tokens-per-minute bucket, a count of
-requests in flight and the tokens used in the current budget period. Tokens are taken when a
-request ends (only then are they known); the buckets may go into debt, which refuses the next
-request until the refill has paid it back. State is per process (documented: with several
-instances each enforces its own share, and budgets are re-read from the shared usage store).
+requests in flight, and the tokens and the money (USD) used in the current budget period. Tokens
+and cost are taken when a request ends (only then are they known); the buckets may go into debt,
+which refuses the next request until the refill has paid it back, and a budget may be overrun by
+the requests running when it is reached. Money is counted in whole nano-dollars (:func:`nano_usd`),
+here as in the shared store: sums are exact whatever the order of the requests, and both stores
+decide alike at the budget's edge. State is per process (documented: with several instances each
+enforces its own share, and budgets are re-read from the shared usage store).
 """
 
 from __future__ import annotations
@@ -20,7 +23,20 @@ from spillgate.limits.bucket import TokenBucket
 from spillgate.limits.periods import period_bounds
 from spillgate.observe.events import Event, RequestFinished
 
-LimitName = Literal["model", "budget", "concurrency", "rpm", "tpm"]
+LimitName = Literal["model", "budget", "spend", "concurrency", "rpm", "tpm"]
+
+NANO = 1_000_000_000
+"""Nano-dollars per USD: the unit budgets' money is counted in."""
+
+
+def nano_usd(usd: float) -> int:
+    """``usd`` in whole nano-dollars (rounded: a request's error is half a nano-dollar at most)."""
+    return round(usd * NANO)
+
+
+def spend_limit(limits: KeyLimits) -> int | None:
+    """The key's spend budget in nano-dollars (at least 1: a budget is never "unlimited"), if any."""
+    return None if limits.spend_budget is None else max(1, nano_usd(limits.spend_budget))
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +56,33 @@ class KeyUsage:
     requests_available: float | None
     tokens_available: float | None
     budget_used: int
+    """Tokens used in the current budget period (counted while the key has a token budget)."""
+    spend_used: float
+    """USD used in the current budget period (counted while the key has a spend budget)."""
     budget_period_start: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """What one finished request takes from its client key's limits."""
+
+    name: str
+    """The key's name."""
+    tokens: int
+    """Input + output tokens."""
+    usd: float
+    """What it cost, every attempt included (0 when unknown)."""
+
+
 class _State:
-    __slots__ = ("budget_start", "budget_used", "inflight", "limits", "rpm", "tpm")
+    __slots__ = ("budget_start", "budget_used", "inflight", "limits", "rpm", "spend_used", "tpm")
 
     def __init__(self, limits: KeyLimits, now: float) -> None:
         self.limits = limits
         self.inflight = 0
         self.budget_used = 0
+        self.spend_used = 0
+        """Nano-dollars."""
         self.budget_start: float | None = None
         self.rpm = TokenBucket(limits.rpm, now) if limits.rpm else None
         self.tpm = TokenBucket(limits.tpm, now) if limits.tpm else None
@@ -58,7 +91,7 @@ class _State:
         """Start counting afresh when a new budget period has begun; when the current one ends."""
         start, end = period_bounds(self.limits.budget_period, wall)
         if self.budget_start != start:
-            self.budget_start, self.budget_used = start, 0
+            self.budget_start, self.budget_used, self.spend_used = start, 0, 0
         return end
 
     def update(self, limits: KeyLimits, now: float) -> None:
@@ -71,12 +104,14 @@ class _State:
         self.limits = limits
 
 
-def tokens_spent(event: Event) -> tuple[str, int] | None:
-    """``(key name, tokens)`` a finished request takes from its client key's limits, if any."""
+def spent(event: Event) -> Spent | None:
+    """What a finished request takes from its client key's limits, if anything."""
     if isinstance(event, RequestFinished) and event.client_key is not None:
         tokens = (event.input_tokens or 0) + (event.output_tokens or 0)
-        if tokens:
-            return event.client_key, tokens
+        cost = event.cost_usd
+        usd = cost if cost is not None and math.isfinite(cost) and cost > 0 else 0.0
+        if tokens or usd:
+            return Spent(event.client_key, tokens, usd)
     return None
 
 
@@ -104,6 +139,27 @@ def budget_refusal(limits: KeyLimits, end: float | None, wall: float) -> Refusal
     return Refusal(
         "budget",
         f"this API key has used its token budget ({budget} tokens per {limits.budget_period}); "
+        f"it resets in {_seconds(wait)} s",
+        _seconds(wait),
+    )
+
+
+def usd_text(amount: float) -> str:
+    """``$50.00``; an amount finer than cents keeps its digits (``$0.005``)."""
+    if round(amount, 2) == amount:
+        return f"${amount:,.2f}"
+    return f"${amount:,.9f}".rstrip("0")
+
+
+def spend_refusal(limits: KeyLimits, end: float | None, wall: float) -> Refusal:
+    """The spend budget is used up; the current period ends at ``end`` (``None``: never)."""
+    budget = usd_text(limits.spend_budget or 0.0)
+    if end is None:
+        return Refusal("spend", f"this API key has used its spend budget ({budget} in total)", None)
+    wait = end - wall
+    return Refusal(
+        "spend",
+        f"this API key has used its spend budget ({budget} per {limits.budget_period}); "
         f"it resets in {_seconds(wait)} s",
         _seconds(wait),
     )
@@ -189,8 +245,8 @@ class KeyLimiter:
             return refusal
         state = self._state(key)
         now = self._clock()
-        if limits.token_budget is not None:
-            refusal = self._check_budget(state, limits.token_budget)
+        if limits.token_budget is not None or limits.spend_budget is not None:
+            refusal = self._check_budgets(state)
             if refusal is not None:
                 return refusal
         if limits.max_concurrent is not None and state.inflight >= limits.max_concurrent:
@@ -209,12 +265,17 @@ class KeyLimiter:
         state.inflight += 1
         return None
 
-    def _check_budget(self, state: _State, budget: int) -> Refusal | None:
+    def _check_budgets(self, state: _State) -> Refusal | None:
+        """The token budget first, then the spend budget (the shared store's order too)."""
         wall = self._wall()
         end = state.roll(wall)
-        if state.budget_used < budget:
-            return None
-        return budget_refusal(state.limits, end, wall)
+        limits = state.limits
+        if limits.token_budget is not None and state.budget_used >= limits.token_budget:
+            return budget_refusal(limits, end, wall)
+        spend = spend_limit(limits)
+        if spend is not None and state.spend_used >= spend:
+            return spend_refusal(limits, end, wall)
+        return None
 
     def release(self, key: ClientKey) -> None:
         if key.limits.unlimited:
@@ -223,45 +284,58 @@ class KeyLimiter:
         if state is not None and state.inflight > 0:
             state.inflight -= 1
 
-    def spend(self, name: str, tokens: int) -> None:
-        """Take ``tokens`` from the key's per-minute bucket and its budget."""
+    def spend(self, name: str, tokens: int, usd: float = 0.0) -> None:
+        """Take ``tokens`` from the key's per-minute bucket and its token budget, ``usd`` from its
+        spend budget."""
         state = self._keys.get(name)
-        if state is None or tokens <= 0:
+        tokens, nanos = max(0, tokens), max(0, nano_usd(usd))
+        if state is None or not (tokens or nanos):
             return
-        if state.tpm is not None:
+        limits = state.limits
+        if state.tpm is not None and tokens:
             state.tpm.take(float(tokens), self._clock())
-        if state.limits.token_budget is not None:
+        if limits.token_budget is not None or limits.spend_budget is not None:
             state.roll(self._wall())
-            state.budget_used += tokens
+            if limits.token_budget is not None:
+                state.budget_used += tokens
+            if limits.spend_budget is not None:
+                state.spend_used += nanos
 
     def __call__(self, event: Event) -> None:
-        """Event observer: a finished request's tokens count against its key."""
-        spent = tokens_spent(event)
-        if spent is not None:
-            self.spend(*spent)
+        """Event observer: a finished request's tokens and cost count against its key."""
+        taken = spent(event)
+        if taken is not None:
+            self.spend(taken.name, taken.tokens, taken.usd)
 
     # -- budgets shared through the usage store --------------------------------------------------
 
     def budget_periods(self, keys: tuple[ClientKey, ...]) -> list[tuple[str, float]]:
-        """``(key name, period start)`` of every key with a token budget: what to sum in the store."""
+        """``(key name, period start)`` of every key with a token or spend budget: what to sum in
+        the store."""
         wall = self._wall()
         return [
             (k.name, period_bounds(k.limits.budget_period, wall)[0])
             for k in keys
-            if k.limits.token_budget is not None
+            if k.limits.token_budget is not None or k.limits.spend_budget is not None
         ]
 
-    def set_budget_used(self, key: ClientKey, start: float, used: int) -> None:
-        """The store's count of the key's tokens since ``start`` (every instance's requests).
+    def set_budget_used(self, key: ClientKey, start: float, tokens: int, usd: float) -> None:
+        """The store's count of the key's tokens and cost (USD) since ``start`` (every instance's
+        requests).
 
-        The larger of it and this process's own count is kept: the store lags by the records not
-        yet flushed, this process does not see the other instances.
+        For each, the larger of it and this process's own count is kept: the store lags by the
+        records not yet flushed, this process does not see the other instances. A count whose budget
+        the key does not have is not kept (as :meth:`spend` does not count it).
         """
         state = self._state(key)
+        limits = key.limits
+        tokens = max(0, tokens) if limits.token_budget is not None else 0
+        nanos = max(0, nano_usd(usd)) if limits.spend_budget is not None else 0
         if state.budget_start != start:
-            state.budget_start, state.budget_used = start, used
+            state.budget_start, state.budget_used, state.spend_used = start, tokens, nanos
         else:
-            state.budget_used = max(state.budget_used, used)
+            state.budget_used = max(state.budget_used, tokens)
+            state.spend_used = max(state.spend_used, nanos)
 
     def usage(self) -> list[KeyUsage]:
         now = self._clock()
@@ -272,6 +346,7 @@ class KeyLimiter:
                 requests_available=None if s.rpm is None else round(s.rpm.level(now), 2),
                 tokens_available=None if s.tpm is None else round(s.tpm.level(now), 1),
                 budget_used=s.budget_used,
+                spend_used=s.spend_used / NANO,
                 budget_period_start=s.budget_start,
             )
             for name, s in sorted(self._keys.items())

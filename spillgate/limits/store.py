@@ -1,4 +1,4 @@
-"""The interface of per-client-key limit state (RPM, TPM, concurrency, token budgets).
+"""The interface of per-client-key limit state (RPM, TPM, concurrency, token and spend budgets).
 :class:`~spillgate.limits.limiter.KeyLimiter` is the in-memory implementation; a shared store
 implements the same methods so that a key's limits hold across instances."""
 
@@ -28,16 +28,21 @@ class LimitStore(Protocol):
 
     def release(self, key: ClientKey) -> None: ...
 
-    def spend(self, name: str, tokens: int) -> None:
-        """Take ``tokens`` from the key's per-minute bucket and its budget."""
+    def spend(self, name: str, tokens: int, usd: float = 0.0) -> None:
+        """Take ``tokens`` from the key's per-minute bucket and its token budget, ``usd`` from its
+        spend budget."""
         ...
 
     def __call__(self, event: Event) -> None:
-        """Event observer: a finished request's tokens count against its key."""
+        """Event observer: a finished request's tokens and cost count against its key."""
         ...
 
-    def budget_periods(self, keys: tuple[ClientKey, ...]) -> list[tuple[str, float]]: ...
+    def budget_periods(self, keys: tuple[ClientKey, ...]) -> list[tuple[str, float]]:
+        """``(key name, period start)`` of every key with a token or spend budget."""
+        ...
 
-    def set_budget_used(self, key: ClientKey, start: float, used: int) -> None: ...
+    def set_budget_used(self, key: ClientKey, start: float, tokens: int, usd: float) -> None:
+        """The usage store's tokens and USD for the key since ``start``; the larger count is kept."""
+        ...
 
     def usage(self) -> list[KeyUsage]: ...

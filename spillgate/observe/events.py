@@ -36,6 +36,21 @@ class AttemptFinished:
     """The API the attempt spoke upstream (``api`` when native; another when translated)."""
     omitted: str | None = None
     """What a translated request could not give the upstream (hosted tools…), ``; ``-separated."""
+    input_tokens: int | None = None
+    """Tokens the upstream reported (or, ``estimated``, that were guessed) for this attempt alone, in
+    the price book's convention: input counts cache reads and writes too."""
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cost_usd: float | None = None
+    """What the attempt cost: 0.0 when the upstream bills nothing for it (a refusal before any
+    output); ``None`` when its price is unknown or pricing is off."""
+    wasted_usd: float | None = None
+    """The part of ``cost_usd`` the client got nothing from (:mod:`spillgate.pricing.waste`)."""
+    estimated: bool = False
+    """The tokens are an estimate (a cut stream has no usage report)."""
+    streamed: float | None = None
+    """Seconds a committed stream ran after ``latency`` (its commit point) until it ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +83,13 @@ class RequestFinished:
     """A checksum of the request body: the same body again (a client replaying a turn) has the same one."""
     upstream_api: str | None = None
     """The API the answering attempt spoke upstream."""
+    cost_usd: float | None = None
+    """The sum of the attempts' costs; ``None`` when some billed attempt's price is unknown (or
+    pricing is off)."""
+    wasted_usd: float | None = None
+    """The sum of the attempts' wasted costs (``None`` as ``cost_usd``)."""
+    cost_estimated: bool = False
+    """Some attempt's tokens were estimated."""
 
 
 Event = AttemptFinished | RequestFinished

@@ -2,6 +2,12 @@
 
 A small registry of our own (the text exposition format is simple) keeps the per-event cost
 to a dict update. Labels carry names only — models, routes, accounts, classes — never a key.
+
+Money: what attempts cost is counted per route (``spillgate_spend_usd_total``) and the part of it
+the client got nothing from per attempt kind (``spillgate_wasted_usd_total``); an attempt's event
+does not name the client key, so spend per key (``spillgate_client_spend_usd_total``) is counted
+from each request's total — of requests whose cost is known in full. An unknown cost is never
+counted as 0: attempts with no known price are ``spillgate_unpriced_attempts_total``.
 """
 
 from __future__ import annotations
@@ -142,6 +148,24 @@ class Metrics:
         self.attempt_latency = Histogram(
             "spillgate_attempt_duration_seconds", "Upstream attempt duration until its outcome.", ("route",)
         )
+        self.spend = Counter(
+            "spillgate_spend_usd_total",
+            "What upstream attempts cost (USD), by public model and route; attempts whose price is "
+            "unknown are left out (spillgate_unpriced_attempts_total).",
+            ("model", "route"),
+        )
+        self.wasted = Counter(
+            "spillgate_wasted_usd_total",
+            "The part of spillgate_spend_usd_total the client got nothing from (a replayed stream, a "
+            "continuation's re-read prompt, an answer ended by an in-band error), by attempt kind.",
+            ("model", "route", "kind"),
+        )
+        self.client_spend = Counter(
+            "spillgate_client_spend_usd_total",
+            'What client requests cost (USD) by client key name ("" without keys); requests with '
+            "some attempt of unknown price are left out.",
+            ("client_key",),
+        )
         self.scraped: list[Scraped] = []
         self.configured: frozenset[str] = frozenset()
         """Public names of the configuration: always their own label."""
@@ -170,6 +194,11 @@ class Metrics:
                 event.upstream_api or event.api,
             )
             self.attempt_latency.observe(event.latency, event.route)
+            if event.cost_usd is not None:
+                model = self.model_label(event.public_model)
+                self.spend.inc(model, event.route, by=event.cost_usd)
+                if event.wasted_usd:
+                    self.wasted.inc(model, event.route, event.kind, by=event.wasted_usd)
         elif isinstance(event, RequestFinished):
             outcome = "ok" if event.ok else "error"
             model = self.model_label(event.public_model)
@@ -184,6 +213,8 @@ class Metrics:
             self.latency.observe(event.latency, model, event.api, "true" if event.stream else "false")
             if event.first_token is not None:
                 self.first_token.observe(event.first_token, model)
+            if event.cost_usd is not None:
+                self.client_spend.inc(event.client_key or "", by=event.cost_usd)
 
     def gauge(
         self, name: str, help: str, labels: tuple[str, ...], read: Reader, *, fleet_wide: bool = False
@@ -201,7 +232,25 @@ class Metrics:
         self.scraped.append(metric)
 
     def _kept(self) -> tuple[Counter | Histogram, ...]:
-        return (self.requests, self.attempts, self.latency, self.first_token, self.attempt_latency)
+        return (
+            self.requests,
+            self.attempts,
+            self.latency,
+            self.first_token,
+            self.attempt_latency,
+            self.spend,
+            self.wasted,
+            self.client_spend,
+        )
+
+    def labelled_models(self, counts: Mapping[str, float]) -> list[tuple[tuple[str, ...], float]]:
+        """``counts`` per model name under :meth:`model_label`'s labels (bounded, ``other`` summed):
+        a reader of counts kept per upstream model name, which a ``*`` route takes from clients."""
+        out: dict[str, float] = {}
+        for name, n in counts.items():
+            label = self.model_label(name)
+            out[label] = out.get(label, 0.0) + float(n)
+        return [((label,), n) for label, n in out.items()]
 
     def export(self) -> dict[str, list[list[Any]]]:
         """Every value, as plain JSON-able data (``[labels, value or histogram row]`` per series),

@@ -4,6 +4,12 @@ An event observer (it runs on the event loop for every attempt and request): eac
 a dict lookup, an index into a ring of buckets and a few integer increments. Memory is bounded:
 ``buckets`` slots per model, at most ``max_models`` models (later names share ``OTHER``).
 Reading (:meth:`Timeline.view`) does the heavier work: dense lists, totals, percentiles.
+
+Money is counted as attempts report it: what each cost (``spend_usd``, attempts of unknown price
+left out and counted in ``unpriced``) and the part of it the client got nothing from
+(``wasted_usd``); of that waste, what requests ended by an in-band error wasted is also counted
+from the request (``wasted_in_band_usd``, requests whose cost is known in full), the rest being
+what recoveries cost (replays, continuations).
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ LATENCY_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 3000
 """Upper bounds (ms) of the latency histogram kept per bucket; one more bin holds the rest."""
 
 _RECOVERY_KINDS = frozenset({"continuation", "replay"})
+_IN_BAND = frozenset({"in_band_error", "not_replayable"})
+"""How a request ends whose client got an error in the stream (it retries, paying everything again)."""
+
+ROW_FIELDS = 14
+"""The fields of an exported row before money was counted: a row this short (a worker of an older
+version, during a rolling restart) is merged without money."""
 
 
 class _Bucket:
@@ -44,6 +56,10 @@ class _Bucket:
         "recoveries",
         "requests",
         "retries",
+        "spend",
+        "unpriced",
+        "wasted",
+        "wasted_in_band",
     )
 
     def __init__(self, index: int) -> None:
@@ -60,6 +76,10 @@ class _Bucket:
         self.probes = 0
         self.recoveries = 0
         self.latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
+        self.spend = 0.0
+        self.wasted = 0.0
+        self.wasted_in_band = 0.0
+        self.unpriced = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +106,15 @@ class BucketView:
     """Request latency percentiles, as the upper bound of the histogram bin (``None``: no requests;
     the total over all models carries none)."""
     p95_ms: float | None = None
+    spend_usd: float = 0.0
+    """What the attempts cost (USD), those of unknown price left out."""
+    wasted_usd: float = 0.0
+    """The part of ``spend_usd`` the client got nothing from."""
+    wasted_in_band_usd: float = 0.0
+    """The part of ``wasted_usd`` that requests ended by an in-band error wasted (the rest: what
+    replays and continuations cost)."""
+    unpriced: int = 0
+    """Attempts whose cost is unknown (no known price, or pricing off)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +164,8 @@ class Timeline:
                 cls = event.error_class or f"http_{event.status}"
                 b.errors[cls] = b.errors.get(cls, 0) + 1
             b.latency[bisect.bisect_left(LATENCY_BOUNDS_MS, event.latency * 1000.0)] += 1
+            if event.wasted_usd and event.recovered in _IN_BAND:
+                b.wasted_in_band += event.wasted_usd
         elif isinstance(event, AttemptFinished):
             b = self._bucket(event.public_model)
             b.attempts += 1
@@ -151,6 +182,12 @@ class Timeline:
                 b.probes += 1
             elif kind in _RECOVERY_KINDS:
                 b.recoveries += 1
+            if event.cost_usd is None:
+                b.unpriced += 1
+            else:
+                b.spend += event.cost_usd
+                if event.wasted_usd:
+                    b.wasted += event.wasted_usd
 
     def _bucket(self, model: str) -> _Bucket:
         ring = self._rings.get(model)
@@ -168,10 +205,12 @@ class Timeline:
     # -- several workers ------------------------------------------------------------------------
 
     def export(self) -> list[list[Any]]:
-        """Every bucket held, as plain JSON-able rows, for the other workers of one gateway."""
+        """Every bucket held, as plain JSON-able rows, for the other workers of one gateway. New
+        fields go at the end of a row (:data:`ROW_FIELDS`): another version's rows still merge."""
         return [
             [model, b.index, b.requests, b.ok, b.failed, b.errors, b.attempts, b.failed_attempts,
-             b.attempt_errors, b.retries, b.failovers, b.probes, b.recoveries, b.latency]
+             b.attempt_errors, b.retries, b.failovers, b.probes, b.recoveries, b.latency,
+             b.spend, b.wasted, b.wasted_in_band, b.unpriced]
             for model, ring in self._rings.items()
             for b in ring
             if b is not None
@@ -214,6 +253,11 @@ class Timeline:
         latency = list(row[13])
         if len(latency) == len(bucket.latency):
             bucket.latency = [a + int(b) for a, b in zip(bucket.latency, latency, strict=True)]
+        if len(row) >= ROW_FIELDS + 4:
+            bucket.spend += float(row[14])
+            bucket.wasted += float(row[15])
+            bucket.wasted_in_band += float(row[16])
+            bucket.unpriced += int(row[17])
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -262,11 +306,17 @@ def _view(b: _Bucket, start: float) -> BucketView:
         recoveries=b.recoveries,
         p50_ms=p50,
         p95_ms=p95,
+        spend_usd=b.spend,
+        wasted_usd=b.wasted,
+        wasted_in_band_usd=b.wasted_in_band,
+        unpriced=b.unpriced,
     )
 
 
 def _sum(start: float, views: Iterable[BucketView]) -> BucketView:
     requests = ok = failed = attempts = failed_attempts = retries = failovers = probes = recoveries = 0
+    unpriced = 0
+    spend = wasted = wasted_in_band = 0.0
     errors: dict[str, int] = {}
     attempt_errors: dict[str, int] = {}
     for v in views:
@@ -279,6 +329,10 @@ def _sum(start: float, views: Iterable[BucketView]) -> BucketView:
         failovers += v.failovers
         probes += v.probes
         recoveries += v.recoveries
+        spend += v.spend_usd
+        wasted += v.wasted_usd
+        wasted_in_band += v.wasted_in_band_usd
+        unpriced += v.unpriced
         for src, dst in ((v.errors, errors), (v.attempt_errors, attempt_errors)):
             for cls, n in (src or {}).items():
                 dst[cls] = dst.get(cls, 0) + n
@@ -295,6 +349,10 @@ def _sum(start: float, views: Iterable[BucketView]) -> BucketView:
         failovers=failovers,
         probes=probes,
         recoveries=recoveries,
+        spend_usd=spend,
+        wasted_usd=wasted,
+        wasted_in_band_usd=wasted_in_band,
+        unpriced=unpriced,
     )
 
 

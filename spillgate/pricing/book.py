@@ -29,6 +29,10 @@ from spillgate.config.schema import Price, Pricing
 log = logging.getLogger("spillgate.pricing")
 
 PER_MTOK = 1_000_000.0
+MAX_MODELS = 1000
+"""Prices kept, and models counted by name, at most: a ``*`` route passes on any model name a
+client makes up, and none of them may grow memory without bound (past it: looked up again, and
+counted as ``other``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,12 @@ class PriceBook:
         self.unknown: dict[str, int] = {}
         """Model → attempts costed without a known price (``/metrics``)."""
 
+    def configure(self, settings: Pricing) -> None:
+        """A reloaded configuration's pricing: prices are looked up again; the counts carry over."""
+        if settings != self.settings:
+            self.settings = settings
+            self._found.clear()
+
     def cost(self, provider: str, protocol: str, base_url: str, model: str, tokens: Tokens) -> Cost:
         """What ``tokens`` of ``model`` on ``provider`` (its protocol and base URL) cost."""
         if not self.settings.enabled:
@@ -108,8 +118,12 @@ class PriceBook:
         key = (provider, protocol, base_url, model)
         price = self._found.get(key, _MISSING)
         if price is _MISSING:
+            if len(self._found) >= MAX_MODELS:
+                self._found.clear()
             price = self._found[key] = _lookup(protocol, base_url, model)
         if price is None:
+            if model not in self.unknown and len(self.unknown) >= MAX_MODELS:
+                model = "other"
             if model not in self.unknown:
                 log.warning(
                     "no price known for model %r (provider %r): its tokens are recorded, its cost is "

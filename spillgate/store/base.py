@@ -29,6 +29,12 @@ T = TypeVar("T")
 GroupBy = Literal["client_key", "client_app", "public_model", "route", "account"]
 GROUP_BY: tuple[str, ...] = get_args(GroupBy)
 
+UNPRICED = (
+    "CASE WHEN {t}cost_usd IS NULL AND (COALESCE({t}input_tokens, 0) > 0 "
+    "OR COALESCE({t}output_tokens, 0) > 0) THEN 1 ELSE 0 END"
+)
+"""1 for a row with tokens and no known cost (``{t}``: the table's alias and a dot, or nothing)."""
+
 FAILED_REQUEST = "(error_class IS NOT NULL OR status >= 400)"
 """Matches the partial index ``requests_failed_time``; keep the two identical."""
 
@@ -77,7 +83,11 @@ class UsageStore(ABC):
 
     @abstractmethod
     async def usage(self, group_by: GroupBy, since: float, until: float) -> list[UsageRow]:
-        """Totals per ``group_by`` value over requests with ``since <= time < until``, busiest first."""
+        """Totals per ``group_by`` of the requests that arrived in ``[since, until)``. Costs follow
+        the attempts: by route or account, each attempt's cost counts where it was spent (a
+        failover's wasted stream on the route that cut it), so a route that answered nothing can
+        still have a row; by the request's other attributes, the request's cost (its attempts' sum).
+        Busiest first."""
 
     @abstractmethod
     async def recent_failures(self, limit: int = 50, since: float | None = None) -> list[RequestRecord]:
@@ -143,12 +153,14 @@ def multi_row_inserts(
 def _request(row: Sequence[Any]) -> RequestRecord:
     values = dict(zip(REQUEST_COLUMNS, row, strict=True))
     values["stream"] = bool(values["stream"])
+    values["cost_estimated"] = bool(values["cost_estimated"])
     return RequestRecord(**values)
 
 
 def _attempt(row: Sequence[Any]) -> AttemptRecord:
     values = dict(zip(ATTEMPT_COLUMNS, row, strict=True))
     values["ok"] = bool(values["ok"])
+    values["estimated"] = bool(values["estimated"])
     return AttemptRecord(**values)
 
 
@@ -308,32 +320,51 @@ class ThreadedStore(UsageStore):
     async def usage(self, group_by: GroupBy, since: float, until: float) -> list[UsageRow]:
         if group_by not in GROUP_BY:
             raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+        priced = UNPRICED.format(t="")
         totals_sql = (
             f"SELECT {group_by}, COUNT(*), SUM(CASE WHEN {FAILED_REQUEST} THEN 1 ELSE 0 END), "
             "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
-            "COALESCE(SUM(cached_tokens), 0), AVG(latency_ms) "
+            "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(wasted_usd), 0), "
+            f"SUM({priced}), AVG(latency_ms) "
             f"FROM requests WHERE time >= ? AND time < ? GROUP BY {group_by}"
         )
         p50_sql = self._p50_sql(group_by)
+        per_attempt = group_by in ("route", "account")
+        attempts_sql = (
+            f"SELECT a.{group_by}, COALESCE(SUM(a.cost_usd), 0), COALESCE(SUM(a.wasted_usd), 0), "
+            f"SUM({UNPRICED.format(t='a.')}) FROM attempts a JOIN requests r ON r.request_id = a.request_id "
+            f"WHERE r.time >= ? AND r.time < ? GROUP BY a.{group_by}"
+        )
 
-        def work(conn: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-            return self._fetch(conn, totals_sql, (since, until)), self._fetch(conn, p50_sql, (since, until))
+        def work(conn: Any) -> tuple[list[tuple[Any, ...]], ...]:
+            window = (since, until)
+            spent = self._fetch(conn, attempts_sql, window) if per_attempt else []
+            return self._fetch(conn, totals_sql, window), self._fetch(conn, p50_sql, window), spent
 
-        totals, p50s = await self._run(work)
+        totals, p50s, spent = await self._run(work)
         median = {key: float(p50) for key, p50 in p50s}
-        rows = [
-            UsageRow(
-                key=key,
-                requests=int(n),
-                errors=int(errors),
-                input_tokens=int(inp),
-                output_tokens=int(out),
-                cached_tokens=int(cached),
-                avg_latency_ms=float(avg),
-                p50_latency_ms=median.get(key, float(avg)),
+        by_attempt = {key: (float(c), float(w), int(u or 0)) for key, c, w, u in spent}
+        rows: list[UsageRow] = []
+        for key, n, errors, inp, out, cached, cost, wasted, unpriced, avg in totals:
+            money = by_attempt.pop(key, (0.0, 0.0, 0)) if per_attempt else (cost, wasted, unpriced)
+            rows.append(
+                UsageRow(
+                    key=key,
+                    requests=int(n),
+                    errors=int(errors),
+                    input_tokens=int(inp),
+                    output_tokens=int(out),
+                    cached_tokens=int(cached),
+                    cost_usd=float(money[0]),
+                    wasted_usd=float(money[1]),
+                    unpriced=int(money[2] or 0),
+                    avg_latency_ms=float(avg),
+                    p50_latency_ms=median.get(key, float(avg)),
+                )
             )
-            for key, n, errors, inp, out, cached, avg in totals
-        ]
+        for key, (cost, wasted, unpriced) in by_attempt.items():
+            if cost or unpriced:  # spent there, answered nothing
+                rows.append(UsageRow(key, 0, 0, 0, 0, 0, cost, wasted, unpriced, 0.0, 0.0))
         rows.sort(key=lambda r: (-r.requests, r.key is None, r.key or ""))
         return rows
 

@@ -21,7 +21,7 @@ PREFIX_CHARS = 10
 
 _COLUMNS = (
     "name, sha256, prefix, created_at, revoked_at, models, rpm, tpm, max_concurrent, "
-    "token_budget, budget_period"
+    "token_budget, budget_period, spend_budget"
 )
 
 
@@ -42,12 +42,25 @@ class StoredKey:
         return ClientKey(name=self.name, sha256=self.sha256, limits=self.limits)
 
 
+@dataclass(frozen=True, slots=True)
+class KeyUse:
+    """What a key's requests recorded in the store used since some time: what its budgets count."""
+
+    tokens: int
+    """Input + output tokens."""
+    usd: float
+    """Their cost (requests whose cost is unknown count 0)."""
+
+
+NOTHING_USED = KeyUse(0, 0.0)
+
+
 class KeyExists(StoreError):
     """A key of that name exists (or existed: names of revoked keys stay taken)."""
 
 
 def _row(row: tuple[Any, ...]) -> StoredKey:
-    name, digest, prefix, created, revoked, models, rpm, tpm, conc, budget, period = row
+    name, digest, prefix, created, revoked, models, rpm, tpm, conc, budget, period, spend = row
     period_value: BudgetPeriod = period if period in ("day", "month", "total") else "month"
     return StoredKey(
         name=name,
@@ -61,6 +74,7 @@ def _row(row: tuple[Any, ...]) -> StoredKey:
             tpm=tpm,
             max_concurrent=conc,
             token_budget=budget,
+            spend_budget=None if spend is None else float(spend),
             budget_period=period_value,
         ),
     )
@@ -83,7 +97,7 @@ class KeyRegistry:
         )
         models = None if limits.models is None else orjson.dumps(sorted(limits.models)).decode()
         await self.store.execute(
-            f"INSERT INTO client_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO client_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 stored.name,
                 stored.sha256,
@@ -96,6 +110,7 @@ class KeyRegistry:
                 limits.max_concurrent,
                 limits.token_budget,
                 limits.budget_period,
+                limits.spend_budget,
             ),
         )
         return stored
@@ -121,14 +136,14 @@ class KeyRegistry:
         )
         return changed > 0
 
-    async def tokens_used(self, periods: list[tuple[str, float]]) -> dict[str, int]:
-        """Input + output tokens recorded for each ``(key name, since)``."""
-        used: dict[str, int] = {}
+    async def budget_used(self, periods: list[tuple[str, float]]) -> dict[str, KeyUse]:
+        """The tokens and the cost recorded for each ``(key name, since)``."""
+        used: dict[str, KeyUse] = {}
         for name, since in periods:
             rows = await self.store.query(
-                "SELECT COALESCE(SUM(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), 0) "
-                "FROM requests WHERE client_key = ? AND time >= ?",
+                "SELECT COALESCE(SUM(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), 0), "
+                "COALESCE(SUM(cost_usd), 0) FROM requests WHERE client_key = ? AND time >= ?",
                 (name, since),
             )
-            used[name] = int(rows[0][0]) if rows else 0
+            used[name] = KeyUse(int(rows[0][0]), float(rows[0][1])) if rows else NOTHING_USED
         return used

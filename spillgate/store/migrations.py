@@ -155,6 +155,23 @@ ALTER TABLE attempts ADD COLUMN omitted TEXT
 """
 """Translation: the API each attempt spoke upstream, and what a translated request left out."""
 
+_0005 = """
+ALTER TABLE requests ADD COLUMN cost_usd {real};
+ALTER TABLE requests ADD COLUMN wasted_usd {real};
+ALTER TABLE requests ADD COLUMN cost_estimated {bool} NOT NULL DEFAULT {false};
+ALTER TABLE attempts ADD COLUMN input_tokens BIGINT;
+ALTER TABLE attempts ADD COLUMN output_tokens BIGINT;
+ALTER TABLE attempts ADD COLUMN cached_tokens BIGINT;
+ALTER TABLE attempts ADD COLUMN cache_write_tokens BIGINT;
+ALTER TABLE attempts ADD COLUMN cost_usd {real};
+ALTER TABLE attempts ADD COLUMN wasted_usd {real};
+ALTER TABLE attempts ADD COLUMN estimated {bool} NOT NULL DEFAULT {false};
+ALTER TABLE attempts ADD COLUMN stream_ms {real};
+ALTER TABLE client_keys ADD COLUMN spend_budget {real}
+"""
+"""Money: each attempt's tokens and cost (and the wasted part), each request's sum, and the client
+keys' spend budgets (USD per ``budget_period``). NULL cost: the price is unknown (never 0)."""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "usage", _0001_SQLITE, _0001_POSTGRES),
     Migration(2, "client_keys", _0002.format(real="REAL"), _0002.format(real="DOUBLE PRECISION")),
@@ -162,6 +179,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     # less to keep up on every attempt row.
     Migration(3, "drop_attempts_time", "DROP INDEX attempts_time", "DROP INDEX attempts_time"),
     Migration(4, "translation", _0004, _0004),
+    Migration(
+        5,
+        "cost",
+        _0005.format(real="REAL", bool="INTEGER", false="0"),
+        _0005.format(real="DOUBLE PRECISION", bool="BOOLEAN", false="FALSE"),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

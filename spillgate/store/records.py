@@ -43,6 +43,12 @@ class RequestRecord:
     (``not_replayable``: an in-band error because the stream had passed ``limits.max_replay_text``)."""
     upstream_api: str | None = None
     """The API the answering attempt spoke upstream (``api`` when native; another when translated)."""
+    cost_usd: float | None = None
+    """The sum of the attempts' costs (``None``: some billed attempt's price is unknown, or pricing off)."""
+    wasted_usd: float | None = None
+    """The part of ``cost_usd`` the client got nothing from (a cut stream's replayed part…)."""
+    cost_estimated: bool = False
+    """Some attempt's tokens were estimated (a cut stream has no usage report)."""
 
     @property
     def failed(self) -> bool:
@@ -83,6 +89,18 @@ class AttemptRecord:
     """The API the attempt spoke upstream."""
     omitted: str | None = None
     """What a translated request could not give the upstream (``; ``-separated)."""
+    input_tokens: int | None = None
+    """This attempt's own tokens (input counts cache reads and writes too)."""
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cost_usd: float | None = None
+    """0.0: not billed (failed before any output); ``None``: price unknown or pricing off."""
+    wasted_usd: float | None = None
+    estimated: bool = False
+    """Tokens estimated: a cut stream has no usage report."""
+    stream_ms: float | None = None
+    """How long a committed stream ran after its commit point."""
 
     @classmethod
     def from_event(cls, event: AttemptFinished, *, time: float) -> AttemptRecord:
@@ -125,12 +143,16 @@ def request_row(time: float, f: Field) -> tuple[Any, ...]:
         f("cached_tokens"),
         f("recovered"),
         f("upstream_api"),
+        f("cost_usd"),
+        f("wasted_usd"),
+        f("cost_estimated"),
     )
 
 
 def attempt_row(time: float, f: Field) -> tuple[Any, ...]:
     """The ``attempts`` row (:data:`ATTEMPT_COLUMNS` order) of an :class:`AttemptFinished`."""
     first = f("first_byte")
+    streamed = f("streamed")
     return (
         time,
         f("request_id"),
@@ -151,6 +173,14 @@ def attempt_row(time: float, f: Field) -> tuple[Any, ...]:
         f("api"),
         f("upstream_api"),
         f("omitted"),
+        f("input_tokens"),
+        f("output_tokens"),
+        f("cached_tokens"),
+        f("cache_write_tokens"),
+        f("cost_usd"),
+        f("wasted_usd"),
+        f("estimated"),
+        None if streamed is None else streamed * 1000.0,
     )
 
 
@@ -172,6 +202,11 @@ class UsageRow:
     input_tokens: int
     output_tokens: int
     cached_tokens: int
+    cost_usd: float
+    """The sum of the known costs."""
+    wasted_usd: float
+    unpriced: int
+    """Requests with tokens but no known cost (left out of ``cost_usd``)."""
     avg_latency_ms: float
     p50_latency_ms: float
     """Nearest-rank median (the lower middle value for an even count)."""

@@ -59,7 +59,9 @@ def rows_of_json(body: bytes) -> Rows:
         if kind == "rf":
             requests.append(request_row(time - fields["latency"], fields.__getitem__))
         elif kind == "af":
-            attempts.append(attempt_row(time - fields["latency"], fields.__getitem__))
+            attempts.append(
+                attempt_row(time - fields["latency"] - (fields["streamed"] or 0.0), fields.__getitem__)
+            )
         elif kind == "rr":
             requests.append(_REQUEST_FIELDS(fields))
         else:
@@ -79,7 +81,8 @@ def rows_of(items: Sequence[Pending]) -> Rows:
             if isinstance(event, RequestFinished):
                 requests.append(request_row(ended - event.latency, event.__getattribute__))
             else:
-                attempts.append(attempt_row(ended - event.latency, event.__getattribute__))
+                sent = ended - event.latency - (event.streamed or 0.0)
+                attempts.append(attempt_row(sent, event.__getattribute__))
         elif isinstance(item, RequestRecord):
             requests.append(_REQUEST_ATTRS(item))
         elif isinstance(item, AttemptRecord):

@@ -1,5 +1,6 @@
 """The dashboard in headless Chromium: it loads, shows a route going into cooldown while the fake
-upstream fails, and shows it recover. Screenshots go to ``test-output/dashboard-*.png``.
+upstream fails, shows it recover, and shows what the traffic cost: spend over time, what a replayed
+stream wasted and what a looping session spent. Screenshots go to ``test-output/dashboard-*.png``.
 
 Chromium is Debian's ``chromium`` package (``/usr/bin/chromium``), driven by Playwright without
 ``playwright install``; the test is skipped only when that binary is absent.
@@ -21,7 +22,7 @@ from playwright.async_api import Page, async_playwright, expect
 from spillgate.fake import FakeUpstream, Fault
 from spillgate.gateway.auth import hash_key
 
-from ..harness import PRIMARY, Scenario, scenario_config, start_scenario
+from ..harness import PRIMARY, SECONDARY, Scenario, scenario_config, start_scenario
 from .conftest import ADMIN_TOKEN
 
 CHROMIUM = os.environ.get("SPILLGATE_CHROMIUM", "/usr/bin/chromium")
@@ -38,6 +39,9 @@ ARGS = [
 TEST_BUDGET = 50.0
 """Seconds the whole test may take (it normally takes about 15)."""
 CLIENT_KEY = "sk-sg-dashboard-client"
+PRICE = {"input": 1.0, "output": 2.0}
+"""USD per million tokens of the fake's upstream models: every cost is known (and tiny)."""
+LOOP_SESSION = "dashboard-loop"
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"
@@ -48,6 +52,7 @@ def dashboard_config(fake: FakeUpstream, db: Path) -> dict[str, Any]:
     config = scenario_config(fake, admin_token=ADMIN_TOKEN)
     config["usage"] = {"dsn": f"sqlite:{db}"}
     config["client_keys"] = [{"name": "dashboard-team", "hash": hash_key(CLIENT_KEY)}]
+    config["pricing"] = {"models": {PRIMARY: PRICE, SECONDARY: PRICE}}
     return config
 
 
@@ -184,8 +189,40 @@ async def _run(page: Page, sc: Scenario) -> None:
     await expect(attempt_line).not_to_have_attribute("data-points", "0")
     await expect(page.get_by_test_id("line-request-failures")).not_to_have_attribute("data-points", "0")
     await expect(page.get_by_test_id("availability-pct-coder")).to_have_text("100 %")
+    await _spend(page, sc)
     # usage is polled every 10 s: by now the recorder has written the rows
     await expect(page.locator('svg[data-testid="usage-clients"] rect')).not_to_have_count(0, timeout=15_000)
     await expect(page.locator('svg[data-testid="usage-clients"]')).to_contain_text("dashboard-team")
     await expect(page.locator('svg[data-testid="usage-models"]')).to_contain_text("coder")
     await page.screenshot(path=str(OUTPUT / "dashboard-recovered.png"), full_page=True)
+
+
+async def _spend(page: Page, sc: Scenario) -> None:
+    """The spend panel: the priced traffic above as bars and a total, a replayed stream's waste,
+    then a session that sends the same turn again and again, with what it spent."""
+    spent = page.get_by_test_id("spend-total")
+    await expect(page.locator('[data-testid="bars-spend"] rect')).not_to_have_count(0)
+    await expect(spent).to_have_text(re.compile(r"^\$0\.0*[1-9]\d*$"))
+    assert float(await spent.get_attribute("data-usd") or 0) > 0
+    await expect(page.get_by_test_id("spend-unpriced")).to_have_count(0)  # every price is known
+    await expect(page.get_by_test_id("wasted-total")).to_have_text("$0")  # failovers cost nothing
+
+    # A stream cut mid-answer and replayed: the cut attempt's cost bought nothing.
+    sc.fake.set(PRIMARY, Fault(cut_after_events=5, times=1))
+    assert (await sc.ask("chat", True)).status == 200
+    await expect(page.locator('[data-testid="bars-wasted"] rect[data-cause="recovery"]')).not_to_have_count(0)
+    await expect(page.get_by_test_id("wasted-total")).to_have_text(re.compile(r"^\$0\.0*[1-9]\d*$"))
+    await expect(page.get_by_test_id("wasted-in-band")).to_have_text("$0")
+
+    # An agent stuck on one turn: the loop detector reports it, and the panel what it spent.
+    await expect(page.get_by_test_id("loops-table")).to_have_text("none")
+    for _ in range(5):
+        assert (await sc.ask("responses", prompt_cache_key=LOOP_SESSION)).status == 200
+    row = page.locator(f'[data-testid="loop-{LOOP_SESSION}"]')
+    await expect(row).to_have_attribute("data-reason", "repeating")
+    await expect(row).to_contain_text("5 \N{MULTIPLICATION SIGN} the same")
+    cost = page.get_by_test_id(f"loop-cost-{LOOP_SESSION}")
+    await expect(cost).to_have_text(re.compile(r"^\$0\.0*[1-9]\d*$"))
+    assert float(await cost.get_attribute("data-usd") or 0) > 0
+    await expect(page.get_by_test_id("loops-cost")).to_have_text((await cost.text_content()) or "")
+    await page.screenshot(path=str(OUTPUT / "dashboard-spend.png"), full_page=True)

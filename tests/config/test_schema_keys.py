@@ -147,6 +147,8 @@ def _sample(hint: Any, f: dataclasses.Field[Any], default: object) -> tuple[obje
         return 0.37, 0.37
     if hint is float and spec.unit == "number":
         return 2.5, 2.5
+    if hint is float and spec.unit == "usd":
+        return 12.5, 12.5
     if hint is float:
         return "1234ms", 1.234
     if hint is str:

@@ -10,6 +10,7 @@ from spillgate.config.schema import Account, Provider, Secret
 from spillgate.doctor.target import Endpoint, UrlTarget
 from spillgate.doctor.types import BodyKind, Probe, ProbeResult, Role
 from spillgate.protocols.apis import Api
+from spillgate.protocols.usage import Usage
 from spillgate.resilience.types import ErrorClass, Transport
 
 KEY = "sk-test-0123456789abcd"
@@ -34,6 +35,7 @@ def result(
     message: str = "",
     models: tuple[str, ...] = (),
     endpoint: Endpoint | None = None,
+    usage: Usage | None = None,
 ) -> ProbeResult:
     probe = Probe(
         role,
@@ -56,6 +58,7 @@ def result(
         retry_after=retry,
         headers=headers,
         models=models,
+        usage=usage,
     )
 
 

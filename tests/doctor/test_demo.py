@@ -110,7 +110,7 @@ async def test_doctor_alias_demo_probes_the_running_demo(tmp_path: Path) -> None
     try:
         published = parse_address(path.read_bytes())
         assert published is not None and published.gateway == app.url
-        target, _ = build_target(alias_args("--alias", DEMO_MODEL), env)
+        target = build_target(alias_args("--alias", DEMO_MODEL), env).target
         assert isinstance(target, AliasTarget) and target.source == f"the running demo at {app.url}"
         report = await run_doctor(target, timeout=3)
         code, out, _err = await cli("--alias", DEMO_MODEL, "--quiet", "--json", env=env)

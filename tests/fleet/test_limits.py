@@ -25,6 +25,7 @@ from spillgate.limits.limiter import (
     budget_refusal,
     concurrency_refusal,
     rpm_refusal,
+    spend_refusal,
     tpm_refusal,
 )
 from spillgate.limits.periods import period_bounds
@@ -208,19 +209,20 @@ async def test_the_reconciled_budget_keeps_the_larger_count(
     assert name == "team" and start == _ts("2026-11-01T00:00:00")
     counter = f"{fleet.namespace}:limits:{{ck:team}}:budget:month:{start:.0f}"
 
-    fleet.a.set_budget_used(key, start, 0)  # nothing used, nothing there: nothing written
+    fleet.a.set_budget_used(key, start, 0, 0.0)  # nothing used, nothing there: nothing written
     await fleet.settled()
     assert keys_under(redis_server, fleet.namespace) == []
-    fleet.a.set_budget_used(key, start, 400)  # the usage store (every instance's records)
+    fleet.a.set_budget_used(key, start, 400, 9.0)  # the usage store (every instance's records)
     await fleet.settled()
+    assert keys_under(redis_server, fleet.namespace) == [counter]  # no spend budget: no spend counter
     assert reply(redis_server, "GET", counter) == "400"
     fleet.a.spend("team", 100)  # not in the usage store yet
     await fleet.settled()
     assert reply(redis_server, "GET", counter) == "500"
-    fleet.b.set_budget_used(key, start, 450)  # the store lags: the counter keeps its 500
+    fleet.b.set_budget_used(key, start, 450, 9.0)  # the store lags: the counter keeps its 500
     await fleet.settled()
     assert reply(redis_server, "GET", counter) == "500"
-    fleet.b.set_budget_used(key, start, 1000)
+    fleet.b.set_budget_used(key, start, 1000, 9.0)
     await fleet.settled()
     assert reply(redis_server, "GET", counter) == "1000"
     # a's own view had 500: the refusal comes from the fleet's counter.
@@ -228,6 +230,83 @@ async def test_the_reconciled_budget_keeps_the_larger_count(
     refusal = await fleet.a.check(key, "m", "m")
     assert refusal is not None and refusal.limit == "budget"
     assert [u.budget_used for u in fleet.a.usage()] == [1000]  # learnt from the check's answer
+
+
+async def test_a_spend_budget_holds_across_instances_and_resets_with_the_period(
+    make_fleet: MakeFleet, redis_server: RedisServer
+) -> None:
+    wall = FakeClock(_ts("2026-11-22T23:00:00"))
+    fleet = await make_fleet(wall=wall)
+    key = _key(spend_budget=1.0, budget_period="day")
+    assert await admitted(fleet.a, key)
+    fleet.a(_finished(100, cost=0.7))
+    assert await admitted(fleet.b, key)
+    fleet.b(_finished(100, cost=0.1))
+    assert await admitted(fleet.a, key)
+    fleet.a(_finished(100, cost=0.2))  # 0.7 + 0.1 + 0.2: exactly the budget in nano-dollars
+    await fleet.settled()
+    day = f"{_ts('2026-11-22T00:00:00'):.0f}"
+    counter = f"{fleet.namespace}:limits:{{ck:team}}:spend:day:{day}"
+    assert keys_under(redis_server, fleet.namespace) == [counter]  # no token budget: no token counter
+    assert reply(redis_server, "GET", counter) == "1000000000"
+    refusal = await fleet.b.check(key, "m", "m")
+    assert refusal == spend_refusal(key.limits, _ts("2026-11-23T00:00:00"), wall.now)
+    assert refusal.retry_after == 3600 and "($1.00 per day)" in refusal.message
+    assert await fleet.a.check(key, "m", "m") == refusal
+    assert fleet.b.refusals == {("team", "spend"): 1}
+    assert [u.spend_used for u in fleet.b.usage()] == [pytest.approx(1.0)]  # learnt from the answer
+    wall.now = _ts("2026-11-23T00:00:01")  # a new day: a new counter
+    assert await admitted(fleet.a, key) and await admitted(fleet.b, key)
+    assert fleet.a.fallbacks == fleet.b.fallbacks == 0
+
+
+async def test_the_reconciled_spend_keeps_the_larger_count(
+    make_fleet: MakeFleet, redis_server: RedisServer
+) -> None:
+    wall = FakeClock(_ts("2026-11-22T12:00:00"))
+    fleet = await make_fleet(wall=wall)
+    key = _key(spend_budget=50.0, token_budget=10**6, budget_period="month")
+    [(_, start)] = fleet.a.budget_periods((key, _key("other", rpm=5)))
+    tokens = f"{fleet.namespace}:limits:{{ck:team}}:budget:month:{start:.0f}"
+    usd = f"{fleet.namespace}:limits:{{ck:team}}:spend:month:{start:.0f}"
+
+    fleet.a.set_budget_used(key, start, 0, 0.0)
+    await fleet.settled()
+    assert keys_under(redis_server, fleet.namespace) == []
+    fleet.a.set_budget_used(key, start, 400, 30.0)  # the usage store
+    await fleet.settled()
+    assert [reply(redis_server, "GET", c) for c in (tokens, usd)] == ["400", "30000000000"]
+    assert await admitted(fleet.a, key)
+    fleet.a(_finished(100, cost=5.0))  # not in the usage store yet
+    await fleet.settled()
+    assert [reply(redis_server, "GET", c) for c in (tokens, usd)] == ["500", "35000000000"]
+    fleet.b.set_budget_used(key, start, 600, 32.0)  # each counter keeps its larger
+    await fleet.settled()
+    assert [reply(redis_server, "GET", c) for c in (tokens, usd)] == ["600", "35000000000"]
+    fleet.b.set_budget_used(key, start, 600, 50.0)
+    await fleet.settled()
+    assert reply(redis_server, "GET", usd) == "50000000000"
+    assert [u.spend_used for u in fleet.a.usage()] == [35.0]  # a's own view, until it asks
+    refusal = await fleet.a.check(key, "m", "m")
+    assert refusal == spend_refusal(key.limits, _ts("2026-12-01T00:00:00"), wall.now)
+    assert [(u.budget_used, u.spend_used) for u in fleet.a.usage()] == [(600, 50.0)]
+
+
+async def test_a_spend_budget_falls_back_to_the_local_count_while_the_store_is_away(
+    make_fleet: MakeFleet, redis_server: RedisServer
+) -> None:
+    fleet = await make_fleet()
+    key = _key(spend_budget=1.0, budget_period="total")
+    assert await admitted(fleet.a, key)
+    fleet.a(_finished(10, cost=0.6))
+    await fleet.settled()
+    assert await admitted(fleet.a, key)  # the fleet's $0.60 learnt by a's local replica
+    redis_server.kill()
+    fleet.a(_finished(10, cost=0.4))  # a's own count reaches the budget
+    refusal = await fleet.a.check(key, "m", "m")
+    assert refusal == spend_refusal(key.limits, None, 0.0) and refusal.retry_after is None
+    assert await admitted(fleet.b, key)  # b alone has seen nothing
+    assert fleet.a.fallbacks == 1 and fleet.b.fallbacks == 1
 
 
 # -- what is written, and that it expires ----------------------------------------------------------
@@ -238,14 +317,18 @@ async def test_every_key_the_limiter_writes_has_a_ttl(
 ) -> None:
     wall = FakeClock(_ts("2026-11-22T23:00:00"))
     fleet = await make_fleet(wall=wall)
-    daily = _key(rpm=100, tpm=10_000, max_concurrent=5, token_budget=100_000, budget_period="day")
+    daily = _key(
+        rpm=100, tpm=10_000, max_concurrent=5, token_budget=100_000, spend_budget=100.0, budget_period="day"
+    )
     forever = _key("forever", token_budget=100_000, budget_period="total")
+    money = _key("money", spend_budget=100.0, budget_period="total")
     for limiter in fleet.limiters:
-        for key in (daily, forever):
+        for key in (daily, forever, money):
             assert await admitted(limiter, key)
-            limiter.spend(key.name, 50)
-    fleet.b.set_budget_used(daily, period_bounds("day", wall.now)[0], 1000)
-    fleet.b.set_budget_used(forever, 0.0, 1000)
+            limiter.spend(key.name, 50, 0.5)
+    fleet.b.set_budget_used(daily, period_bounds("day", wall.now)[0], 1000, 2.0)
+    fleet.b.set_budget_used(forever, 0.0, 1000, 2.0)
+    fleet.b.set_budget_used(money, 0.0, 1000, 2.0)
     await fleet.a.renew()
     fleet.a.release(daily)
     await fleet.settled()
@@ -256,7 +339,9 @@ async def test_every_key_the_limiter_writes_has_a_ttl(
     assert found == sorted(
         [
             f"{ns}:limits:{{ck:forever}}:budget:total:0",
+            f"{ns}:limits:{{ck:money}}:spend:total:0",
             f"{ns}:limits:{{ck:team}}:budget:day:{day}",
+            f"{ns}:limits:{{ck:team}}:spend:day:{day}",
             f"{ns}:limits:{{ck:team}}:rpm",
             f"{ns}:limits:{{ck:team}}:slots",
             f"{ns}:limits:{{ck:team}}:tpm",
@@ -268,9 +353,14 @@ async def test_every_key_the_limiter_writes_has_a_ttl(
     assert ttls[f"{ns}:limits:{{ck:team}}:budget:day:{day}"] == pytest.approx(
         (3600 + BUDGET_MARGIN) * 1000, abs=5000
     )
+    assert ttls[f"{ns}:limits:{{ck:team}}:spend:day:{day}"] == pytest.approx(
+        (3600 + BUDGET_MARGIN) * 1000, abs=5000
+    )
     assert ttls[f"{ns}:limits:{{ck:forever}}:budget:total:0"] == pytest.approx(TOTAL_TTL * 1000, abs=5000)
+    assert ttls[f"{ns}:limits:{{ck:money}}:spend:total:0"] == pytest.approx(TOTAL_TTL * 1000, abs=5000)
     assert ttls[f"{ns}:limits:{{ck:team}}:rpm"] <= 121_000  # a bucket: about two minutes at most
     assert reply(redis_server, "GET", f"{ns}:limits:{{ck:team}}:budget:day:{day}") == "1000"
+    assert reply(redis_server, "GET", f"{ns}:limits:{{ck:team}}:spend:day:{day}") == "2000000000"  # $2
 
 
 async def test_a_key_without_limits_writes_nothing(make_fleet: MakeFleet, redis_server: RedisServer) -> None:
@@ -280,9 +370,9 @@ async def test_a_key_without_limits_writes_nothing(make_fleet: MakeFleet, redis_
     for limiter in fleet.limiters:
         for key in (open_key, listed):
             assert await limiter.check(key, "coder", "coder") is None
-            limiter.spend(key.name, 100)
-            limiter(_finished(100, key.name))
-            limiter.set_budget_used(key, 0.0, 100)
+            limiter.spend(key.name, 100, 1.0)
+            limiter(_finished(100, key.name, cost=1.0))
+            limiter.set_budget_used(key, 0.0, 100, 1.0)
             limiter.release(key)
         refusal = await limiter.check(listed, "gpt-x", "*")  # the allow-list: decided here
         assert refusal is not None and refusal.limit == "model" and refusal.retry_after is None
@@ -449,8 +539,8 @@ async def test_running_requests_get_their_slots_back_in_a_restarted_store(
 
 # -- the refusals read as the in-memory limiter's --------------------------------------------------
 
-Step = tuple[str, int]
-"""``("admit", n)``: n requests admitted; ``("spend", tokens)``; ``("release", n)``."""
+Step = tuple[str, float]
+"""``("admit", n)``: n requests admitted; ``("spend", tokens)``; ``("cost", usd)``; ``("release", n)``."""
 
 DAY_EVENING = _ts("2026-11-22T23:00:00")
 MID_MONTH = _ts("2026-11-22T12:00:00")
@@ -492,6 +582,48 @@ MID_MONTH = _ts("2026-11-22T12:00:00")
             id="budget-before-concurrency",
         ),
         pytest.param(
+            {"spend_budget": 2.0, "budget_period": "day"},
+            [("admit", 1), ("cost", 2.5)],
+            DAY_EVENING,
+            "m",
+            id="spend-day",
+        ),
+        pytest.param(
+            {"spend_budget": 50.0, "budget_period": "month"},
+            [("admit", 2), ("cost", 30.0), ("cost", 20.0)],
+            MID_MONTH,
+            "m",
+            id="spend-month",
+        ),
+        pytest.param(
+            {"spend_budget": 1.0, "budget_period": "total"},
+            [("admit", 3), ("cost", 0.7), ("cost", 0.1), ("cost", 0.2)],
+            MID_MONTH,
+            "m",
+            id="spend-total-exact",
+        ),
+        pytest.param(
+            {"spend_budget": 1.0, "budget_period": "total"},
+            [("admit", 1), ("cost", 0.999999)],
+            MID_MONTH,
+            "m",
+            id="spend-just-under",
+        ),
+        pytest.param(
+            {"token_budget": 10, "spend_budget": 1.0, "budget_period": "day"},
+            [("admit", 1), ("spend", 10), ("cost", 1.0)],
+            DAY_EVENING,
+            "m",
+            id="budget-before-spend",
+        ),
+        pytest.param(
+            {"token_budget": 1000, "spend_budget": 1.0, "max_concurrent": 1, "rpm": 1, "tpm": 5},
+            [("admit", 1), ("spend", 10), ("cost", 1.0)],
+            MID_MONTH,
+            "m",
+            id="spend-before-concurrency-rpm-tpm",
+        ),
+        pytest.param(
             {"max_concurrent": 1, "rpm": 1}, [("admit", 1)], MID_MONTH, "m", id="concurrency-before-rpm"
         ),
         pytest.param(
@@ -516,17 +648,20 @@ async def test_refusals_read_as_the_in_memory_limiters(
     last = fleet.a
     for step, n in steps:
         if step == "admit":
-            for i in range(n):
+            for i in range(int(n)):
                 last = fleet.limiters[i % 2]  # the requests alternate between the instances
                 assert memory.admit(key, "m", "m") is None
                 assert await last.check(key, "m", "m") is None
         elif step == "release":
-            for _ in range(n):
+            for _ in range(int(n)):
                 memory.release(key)
                 fleet.a.release(key)  # a took the first request
+        elif step == "cost":
+            memory.spend("team", 0, n)
+            last.spend("team", 0, n)
         else:
-            memory.spend("team", n)
-            last.spend("team", n)  # the instance that ran the last request
+            memory.spend("team", int(n))
+            last.spend("team", int(n))  # the instance that ran the last request
     await fleet.settled()
     expected: Refusal | None = memory.admit(key, model, model)
     assert await fleet.b.check(key, model, model) == expected

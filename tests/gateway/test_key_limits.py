@@ -201,3 +201,22 @@ async def test_refusals_show_in_metrics_and_the_admin_key_list(start: Any) -> No
     assert key["limits"]["rpm"] == 1 and key["limits"]["models"] == ["coder"]
     assert key["refused"] == {"rpm": 1, "model": 1} and key["live"]["in_flight"] == 0
     assert KEY not in str(body) and "sha256" not in str(body)
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "messages"])
+async def test_spend_budget_stops_the_key(start: Any, api: str) -> None:
+    """What the key's requests cost (prices from ``pricing``) is counted against its spend budget."""
+    price = {"input": 1000.0, "output": 2000.0}  # USD per million tokens: one request costs ~ 0.01
+    sc = await start(
+        KeyLimits(spend_budget=0.001, budget_period="month"),
+        pricing={"models": {PRIMARY: price, "up-secondary": price}},
+    )
+    assert (await sc.ask(api)).status == 200
+    result = await sc.ask(api, stream=True)
+    assert result.status == 429
+    code, message = _error(result, api)
+    assert code == ("rate_limit_error" if api == "messages" else "insufficient_quota")
+    assert "spend budget ($0.001 per month)" in message, message
+    assert result.header("x-should-retry") == "false"
+    assert 1 <= int(result.header("retry-after") or 0) <= 31 * 86400  # until the month ends
+    assert sc.seen(PRIMARY) == 1  # the refused request never reached an upstream

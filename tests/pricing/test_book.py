@@ -180,3 +180,16 @@ def test_an_anthropic_turn_with_cache_costs_what_genai_prices_says() -> None:
     assert cost.usd == pytest.approx(library("claude-sonnet-4-5", ANTHROPIC[2], tokens))
     # 25 fresh x $3 + 30k cache reads x $0.30 + 2k writes x $3.75 + 400 out x $15, per million
     assert cost.usd == pytest.approx((25 * 3 + 30_000 * 0.3 + 2_000 * 3.75 + 400 * 15) / 1e6)
+
+
+def test_made_up_model_names_do_not_grow_memory_without_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``*`` route passes on whatever model a client names: the cache and the counts stay bounded."""
+    from spillgate.pricing import book as book_module
+
+    monkeypatch.setattr(book_module, "MAX_MODELS", 5)
+    priced = PriceBook()
+    for i in range(12):
+        cost = priced.cost("p", "openai", "http://127.0.0.1:1/v1", f"made-up-{i}", Tokens(10, 10))
+        assert cost.usd is None
+    assert len(priced._found) <= 5
+    assert len(priced.unknown) == 6 and priced.unknown["other"] == 7

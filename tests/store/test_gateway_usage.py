@@ -20,7 +20,7 @@ from spillgate.gateway.auth import hash_key
 from spillgate.store import open_store
 from tests.eventually import eventually
 
-from ..harness import PRIMARY, scenario_config, start_scenario
+from ..harness import PRIMARY, SECONDARY, scenario_config, start_scenario
 
 
 async def test_requests_and_attempts_are_recorded(fake: FakeUpstream, dsn: str) -> None:
@@ -50,6 +50,54 @@ async def test_requests_and_attempts_are_recorded(fake: FakeUpstream, dsn: str) 
         for table in ("requests", "attempts"):
             everything = repr(await store.query(f"SELECT * FROM {table}"))
             assert "sk-sg-rec" not in everything and "sk-oa-p" not in everything  # names, never keys
+    finally:
+        await store.close()
+
+
+async def test_costs_are_recorded_per_attempt_and_summed(fake: FakeUpstream, dsn: str) -> None:
+    """A replayed cut stream: the cut attempt's cost is wasted, and the usage query puts each
+    attempt's cost on the route that spent it (the cut route answered nothing, yet it has a row)."""
+    price = {"input": 1000.0, "output": 2000.0}
+    config = scenario_config(fake, pricing={"models": {PRIMARY: price, SECONDARY: price}})
+    config["usage"] = {"dsn": dsn}
+    config["client_keys"] = [{"name": "team-a", "hash": hash_key("sk-sg-rec")}]
+    sc = await start_scenario(fake, config)
+    try:
+        fake.set(PRIMARY, Fault(cut_after_events=5))
+        sc.http.headers.update({"authorization": "Bearer sk-sg-rec"})
+        assert (await sc.ask("responses", True)).status == 200
+        request_id = (await sc.ask("responses", True)).header("x-spillgate-request-id")
+    finally:
+        await sc.http.close()
+        await sc.app.stop(grace=1)
+    store = open_store(dsn)
+    try:
+        first = (await store.query("SELECT request_id FROM requests ORDER BY id LIMIT 1"))[0][0]
+        cut, replay = await store.attempts_for(first)
+        assert (cut.route, cut.ok, cut.error_class, cut.estimated) == ("coder[0]", False, "stream_cut", True)
+        assert cut.cost_usd is not None and cut.cost_usd > 0 and cut.wasted_usd == cut.cost_usd
+        assert cut.stream_ms is not None and cut.input_tokens and cut.output_tokens
+        assert (replay.route, replay.kind, replay.ok, replay.wasted_usd) == ("coder[1]", "replay", True, 0.0)
+        assert replay.cost_usd is not None and replay.cost_usd > 0
+        (request,) = await store.requests_for(first)
+        assert request.cost_usd == pytest.approx(cut.cost_usd + replay.cost_usd)
+        assert request.wasted_usd == pytest.approx(cut.cost_usd) and request.cost_estimated
+        assert request_id is not None
+        (second,) = await store.requests_for(request_id)  # the primary is cooling down: straight there
+        assert second.attempts == 1 and second.wasted_usd == 0.0 and not second.cost_estimated
+        assert second.cost_usd is not None and second.cost_usd > 0
+        until = time.time() + 1
+        (key,) = await store.usage("client_key", since=0, until=until)
+        assert key.cost_usd == pytest.approx(request.cost_usd + second.cost_usd)
+        assert key.wasted_usd == pytest.approx(cut.cost_usd) and key.unpriced == 0
+        routes = {r.key: r for r in await store.usage("route", since=0, until=until)}
+        assert routes["coder[1]"].requests == 2
+        assert routes["coder[1]"].cost_usd == pytest.approx(replay.cost_usd + second.cost_usd)
+        assert routes["coder[1]"].wasted_usd == 0.0
+        assert (routes["coder[0]"].requests, routes["coder[0]"].wasted_usd) == (
+            0,
+            pytest.approx(cut.cost_usd),
+        )
     finally:
         await store.close()
 

@@ -10,7 +10,7 @@ import pytest
 
 from spillgate.config.schema import KeyLimits
 from spillgate.store import RequestRecord, UsageStore
-from spillgate.store.keys import KeyExists, KeyRegistry
+from spillgate.store.keys import KeyExists, KeyRegistry, KeyUse
 
 from ..test_cli import clean_env, run
 
@@ -23,6 +23,7 @@ async def test_create_list_revoke(store: UsageStore) -> None:
         tpm=1000,
         max_concurrent=2,
         token_budget=5000,
+        spend_budget=12.5,
         budget_period="day",
     )
     created = await registry.create("team-a", "sk-sg-secret-key-a", limits)
@@ -35,12 +36,19 @@ async def test_create_list_revoke(store: UsageStore) -> None:
     listed = await registry.all()
     assert [k.name for k in listed] == ["team-a", "team-b"]
     assert listed[0].limits == limits and listed[1].limits == KeyLimits()
-    assert {k.name for k in await registry.active()} == {"team-a", "team-b"}
+    assert listed[0].limits.spend_budget == 12.5 and listed[1].limits.spend_budget is None
+    await registry.create(
+        "team-c", "sk-sg-secret-key-c", KeyLimits(spend_budget=0.005, budget_period="total")
+    )
+    assert [k.limits for k in await registry.active() if k.name == "team-c"] == [
+        KeyLimits(spend_budget=0.005, budget_period="total")
+    ]
+    assert {k.name for k in await registry.active()} == {"team-a", "team-b", "team-c"}
 
     assert await registry.revoke("team-a") is True
     assert await registry.revoke("team-a") is False  # already revoked
     assert await registry.revoke("nobody") is False
-    assert [k.name for k in await registry.active()] == ["team-b"]
+    assert [k.name for k in await registry.active()] == ["team-b", "team-c"]
     revoked = (await registry.all())[0]
     assert not revoked.active and revoked.revoked_at is not None
     with pytest.raises(KeyExists):  # the name stays taken: usage rows name it
@@ -50,10 +58,12 @@ async def test_create_list_revoke(store: UsageStore) -> None:
     assert "sk-sg-secret-key-a" not in repr(rows)
 
 
-async def test_tokens_used_since(store: UsageStore) -> None:
+async def test_budget_used_since(store: UsageStore) -> None:
     now = time.time()
 
-    def rec(key: str | None, t: float, inp: int | None, out: int | None) -> RequestRecord:
+    def rec(
+        key: str | None, t: float, inp: int | None, out: int | None, cost: float | None = None
+    ) -> RequestRecord:
         return RequestRecord(
             time=t,
             request_id="r",
@@ -66,20 +76,22 @@ async def test_tokens_used_since(store: UsageStore) -> None:
             latency_ms=1.0,
             input_tokens=inp,
             output_tokens=out,
+            cost_usd=cost,
         )
 
     await store.write(
         [
-            rec("a", now - 10, 100, 20),
-            rec("a", now - 5, None, 7),
-            rec("a", now - 7200, 1000, 1000),
+            rec("a", now - 10, 100, 20, 0.25),
+            rec("a", now - 5, None, 7),  # the cost unknown: counts 0
+            rec("a", now - 4, 3, 0, 0.5),
+            rec("a", now - 7200, 1000, 1000, 100.0),  # before the period
             rec("b", now - 1, 5, 5),
-            rec(None, now - 1, 50, 50),
+            rec(None, now - 1, 50, 50, 7.0),
         ],
         [],
     )
-    used = await KeyRegistry(store).tokens_used([("a", now - 3600), ("b", 0.0), ("c", 0.0)])
-    assert used == {"a": 127, "b": 10, "c": 0}
+    used = await KeyRegistry(store).budget_used([("a", now - 3600), ("b", 0.0), ("c", 0.0)])
+    assert used == {"a": KeyUse(130, 0.75), "b": KeyUse(10, 0.0), "c": KeyUse(0, 0.0)}
 
 
 def test_cli_create_list_revoke(tmp_path: object) -> None:
@@ -94,6 +106,8 @@ def test_cli_create_list_revoke(tmp_path: object) -> None:
         "30",
         "--token-budget",
         "1000",
+        "--spend-budget",
+        "50",
         "--budget-period",
         "day",
         "--dsn",
@@ -107,7 +121,7 @@ def test_cli_create_list_revoke(tmp_path: object) -> None:
     listed = run("keys", "list", "--dsn", dsn)
     assert listed.returncode == 0
     assert "ci-team" in listed.stdout and "active" in listed.stdout
-    assert "models coder, 30 req/min, 1000 tokens per day" in listed.stdout
+    assert "models coder, 30 req/min, 1000 tokens per day, $50.00 per day" in listed.stdout
     assert key.group(1) not in listed.stdout  # only a prefix is ever shown again
     assert key.group(1)[:10] + "…" in listed.stdout
 
@@ -115,6 +129,13 @@ def test_cli_create_list_revoke(tmp_path: object) -> None:
     assert again.returncode == 1 and "exists already" in again.stderr
     bad = run("keys", "create", "x", "--rpm", "0", "--dsn", dsn)
     assert bad.returncode == 2 and "positive integer" in bad.stderr
+    for amount in ("0", "-5", "ten", "nan", "inf"):
+        bad = run("keys", "create", "x", "--spend-budget", amount, "--dsn", dsn)
+        assert bad.returncode == 2 and "expected a positive amount in USD" in bad.stderr, amount
+    money = run(
+        "keys", "create", "money", "--spend-budget", "$0.005", "--budget-period", "total", "--dsn", dsn
+    )
+    assert money.returncode == 0 and "limits: $0.005 in total" in money.stdout, money.stdout
 
     assert run("keys", "revoke", "ci-team", "--dsn", dsn).returncode == 0
     assert "revoked" in run("keys", "list", "--dsn", dsn).stdout

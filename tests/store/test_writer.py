@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from spillgate.store import AttemptRecord, RequestRecord, SqliteStore
+from spillgate.store.records import ATTEMPT_COLUMNS
 from spillgate.store.wire import encode_event, join, rows_of, rows_of_json
 from spillgate.store.writer import WriterProcess, frame, may_leave_idle, serve
 from tests.eventually import eventually
@@ -49,15 +50,16 @@ def test_every_form_of_an_item_makes_the_same_rows() -> None:
     records = [request(1), attempt(2)]
     requests, attempts = rows_of([*stamped, *records])
     assert requests[0][0] == T0 - 1.5 and requests[0][1:4] == ("e1", "team", "codex_cli_rs/0.169.0")
-    assert attempts[0][0] == T0 - 1.25 and attempts[0][-5:-3] == (250.0, 10.0)
-    assert attempts[0][-3:] == ("openai-responses", None, None)  # the client's API; native
+    row = dict(zip(ATTEMPT_COLUMNS, attempts[0], strict=True))
+    assert attempts[0][0] == T0 - 1.25 and (row["latency_ms"], row["first_byte_ms"]) == (250.0, 10.0)
+    assert (row["api"], row["upstream_api"], row["omitted"]) == ("openai-responses", None, None)  # native
     # Encoded on the event loop (what the gateway does), then read back in the writer process:
     encoded = [encode_event(*item) for item in stamped]
     assert rows_of_json(join([*encoded, *records])) == (requests, attempts)
     assert rows_of([*encoded, *records]) == (requests, attempts)
     # The record made from an event agrees with the row made from it.
     assert RequestRecord.from_event(REQUEST_EVENT, time=T0 - 1.5).latency_ms == requests[0][14] == 1500.0
-    assert AttemptRecord.from_event(ATTEMPT_EVENT, time=T0 - 1.25).first_byte_ms == attempts[0][-4]
+    assert AttemptRecord.from_event(ATTEMPT_EVENT, time=T0 - 1.25).first_byte_ms == row["first_byte_ms"]
     whole = frame(records)
     assert int.from_bytes(whole[:4], "big") == len(whole) - 4
 
