@@ -16,7 +16,14 @@ two stream lengths, ``(CPU per long stream - CPU per short stream) / (events per
 events per short stream)``, which leaves out what a stream costs once (the request's own
 translation, the connection's work).
 
-Usage: ``python -m bench.cpu_per_request [REQUESTS] [--translation responses-chat|messages-chat]``."""
+``--pricing`` measures, in the same process and the same run, two gateways on one fake upstream:
+pricing on (the upstream model ``gpt-4o-mini``, which genai-prices knows: every request costed,
+the streams from estimated tokens, as the fake reports no usage in a Chat stream) and
+``pricing: off``, metrics on in both, alternating in blocks (ABBA): what pricing costs in CPU, a
+figure that neither CPU steal nor the queueing of a saturated core inflates.
+
+Usage: ``python -m bench.cpu_per_request [REQUESTS] [--translation responses-chat|messages-chat]``
+or ``python -m bench.cpu_per_request [REQUESTS] --pricing``."""
 
 from __future__ import annotations
 
@@ -93,6 +100,84 @@ async def measure(requests: int) -> dict[str, float]:
         await app.stop()
         await fake.close()
     return figures
+
+
+# --------------------------------------------------------------------------------------------
+# --pricing
+# --------------------------------------------------------------------------------------------
+PRICING_SIDES = ("on", "off")
+
+
+async def measure_pricing(requests: int) -> dict[tuple[str, str], list[float]]:
+    """(side, kind) -> microseconds of process CPU per request in each block."""
+    fake = FakeUpstream()
+    await fake.start("127.0.0.1", 0)
+    apps: dict[str, App] = {}
+    per_block = max(1, requests // BLOCKS)
+    blocks: dict[tuple[str, str], list[float]] = {
+        (s, k): [] for s in PRICING_SIDES for k in ("plain", "stream")
+    }
+    try:
+        for side in PRICING_SIDES:
+            config: dict[str, Any] = {
+                "listen": "127.0.0.1:0",
+                "providers": {
+                    "oa": {"protocol": "openai", "base_url": fake.openai_base_url, "api_key": "sk"}
+                },
+                "models": {"coder": {"routes": [{"provider": "oa", "model": "gpt-4o-mini"}]}},
+            }
+            if side == "off":
+                config["pricing"] = "off"
+            apps[side] = App(parse_settings(config, env={}, source="bench"))
+            await apps[side].start()
+        async with aiohttp.ClientSession() as http:
+            bodies = {
+                kind: orjson.dumps(
+                    {
+                        "model": "coder",
+                        "stream": kind == "stream",
+                        "messages": [{"role": "user", "content": "hi"}],
+                    }
+                )
+                for kind in ("plain", "stream")
+            }
+            for side in PRICING_SIDES:
+                for body in bodies.values():
+                    await _post(http, apps[side].url + PATH, body, WARMUP)
+            for block in range(BLOCKS):
+                order = PRICING_SIDES if block % 2 == 0 else PRICING_SIDES[::-1]
+                for side in order:
+                    for kind, body in bodies.items():
+                        started = time.process_time()
+                        await _post(http, apps[side].url + PATH, body, per_block)
+                        blocks[(side, kind)].append(1e6 * (time.process_time() - started) / per_block)
+    finally:
+        for app in apps.values():
+            await app.stop()
+        await fake.close()
+    return blocks
+
+
+async def _post(http: aiohttp.ClientSession, url: str, body: bytes, n: int) -> None:
+    for _ in range(n):
+        async with http.post(url, data=body, headers=HEADERS) as reply:
+            await reply.read()
+            if reply.status != 200:
+                raise SystemExit(f"the gateway answered {reply.status}: {await reply.text()}")
+
+
+def pricing_report(blocks: dict[tuple[str, str], list[float]], requests: int) -> str:
+    lines = [f"pricing on against pricing: off, {BLOCKS} blocks of {max(1, requests // BLOCKS)} requests per "
+             f"side and kind after {WARMUP} warm-up, alternating; median (min..max) over blocks"]  # fmt: skip
+    for kind in ("plain", "stream"):
+        on, off = blocks[("on", kind)], blocks[("off", kind)]
+        m_on, m_off = statistics.median(on), statistics.median(off)
+        lines.append(
+            f"{kind:6s} cpu per request: pricing on {m_on:.1f} us ({min(on):.1f}..{max(on):.1f}), "
+            f"off {m_off:.1f} us ({min(off):.1f}..{max(off):.1f}); added {m_on - m_off:+.1f} us "
+            f"({(m_on - m_off) / m_off:+.1%})"
+        )
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,9 +409,17 @@ def main() -> None:
         "chat-only upstream against the native route of the same client API: CPU per request and per "
         f"streamed event, translated minus native (target per event <= {TARGET_ADDED_PER_EVENT_US:g} us)",
     )
+    parser.add_argument(
+        "--pricing",
+        action="store_true",
+        help="CPU per request with pricing on against pricing: off (same process, alternating blocks)",
+    )
     args = parser.parse_args()
     if args.requests < 1:
         parser.error("requests must be at least 1")
+    if args.pricing:
+        print(pricing_report(uvloop.run(measure_pricing(args.requests)), args.requests))
+        return
     if args.translation:
         blocks = uvloop.run(measure_translation(args.translation, args.requests))
         print(translation_report(args.translation, blocks, args.requests))

@@ -45,6 +45,22 @@ def test_module_runs_from_the_repository_root(name: str) -> None:
     assert done.stdout.startswith(f"usage: bench/{name} "), done.stdout
 
 
+def test_cpu_per_request_compares_pricing_on_and_off() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cpu_per_request", "12", "--pricing"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    head, *figures = done.stdout.splitlines()
+    assert head.startswith("pricing on against pricing: off"), done.stdout
+    assert [line.split()[0] for line in figures] == ["plain", "stream"], done.stdout
+    assert all("pricing on " in line and "added " in line for line in figures), done.stdout
+
+
 def test_cpu_per_request_prints_both_figures() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.cpu_per_request", "5"],

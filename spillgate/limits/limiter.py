@@ -132,16 +132,7 @@ def model_refusal(limits: KeyLimits, requested: str, alias: str) -> Refusal | No
 
 def budget_refusal(limits: KeyLimits, end: float | None, wall: float) -> Refusal:
     """The token budget is used up; the current period ends at ``end`` (``None``: never)."""
-    budget = limits.token_budget
-    if end is None:
-        return Refusal("budget", f"this API key has used its token budget ({budget} tokens in total)", None)
-    wait = end - wall
-    return Refusal(
-        "budget",
-        f"this API key has used its token budget ({budget} tokens per {limits.budget_period}); "
-        f"it resets in {_seconds(wait)} s",
-        _seconds(wait),
-    )
+    return _spent_refusal("budget", f"token budget ({limits.token_budget} tokens", limits, end, wall)
 
 
 def usd_text(amount: float) -> str:
@@ -153,15 +144,19 @@ def usd_text(amount: float) -> str:
 
 def spend_refusal(limits: KeyLimits, end: float | None, wall: float) -> Refusal:
     """The spend budget is used up; the current period ends at ``end`` (``None``: never)."""
-    budget = usd_text(limits.spend_budget or 0.0)
+    return _spent_refusal("spend", f"spend budget ({usd_text(limits.spend_budget or 0.0)}", limits, end, wall)
+
+
+def _spent_refusal(
+    limit: LimitName, budget: str, limits: KeyLimits, end: float | None, wall: float
+) -> Refusal:
+    """``budget``: what was used up, its amount (``token budget (50 tokens``), completed here with
+    the period and when it resets (a ``total`` budget never does: no ``retry_after``)."""
     if end is None:
-        return Refusal("spend", f"this API key has used its spend budget ({budget} in total)", None)
-    wait = end - wall
+        return Refusal(limit, f"this API key has used its {budget} in total)", None)
+    wait = _seconds(end - wall)
     return Refusal(
-        "spend",
-        f"this API key has used its spend budget ({budget} per {limits.budget_period}); "
-        f"it resets in {_seconds(wait)} s",
-        _seconds(wait),
+        limit, f"this API key has used its {budget} per {limits.budget_period}); it resets in {wait} s", wait
     )
 
 

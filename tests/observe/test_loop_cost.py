@@ -11,23 +11,19 @@ from spillgate.fake import FakeUpstream
 from spillgate.observe.events import RequestFinished
 from spillgate.observe.loops import LoopDetector, LoopReport
 from tests.clock import FakeClock
+from tests.store.records import request_event
 
 from ..admin.conftest import admin
 from ..harness import PRIMARY, SECONDARY, scenario_config, start_scenario
 
-REQUEST = RequestFinished(
+REQUEST = request_event(
     request_id="r",
     api="openai-responses",
-    public_model="m",
     client_key=None,
-    stream=True,
-    ok=True,
-    status=200,
     attempts=1,
     route=None,
     account=None,
     upstream_model=None,
-    error_class=None,
     latency=0.1,
     first_token=None,
     session="s",

@@ -8,21 +8,19 @@ from dataclasses import replace
 import pytest
 
 from spillgate.fake import FakeUpstream, Fault
-from spillgate.observe.events import AttemptFinished, Event, RequestFinished
+from spillgate.observe.events import Event
 from spillgate.observe.metrics import Metrics
+from tests.store.records import attempt_event, request_event
 
 from ..harness import PRIMARY, SECONDARY, scenario_config, start_scenario
 
-ATTEMPT = AttemptFinished(
+ATTEMPT = attempt_event(
     request_id="r1",
-    attempt=1,
-    api="openai-chat",
     public_model="coder",
     route="coder[0]",
     provider="oa",
     account="oa-1",
     upstream_model="up",
-    stream=True,
     ok=True,
     status=200,
     error_class=None,
@@ -30,23 +28,17 @@ ATTEMPT = AttemptFinished(
     rule=None,
     phase=None,
     latency=0.03,
-    first_byte=None,
     cost_usd=0.25,
     wasted_usd=0.0,
 )
-REQUEST = RequestFinished(
+REQUEST = request_event(
     request_id="r1",
-    api="openai-chat",
     public_model="coder",
     client_key="team",
-    stream=True,
-    ok=True,
-    status=200,
     attempts=1,
     route="coder[0]",
     account="oa-1",
     upstream_model="up",
-    error_class=None,
     latency=0.03,
     first_token=None,
     cost_usd=0.25,

@@ -7,20 +7,18 @@ from dataclasses import replace
 
 import pytest
 
-from spillgate.observe.events import AttemptFinished, Event, RequestFinished
+from spillgate.observe.events import Event
 from spillgate.observe.timeline import ROW_FIELDS, Timeline
 from tests.clock import FakeClock
+from tests.store.records import attempt_event, request_event
 
-ATTEMPT = AttemptFinished(
+ATTEMPT = attempt_event(
     request_id="r1",
-    attempt=1,
-    api="openai-chat",
     public_model="coder",
     route="coder[0]",
     provider="oa",
     account="oa-1",
     upstream_model="up",
-    stream=True,
     ok=True,
     status=200,
     error_class=None,
@@ -28,23 +26,17 @@ ATTEMPT = AttemptFinished(
     rule=None,
     phase=None,
     latency=0.03,
-    first_byte=None,
     cost_usd=0.25,
     wasted_usd=0.0,
 )
-REQUEST = RequestFinished(
+REQUEST = request_event(
     request_id="r1",
-    api="openai-chat",
     public_model="coder",
     client_key=None,
-    stream=True,
-    ok=True,
-    status=200,
     attempts=1,
     route="coder[0]",
     account="oa-1",
     upstream_model="up",
-    error_class=None,
     latency=0.03,
     first_token=None,
     cost_usd=0.25,

@@ -11,7 +11,7 @@ import pytest
 
 from spillgate.config.loader import ConfigError, parse_settings
 from spillgate.config.schema import Price, Pricing
-from spillgate.pricing.book import PriceBook, Tokens, cost_of
+from spillgate.pricing.book import PriceBook, Tokens, cost_of, priced_routes
 
 OPENAI = ("openai", "openai", "https://api.openai.com/v1")
 ANTHROPIC = ("anthropic", "anthropic", "https://api.anthropic.com")
@@ -193,3 +193,27 @@ def test_made_up_model_names_do_not_grow_memory_without_bound(monkeypatch: pytes
         assert cost.usd is None
     assert len(priced._found) <= 5
     assert len(priced.unknown) == 6 and priced.unknown["other"] == 7
+
+
+def test_the_configured_routes_are_looked_up_at_start() -> None:
+    settings = parse_settings(
+        {
+            "listen": "127.0.0.1:0",
+            "providers": {"oa": {"protocol": "openai", "base_url": "https://api.openai.com/v1"}},
+            "models": {
+                "mini": {"routes": [{"provider": "oa", "model": "gpt-4o-mini"}]},
+                "any": {"routes": [{"provider": "oa", "model": "*"}]},  # the client's name: not known yet
+            },
+            "pricing": {"models": {"gpt-4o-mini-free": {"input": 0, "output": 0}}},
+        },
+        env={},
+        source="test",
+    )
+    routes = priced_routes(settings)
+    assert routes == [("oa", "openai", "https://api.openai.com/v1", "gpt-4o-mini")]
+    book = PriceBook(settings.pricing)
+    book.warm(routes)
+    assert book._found[routes[0]] is not None  # found in genai-prices, before any request
+    off = PriceBook(Pricing(enabled=False))
+    off.warm(routes)
+    assert off._found == {}
