@@ -45,9 +45,10 @@ def test_module_runs_from_the_repository_root(name: str) -> None:
     assert done.stdout.startswith(f"usage: bench/{name} "), done.stdout
 
 
-def test_cpu_per_request_compares_pricing_on_and_off() -> None:
+def _cpu_per_request(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bench.cpu_per_request ARGS`` from the repository root; it must succeed."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.cpu_per_request", "12", "--pricing"],
+        [sys.executable, "-m", "bench.cpu_per_request", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -55,6 +56,11 @@ def test_cpu_per_request_compares_pricing_on_and_off() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_cpu_per_request_compares_pricing_on_and_off() -> None:
+    done = _cpu_per_request("12", "--pricing")
     head, *figures = done.stdout.splitlines()
     assert head.startswith("pricing on against pricing: off"), done.stdout
     assert [line.split()[0] for line in figures] == ["plain", "stream"], done.stdout
@@ -62,15 +68,7 @@ def test_cpu_per_request_compares_pricing_on_and_off() -> None:
 
 
 def test_cpu_per_request_prints_both_figures() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.cpu_per_request", "5"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _cpu_per_request("5")
     lines = done.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["plain", "stream"], done.stdout
     assert all(float(line.split()[4]) > 0 for line in lines), done.stdout
@@ -78,15 +76,7 @@ def test_cpu_per_request_prints_both_figures() -> None:
 
 @pytest.mark.parametrize("translation", ["responses-chat", "messages-chat"])
 def test_cpu_per_request_measures_a_translated_route_against_the_native_one(translation: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.cpu_per_request", "6", "--translation", translation],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _cpu_per_request("6", "--translation", translation)
     header, *lines = done.stdout.splitlines()
     assert header.startswith(f"translation {translation}: "), done.stdout
     figures = {line.split("  native")[0].strip(): line for line in lines}
