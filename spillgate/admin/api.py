@@ -255,11 +255,7 @@ class AdminApi:
                         "max_concurrent": limits.max_concurrent,
                         "token_budget": limits.token_budget,
                         "spend_budget": limits.spend_budget,
-                        "budget_period": (
-                            limits.budget_period
-                            if limits.token_budget is not None or limits.spend_budget is not None
-                            else None
-                        ),
+                        "budget_period": limits.budget_period if limits.budgeted else None,
                     },
                     "live": live.get(key.name),
                     "refused": refused.get(key.name, {}),

@@ -187,6 +187,11 @@ class KeyLimits:
     """``day`` and ``month`` are UTC calendar periods; ``total`` never resets."""
 
     @property
+    def budgeted(self) -> bool:
+        """Whether the key has a budget (tokens or money) counted per ``budget_period``."""
+        return self.token_budget is not None or self.spend_budget is not None
+
+    @property
     def unlimited(self) -> bool:
         return (
             self.models is None

@@ -89,7 +89,7 @@ def client_keys(value: object, env: Env) -> tuple[ClientKey, ...]:
                 "(run `spillgate keys hash` to make one)"
             )
         key = ClientKey(name=name, sha256=match.group(1), **read_fields(ClientKey, m, path, env))
-        if "budget_period" in m and key.limits.token_budget is None and key.limits.spend_budget is None:
+        if "budget_period" in m and not key.limits.budgeted:
             raise ConfigError(f"{path}.budget_period: only meaningful with token_budget or spend_budget")
         keys.append(key)
     return tuple(keys)

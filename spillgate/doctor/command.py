@@ -113,9 +113,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
 
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     """Run ``spillgate doctor`` with parsed arguments; returns the exit code."""
+    from spillgate.doctor.cost import price_book
     from spillgate.doctor.report import StderrProgress, render_json, render_text
     from spillgate.doctor.runner import run_doctor
-    from spillgate.pricing.book import PriceBook
 
     environ = os.environ if env is None else env
     try:
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
             timeout=args.timeout,
             classifier=setup.classifier,
             progress=progress,
-            prices=PriceBook(setup.pricing),
+            prices=price_book(setup.pricing),
         )
     )
     if progress is not None:

@@ -9,12 +9,11 @@ costed at all.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from spillgate.config.schema import Pricing
 from spillgate.doctor.types import ProbeResult, Role
 from spillgate.pricing.book import PriceBook, Tokens
 from spillgate.pricing.tokens import tokens_of
@@ -67,6 +66,12 @@ class ProbeCosts:
         return sum(known)
 
 
+def price_book(pricing: Pricing) -> PriceBook:
+    """The doctor's price book: it says "cost unknown" in its report, so the book logs nothing (its
+    warning is the gateway's: "its tokens are recorded")."""
+    return PriceBook(pricing, warn=False)
+
+
 def billed(result: ProbeResult) -> bool:
     """Whether the upstream charges for this probe: the model answered, or the answer counted tokens."""
     if result.probe.role is Role.LIST:
@@ -82,8 +87,7 @@ def probe_cost(result: ProbeResult, book: PriceBook) -> ProbeCost | None:
     if tokens is None:
         return ProbeCost(None, None, NO_USAGE)
     provider = result.probe.endpoint.provider
-    with _quiet_book():
-        cost = book.cost(provider.name, provider.protocol, provider.base_url, result.probe.model, tokens)
+    cost = book.cost(provider.name, provider.protocol, provider.base_url, result.probe.model, tokens)
     return ProbeCost(tokens, cost.usd, cost.source)
 
 
@@ -128,21 +132,3 @@ def total_text(costs: ProbeCosts) -> str:
     if costs.unknown:
         text += f" + {costs.unknown} of unknown cost"
     return text
-
-
-class _Silence(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
-@contextmanager
-def _quiet_book() -> Iterator[None]:
-    """The book warns of an unknown price in the gateway's words ("its tokens are recorded"); the
-    doctor's report says it in its own."""
-    logger = logging.getLogger("spillgate.pricing")
-    silence = _Silence()
-    logger.addFilter(silence)
-    try:
-        yield
-    finally:
-        logger.removeFilter(silence)

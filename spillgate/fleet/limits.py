@@ -385,7 +385,7 @@ class SharedLimiter:
         forgets on a restart)."""
         self.local.set_budget_used(key, start, tokens, usd)
         limits = key.limits
-        if limits.token_budget is None and limits.spend_budget is None:
+        if not limits.budgeted:
             return
         self._keys[key.name] = key
         period = self._period(key, self.link.wall(), start)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from spillgate.config.schema import Settings
 from spillgate.http.transport import Transport
-from spillgate.observe.events import AttemptFinished, RequestFinished
+from spillgate.observe.events import RECOVERY_KINDS, AttemptFinished, RequestFinished
 from spillgate.pricing.waste import Billed, Use, wasted
 from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.request import rewrite_model
@@ -36,8 +36,6 @@ log = logging.getLogger("spillgate.dispatch")
 
 MIN_TRY = 1.0
 """A try with less room than this before ``deadline - failover_reserve`` is the last possible one."""
-
-RECOVERY_KINDS = frozenset({"continuation", "replay"})
 
 
 @dataclass(slots=True)
@@ -305,14 +303,10 @@ class AttemptService:
         self._emit_attempt(ex, ex.attempts, outcome, kind, omitted, spent, waste)
 
     def report_streams(self, ex: Exchange, streams: Sequence[StreamUse], *, completed: bool) -> None:
-        """The committed streams of a request, once its stream session is over: each one's tokens
-        (estimated when it has no whole usage report), cost and wasted part (``completed``: the
-        client got a whole answer, or left)."""
-        pending = [s for s in streams if s.outcome.stream is not None and not s.outcome.stream.reported]
-        for s in pending:
-            assert s.outcome.stream is not None
-            s.outcome.stream.reported = True
-        if not pending or not self.runtime.events.active:
+        """The committed streams of a request, once (when its stream session is over): each one's
+        tokens (estimated when it has no whole usage report), cost and wasted part (``completed``:
+        the client got a whole answer, or left)."""
+        if not self.runtime.events.active:
             return
         book = self.runtime.prices
         spent = [
@@ -326,14 +320,14 @@ class AttemptService:
                 complete=s.complete,
                 with_input=s.use is Use.CONTINUATION,
             )
-            for s in pending
+            for s in streams
         ]
         waste = wasted(
-            [Billed(s.use, c.cost, c.input_cost) for s, c in zip(pending, spent, strict=True)],
+            [Billed(s.use, c.cost, c.input_cost) for s, c in zip(streams, spent, strict=True)],
             completed=completed,
         )
         now = self.clock()
-        for s, c, w in zip(pending, spent, waste, strict=True):
+        for s, c, w in zip(streams, spent, waste, strict=True):
             stream = s.outcome.stream
             assert stream is not None
             ran = (now if s.ended is None else s.ended) - stream.committed_at

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Mapping
 
 from spillgate.config.schema import ClientKey
-from spillgate.limits import Refusal
+from spillgate.limits import SPENT, Refusal
 from spillgate.protocols.errors import ErrorKind, GatewayError
 
 
@@ -105,7 +105,7 @@ def refusal_error(refusal: Refusal) -> GatewayError:
             param="model",
             should_retry=False,
         )
-    if refusal.limit in ("budget", "spend"):
+    if refusal.limit in SPENT:
         # insufficient_quota: OpenAI clients (Codex) stop instead of retrying into a spent budget.
         return GatewayError(
             429,

@@ -77,8 +77,6 @@ class Committed:
     omitted: tuple[str, ...] = ()
     committed_at: float = 0.0
     """The runtime clock's time the attempt reached its commit point."""
-    reported: bool = False
-    """Its attempt was reported (with its tokens and cost)."""
 
     def close(self) -> None:
         """Done with the upstream response (kept alive if it ended); run ``on_close`` once."""

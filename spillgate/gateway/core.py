@@ -11,6 +11,7 @@ import orjson
 from spillgate.config.schema import WILDCARD, ClientKey, Route, Settings
 from spillgate.http.browser import browser_denial
 from spillgate.http.server import Request, ResponseWriter
+from spillgate.limits import SPENT
 from spillgate.observe.loops import LoopReport
 from spillgate.protocols.apis import Api, family_for_path
 from spillgate.protocols.errors import ErrorKind, GatewayError, error_for_status, render_error
@@ -77,10 +78,7 @@ class Gateway:
     def _count_tokens_if_limited(self) -> None:
         """The limiter follows finished requests' tokens and costs only while some key has a token
         or spend limit (with no observer at all, request events are not even built)."""
-        needed = any(
-            k.limits.tpm is not None or k.limits.token_budget is not None or k.limits.spend_budget is not None
-            for k in self.auth.keys
-        )
+        needed = any(k.limits.tpm is not None or k.limits.budgeted for k in self.auth.keys)
         if needed:
             self.events.subscribe(self.limiter)
         else:
@@ -277,7 +275,7 @@ class Gateway:
         if refusal is not None:
             error = refusal_error(refusal)
             final = None
-            if refusal.limit in ("budget", "spend"):
+            if refusal.limit in SPENT:
                 final = codex_refusal(api, parsed.stream, parsed.model, request.headers, error)
             if final is None:
                 raise error

@@ -61,7 +61,7 @@ def priced(
 
 def reported(book: PriceBook, attempt: Attempt, api: Api, usage: Usage | None) -> Spent:
     """A whole answer's cost from the usage it reported (in the client's ``api``); with no usage,
-    its tokens are unknown: nothing to price (``tokens`` None, cost None unless pricing is off)."""
+    its tokens are unknown: nothing to price (``tokens`` and cost None)."""
     tokens = tokens_of(api, usage) if usage is not None else None
     if tokens is None:
         return Spent(None, None, None)
@@ -87,12 +87,9 @@ def streamed(
     """A stream's cost: from its usage report when it ended with one (``complete``), else
     estimated from the request (``prefill_chars``: a continuation's prefill) and the
     ``text_chars`` it produced (what counts it did report stand: an Anthropic stream's input)."""
-    api = parsed.api
-    if complete and usage is not None and usage.input_tokens is not None and usage.output_tokens is not None:
-        tokens = tokens_of(api, usage)
-        if tokens is not None:
-            return priced(book, attempt, tokens, with_input=with_input)
-    known = tokens_of(api, usage) if usage is not None and usage.input_tokens is not None else None
+    known = tokens_of(parsed.api, usage) if usage is not None and usage.input_tokens is not None else None
+    if complete and known is not None and usage is not None and usage.output_tokens is not None:
+        return priced(book, attempt, known, with_input=with_input)
     if known is not None:
         input_tokens, read, write = known.input, known.cache_read, known.cache_write
     else:

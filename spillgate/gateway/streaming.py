@@ -15,6 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from spillgate.http.client import FailureKind, UpstreamFailure
+from spillgate.observe.events import IN_BAND_ENDINGS
 from spillgate.pricing.waste import Use
 from spillgate.protocols.adapter import adapter_for
 from spillgate.protocols.events import Kind, StreamTracker, parse_event, split_events
@@ -57,13 +58,13 @@ class _Source:
     """The upstream's open response and its splitter."""
     tracker: StreamTracker
     mode: Mode
+    use: StreamUse
+    """How the stream was used, for its attempt's report (kept up to date as it goes)."""
     target: str = ""
     """Replay: the text the client already has, which the replay must reproduce first."""
     consumed: int = 0
     skip: str = ""
     """Continuation: trailing whitespace the prefill left out; dropped if the upstream repeats it."""
-    use: StreamUse | None = None
-    """How the stream was used, for its attempt's report (filled in as it ends)."""
 
 
 class StreamSession:
@@ -117,7 +118,7 @@ class StreamSession:
         ex, first = self.ex, self.first
         self._first_token = self.a.clock() - ex.started
         stream = self.stream
-        source = _Source(first, stream, self.client, Mode.DIRECT, use=self._uses[0])
+        source = _Source(first, stream, self.client, Mode.DIRECT, self._uses[0])
         result = await self._pump(source, stream.leftover)
         recovered: str | None = None
         error_class: ErrorClass | None = None
@@ -149,7 +150,7 @@ class StreamSession:
                 break
             mode, failed, result = recovery
             recovered = mode.value
-        ok = recovered not in ("in_band_error", "not_replayable")
+        ok = recovered not in IN_BAND_ENDINGS
         if ok:
             self.a.answered(ex)
         self._report(failed, None if ok else error_class, recovered=recovered, completed=ok)
@@ -204,11 +205,10 @@ class StreamSession:
         """What the stream has produced so far (kept up to date as it goes, so that a client that
         leaves, or a break, finds it as it was): the usage it reported and its text."""
         use = src.use
-        if use is not None:
-            use.usage = src.tracker.usage
-            use.text_chars = src.tracker.text_chars
-            use.ended = self.a.clock()
-            use.complete = complete
+        use.usage = src.tracker.usage
+        use.text_chars = src.tracker.text_chars
+        use.ended = self.a.clock()
+        use.complete = complete
 
     async def _finish_for_upstream(self, src: _Source) -> _End:
         """The answer is complete but the terminator never came: write it ourselves."""

@@ -25,6 +25,10 @@ from spillgate.observe.events import Event, RequestFinished
 
 LimitName = Literal["model", "budget", "spend", "concurrency", "rpm", "tpm"]
 
+SPENT: frozenset[LimitName] = frozenset({"budget", "spend"})
+"""The limits that refuse for the rest of a budget period (tokens, money): a refusal clients must
+take as final."""
+
 NANO = 1_000_000_000
 """Nano-dollars per USD: the unit budgets' money is counted in."""
 
@@ -240,7 +244,7 @@ class KeyLimiter:
             return refusal
         state = self._state(key)
         now = self._clock()
-        if limits.token_budget is not None or limits.spend_budget is not None:
+        if limits.budgeted:
             refusal = self._check_budgets(state)
             if refusal is not None:
                 return refusal
@@ -289,7 +293,7 @@ class KeyLimiter:
         limits = state.limits
         if state.tpm is not None and tokens:
             state.tpm.take(float(tokens), self._clock())
-        if limits.token_budget is not None or limits.spend_budget is not None:
+        if limits.budgeted:
             state.roll(self._wall())
             if limits.token_budget is not None:
                 state.budget_used += tokens
@@ -308,11 +312,7 @@ class KeyLimiter:
         """``(key name, period start)`` of every key with a token or spend budget: what to sum in
         the store."""
         wall = self._wall()
-        return [
-            (k.name, period_bounds(k.limits.budget_period, wall)[0])
-            for k in keys
-            if k.limits.token_budget is not None or k.limits.spend_budget is not None
-        ]
+        return [(k.name, period_bounds(k.limits.budget_period, wall)[0]) for k in keys if k.limits.budgeted]
 
     def set_budget_used(self, key: ClientKey, start: float, tokens: int, usd: float) -> None:
         """The store's count of the key's tokens and cost (USD) since ``start`` (every instance's

@@ -9,6 +9,12 @@ from dataclasses import dataclass
 log = logging.getLogger("spillgate.events")
 
 
+RECOVERY_KINDS = frozenset({"continuation", "replay"})
+"""The attempt kinds that finish a stream another attempt started (``AttemptFinished.kind``)."""
+IN_BAND_ENDINGS = frozenset({"in_band_error", "not_replayable"})
+"""How a request ends whose client got an error inside its stream (``RequestFinished.recovered``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptFinished:
     request_id: str

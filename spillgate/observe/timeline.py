@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spillgate.observe.events import AttemptFinished, Event, RequestFinished
+from spillgate.observe.events import IN_BAND_ENDINGS, RECOVERY_KINDS, AttemptFinished, Event, RequestFinished
 
 OTHER = "(other)"
 """Where the traffic of models past ``max_models`` is counted."""
@@ -30,9 +30,6 @@ OTHER = "(other)"
 LATENCY_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000)
 """Upper bounds (ms) of the latency histogram kept per bucket; one more bin holds the rest."""
 
-_RECOVERY_KINDS = frozenset({"continuation", "replay"})
-_IN_BAND = frozenset({"in_band_error", "not_replayable"})
-"""How a request ends whose client got an error in the stream (it retries, paying everything again)."""
 
 ROW_FIELDS = 14
 """The fields of an exported row before money was counted: a row this short (a worker of an older
@@ -164,7 +161,7 @@ class Timeline:
                 cls = event.error_class or f"http_{event.status}"
                 b.errors[cls] = b.errors.get(cls, 0) + 1
             b.latency[bisect.bisect_left(LATENCY_BOUNDS_MS, event.latency * 1000.0)] += 1
-            if event.wasted_usd and event.recovered in _IN_BAND:
+            if event.wasted_usd and event.recovered in IN_BAND_ENDINGS:
                 b.wasted_in_band += event.wasted_usd
         elif isinstance(event, AttemptFinished):
             b = self._bucket(event.public_model)
@@ -180,7 +177,7 @@ class Timeline:
                 b.failovers += 1
             elif kind == "probe":
                 b.probes += 1
-            elif kind in _RECOVERY_KINDS:
+            elif kind in RECOVERY_KINDS:
                 b.recoveries += 1
             if event.cost_usd is None:
                 b.unpriced += 1

@@ -97,8 +97,11 @@ class _Tiered:
 class PriceBook:
     """Looks prices up (cached per provider and model) and costs token counts."""
 
-    def __init__(self, settings: Pricing | None = None) -> None:
+    def __init__(self, settings: Pricing | None = None, *, warn: bool = True) -> None:
+        """``warn``: log each model with no known price once (the gateway; a tool that reports
+        unknown prices in its own words passes False)."""
         self.settings = settings or Pricing()
+        self.warn = warn
         self._found: dict[tuple[str, str, str, str], Price | _Tiered | None] = {}
         self.unknown: dict[str, int] = {}
         """Model → attempts costed without a known price (``/metrics``)."""
@@ -135,7 +138,7 @@ class PriceBook:
         if price is None:
             if model not in self.unknown and len(self.unknown) >= MAX_MODELS:
                 model = "other"
-            if model not in self.unknown:
+            if self.warn and model not in self.unknown:
                 log.warning(
                     "no price known for model %r (provider %r): its tokens are recorded, its cost is "
                     "unknown; set one under pricing.models or pricing.providers",

@@ -14,6 +14,7 @@ from spillgate.doctor.cost import (
     ProbeCost,
     ProbeCosts,
     format_usd,
+    price_book,
     probe_cost,
     probe_costs,
     total_text,
@@ -31,7 +32,7 @@ from .helpers import listing, ok, result
 
 PRICE = Price(input=2.0, output=10.0, cache_read=0.5)
 """USD per million tokens of ``priced-x`` (an override: no lookup)."""
-BOOK = PriceBook(Pricing(models={"priced-x": PRICE}))
+BOOK = price_book(Pricing(models={"priced-x": PRICE}))
 USAGE = Usage(input_tokens=20, output_tokens=4)
 
 
