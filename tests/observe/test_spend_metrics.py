@@ -10,40 +10,10 @@ import pytest
 from spillgate.fake import FakeUpstream, Fault
 from spillgate.observe.events import Event
 from spillgate.observe.metrics import Metrics
-from tests.store.records import attempt_event, request_event
 
 from ..harness import PRIMARY, SECONDARY, scenario_config, start_scenario
+from .priced import ATTEMPT, REQUEST
 
-ATTEMPT = attempt_event(
-    request_id="r1",
-    public_model="coder",
-    route="coder[0]",
-    provider="oa",
-    account="oa-1",
-    upstream_model="up",
-    ok=True,
-    status=200,
-    error_class=None,
-    scope=None,
-    rule=None,
-    phase=None,
-    latency=0.03,
-    cost_usd=0.25,
-    wasted_usd=0.0,
-)
-REQUEST = request_event(
-    request_id="r1",
-    public_model="coder",
-    client_key="team",
-    attempts=1,
-    route="coder[0]",
-    account="oa-1",
-    upstream_model="up",
-    latency=0.03,
-    first_token=None,
-    cost_usd=0.25,
-    wasted_usd=0.0,
-)
 CUT = replace(ATTEMPT, ok=False, error_class="stream_cut", cost_usd=0.5, wasted_usd=0.5)
 REPLAY = replace(ATTEMPT, attempt=2, route="coder[1]", kind="replay", cost_usd=0.75)
 REFUSED = replace(ATTEMPT, ok=False, status=503, error_class="capacity", cost_usd=0.0)

@@ -10,38 +10,11 @@ import pytest
 from spillgate.observe.events import Event
 from spillgate.observe.timeline import ROW_FIELDS, Timeline
 from tests.clock import FakeClock
-from tests.store.records import attempt_event, request_event
 
-ATTEMPT = attempt_event(
-    request_id="r1",
-    public_model="coder",
-    route="coder[0]",
-    provider="oa",
-    account="oa-1",
-    upstream_model="up",
-    ok=True,
-    status=200,
-    error_class=None,
-    scope=None,
-    rule=None,
-    phase=None,
-    latency=0.03,
-    cost_usd=0.25,
-    wasted_usd=0.0,
-)
-REQUEST = request_event(
-    request_id="r1",
-    public_model="coder",
-    client_key=None,
-    attempts=1,
-    route="coder[0]",
-    account="oa-1",
-    upstream_model="up",
-    latency=0.03,
-    first_token=None,
-    cost_usd=0.25,
-    wasted_usd=0.0,
-)
+from .priced import ATTEMPT
+from .priced import REQUEST as PRICED_REQUEST
+
+REQUEST = replace(PRICED_REQUEST, client_key=None)
 CUT = replace(ATTEMPT, ok=False, error_class="stream_cut", cost_usd=0.5, wasted_usd=0.5)
 REPLAY = replace(ATTEMPT, attempt=2, kind="replay", cost_usd=0.75)
 REPLAYED = replace(REQUEST, recovered="replay", cost_usd=1.25, wasted_usd=0.5)
