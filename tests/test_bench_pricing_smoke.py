@@ -10,12 +10,13 @@ unpriced one costs none.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.bench_marks import needs_wrk
 
 REPO = Path(__file__).resolve().parent.parent
 PRICING_FIGURES = {
@@ -27,10 +28,6 @@ PRICING_FIGURES = {
 }
 """Figure -> whether it has the 10 % target."""
 SIDES = {"direct", "gateway", "observed", "unpriced"}
-
-needs_wrk = pytest.mark.skipif(
-    shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk); bench/overhead needs it"
-)
 
 
 @needs_wrk

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.bench_marks import needs_wrk
 
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = (
@@ -46,10 +47,6 @@ TRANSLATION_TARGETS = {
     "latency_c1_p50_ms": 0.5,
 }
 TRANSLATION_APIS = ("responses", "messages")
-
-needs_wrk = pytest.mark.skipif(
-    shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk); bench/overhead needs it"
-)
 
 
 @needs_wrk
