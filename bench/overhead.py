@@ -49,6 +49,7 @@ from bench.harness import (
     Pinning,
     SetupError,
     Target,
+    cpu_seconds,
     free_ports,
     gateway_python_pids,
     http_call,
@@ -61,17 +62,19 @@ from bench.harness import (
     venv_python,
     wait_ready,
 )
+from bench.interleave import plain_turns, stream_turns
 from bench.pricing import (
     PRICED,
     PRICED_UPSTREAM_MODEL,
     PRICING_TOLERANCE,
     UNPRICED,
     PricingCost,
+    PricingRound,
     costed_problems,
     costed_requests,
     pricing_cost,
+    pricing_sides,
     render_pricing,
-    side_order,
 )
 from bench.report import (
     OBSERVABILITY_TOLERANCE,
@@ -178,7 +181,10 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         config.write_text(gateway_config(gateway_port, fake_port, metrics=False, upstream_model=upstream))
         for name, port, priced in ((PRICED, observed_port, True), (UNPRICED, unpriced_port, False)):
             dsn = f"sqlite:{work_dir / f'{name}-usage.db'}"
-            text = gateway_config(port, fake_port, dsn, upstream_model=upstream, pricing=priced)
+            # --calibrate: both with pricing: off (an A/A run of the pricing comparison).
+            text = gateway_config(
+                port, fake_port, dsn, upstream_model=upstream, pricing=priced and not args.calibrate
+            )
             (work_dir / f"{name}.yaml").write_text(text)
     else:
         usage_dsn = f"sqlite:{work_dir / 'usage.db'}" if args.usage else None
@@ -188,7 +194,8 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     gateway = Target("gateway", gateway_port, GATEWAY_MODEL, auth)
     observed = Target(PRICED, observed_port, GATEWAY_MODEL, auth)
     unpriced = Target(UNPRICED, unpriced_port, GATEWAY_MODEL, auth)
-    sides = [direct, gateway, observed, unpriced] if args.observability else [direct, gateway]
+    sides = [direct, gateway, observed] if args.observability else [direct, gateway]
+    gateways = [gateway, observed, unpriced] if args.observability else [gateway]
 
     children: list[Child] = []
     with running(children):
@@ -214,30 +221,33 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
             return http_call(fake_port, "POST", CHAT_PATH, direct.body(False))[0] == 200
 
         wait_ready(fake_child, fake_ready)
-        for child, side in zip(children[1:], sides[1:], strict=True):
+        for child, side in zip(children[1:], gateways, strict=True):
             wait_ready(
                 child, functools.partial(lambda port: http_call(port, "GET", "/healthz")[0] == 200, side.port)
             )
-        for side in sides:
+        for side in [direct, *gateways]:
             check_answers(side)
         say(
             f"fake upstream pid {fake_child.proc.pid} on :{fake_port}; "
             + "; ".join(
-                f"{s.name} pid {c.proc.pid} on :{s.port}"
-                for c, s in zip(children[1:], sides[1:], strict=True)
+                f"{s.name} pid {c.proc.pid} on :{s.port}" for c, s in zip(children[1:], gateways, strict=True)
             )
             + f"; {pin.note}"
         )
+        # The pricing sides' CPU: each gateway's processes (its usage writer included).
+        probes = {
+            side.name: functools.partial(lambda pid: cpu_seconds(process_tree(pid)), child.proc.pid)
+            for child, side in zip(children[1:], gateways, strict=True)
+            if side.name in (PRICED, UNPRICED)
+        }
+        by_name = {t.name: t for t in [direct, *gateways]}
 
         rounds: list[dict[str, dict[str, LoadResult]]] = []
+        pricing_rounds: list[PricingRound] = []
         orders: list[list[str]] = []
         for n in range(args.rounds):
             tag = f" (round {n + 1}/{args.rounds})" if args.rounds > 1 else ""
-            if args.observability:  # pricing on and off one right after the other, flipped every round
-                by_name = {t.name: t for t in sides}
-                round_sides = [direct, gateway, *(by_name[name] for name in side_order(n))]
-            else:
-                round_sides = sides
+            round_sides = sides
             orders.append([t.name for t in round_sides])
             results: dict[str, dict[str, LoadResult]] = {
                 "latency_c1": {},
@@ -266,6 +276,17 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
                     t, STREAM_CONCURRENCY, args.duration, args.warmup
                 )
             rounds.append(results)
+            if args.observability:  # direct, pricing off and on taking turns in one window
+                turn_sides = [by_name[name] for name in pricing_sides(n)]
+                names = ", ".join(t.name for t in turn_sides)
+                say(f"pricing: latency, concurrency 1, {names} taking turns{tag} ...")
+                latency = plain_turns(turn_sides, 3 * args.duration, args.warmup, probes)
+                say(
+                    f"pricing: streaming first token, concurrency {STREAM_CONCURRENCY}, {names} "
+                    f"taking turns{tag} ..."
+                )
+                stream = stream_turns(turn_sides, STREAM_CONCURRENCY, 3 * args.duration, args.warmup, probes)
+                pricing_rounds.append({"latency_c1": latency, "stream_ttft_c32": stream})
         results = rounds[0]
 
         gw_pids = gateway_python_pids(gw_child.proc.pid)
@@ -285,13 +306,19 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         for side, r in by_side.items()
         if r.error_count
     ]
+    failures += [
+        f"pricing {kind}: {turns.error_count} request errors ({'; '.join(turns.error_examples)})"
+        for pricing_round in pricing_rounds
+        for kind, turns in pricing_round.items()
+        if turns.error_count
+    ]
     comparison = observability_cost(rounds) if args.observability else []
-    priced_cost = pricing_cost(rounds) if args.observability else []
+    priced_cost = pricing_cost(pricing_rounds) if args.observability else []
     costed = {
         name: costed_requests(work_dir / f"{name}-usage.db")
         for name in ((PRICED, UNPRICED) if args.observability else ())
     }
-    if args.observability:
+    if args.observability and not args.calibrate:
         failures += [f"pricing: {p}" for p in costed_problems(costed[PRICED], costed[UNPRICED])]
     print()
     print("Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items() if k != "python_executable"))
@@ -309,10 +336,16 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         print(render_comparison(comparison, args.rounds))
     if priced_cost:
         print()
-        print(
-            f"Pricing on ('{PRICED}': pricing: with nothing, genai-prices; upstream model {upstream}) "
-            f"against '{UNPRICED}' (pricing: off), both with metrics and usage recording:"
-        )
+        if args.calibrate:
+            print(
+                f"CALIBRATION (A/A): '{PRICED}' runs pricing: off too, so 'pricing on' below is a second "
+                f"'{UNPRICED}': its ratios show the comparison's noise on this machine."
+            )
+        else:
+            print(
+                f"Pricing on ('{PRICED}': pricing: with nothing, genai-prices; upstream model {upstream}) "
+                f"against '{UNPRICED}' (pricing: off), both with metrics and usage recording:"
+            )
         print(render_pricing(priced_cost, args.rounds))
         for name, c in costed.items():
             print(f"  {name}: {'no usage store (or no cost column)' if c is None else c.text()}")
@@ -358,8 +391,24 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
             "observability_cost": [c.as_json() for c in comparison],
             "pricing_cost": [c.as_json() for c in priced_cost],
             "pricing_costed": {name: None if c is None else c.as_json() for name, c in costed.items()},
+            "pricing_calibration": args.calibrate,
             "upstream_model": upstream,
             "order": orders,
+            "pricing_turns": [
+                {
+                    kind: {
+                        "sides": turns.sides,
+                        "seconds": round(turns.seconds, 3),
+                        "turns": turns.turns,
+                        "answered": turns.answered,
+                        "samples": {side: len(v) for side, v in turns.samples.items()},
+                        "cpu_s": {side: round(v, 4) for side, v in turns.cpu_s.items()},
+                        "errors": turns.errors,
+                    }
+                    for kind, turns in pricing_round.items()
+                }
+                for pricing_round in pricing_rounds
+            ],
             "gateway_pids": gw_pids,
             "fake_upstream_peak_rss_mib": round(fake_hwm, 1),
             "warnings": warnings,
@@ -368,7 +417,8 @@ def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
                 for results_n in rounds
                 for by_side in results_n.values()
                 for r in by_side.values()
-            ),
+            )
+            + sum(t.error_count for pricing_round in pricing_rounds for t in pricing_round.values()),
             "targets_met": all(bool(r.passed) for r in targets),
         }
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -401,7 +451,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="compare, in the same run, a bare gateway (metrics off, no usage store) with one that has "
         "metrics and SQLite usage recording on; target: added latency within "
         f"{OBSERVABILITY_TOLERANCE * 100:.0f}%% of the bare gateway's. And that gateway with pricing on "
-        f"against pricing: off, alternating; target: added latency within {PRICING_TOLERANCE * 100:.0f}%%",
+        "against pricing: off, taking turns in one window; target: added latency within "
+        f"{PRICING_TOLERANCE * 100:.0f}%%",
+    )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="with --observability: both sides of the pricing comparison run pricing: off (an A/A run: how "
+        "far apart two identical gateways measure on this machine; the ratios should be near 1.00)",
     )
     parser.add_argument(
         "--translation",
@@ -431,7 +488,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=None,
-        help="measure every side this many times, alternating; the comparison uses the median "
+        help="measure every side this many times, alternating; the comparisons use the median (the "
+        "pricing comparison pools the rounds' samples) "
         f"(default 1; 3 with --translation; at most {MAX_ROUNDS})",
     )
     args = parser.parse_args(argv)
@@ -445,6 +503,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--state / --workers runs are separate from --translation and --observability")
     if args.workers not in (1, 2):
         parser.error("--workers: 1 or 2 (this benchmark compares 2 workers with 1)")
+    if args.calibrate and not args.observability:
+        parser.error("--calibrate calibrates the pricing comparison of --observability; add --observability")
     if args.translation and args.observability:
         parser.error("--translation and --observability are separate runs; choose one")
     return args

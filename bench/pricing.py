@@ -1,14 +1,18 @@
 """``bench/overhead --observability``'s pricing comparison: the observed gateway (metrics, usage
 recording) with pricing on against the same gateway with ``pricing: off``, in the same run.
 
-Both are measured in every round, one right after the other, their order flipped every round
-(``side_order``), so drift on a noisy machine falls on both alike. Per figure: each side's added
-latency (its figure minus direct's in the same round), the median over rounds and the spread
-(min..max), and the ratio of the medians, on / off; the target: pricing on adds at most
-:data:`PRICING_TOLERANCE` to the added latency (``ratio <= 1.10``) for p50 and p99 at
-concurrency 1 and stream first-token p99 at concurrency 32. ``costed_requests`` reads each
-gateway's SQLite usage store afterwards: the priced side must have costed its requests, or the
-comparison measured nothing.
+The two differ by microseconds of CPU a request, and this machine's speed changes by far more
+than that from one run to the next, so the two sides are not measured in runs of their own: in
+every round, direct, pricing off and pricing on take short turns in one window
+(:mod:`bench.interleave`), once for non-streaming latency at concurrency 1 and once for streaming
+first-token time at concurrency 32, each side getting ``--duration`` seconds of turns in each.
+Per figure, a side's added latency is its percentile minus direct's, over the samples of every
+round pooled (what the target is judged on), and also per round (the spread, min..max); the
+target: pricing on adds at most :data:`PRICING_TOLERANCE` to the added latency (``ratio <=
+1.10``) for p50 and p99 at concurrency 1 and stream first-token p99 at concurrency 32. The
+gateways' CPU per request (their processes' ``schedstat``, not charged for steal) is context.
+``costed_requests`` reads each gateway's SQLite usage store afterwards: the priced side must have
+costed its requests, or the comparison measured nothing.
 """
 
 from __future__ import annotations
@@ -20,30 +24,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import LoadResult
+from bench.harness import percentile
+from bench.interleave import Turns
 
 PRICED = "observed"
 """The observed gateway, pricing on (``pricing:`` with nothing: genai-prices); the side the
 observability comparison measures too."""
 UNPRICED = "unpriced"
 """The observed gateway with ``pricing: off``."""
+DIRECT = "direct"
 PRICED_UPSTREAM_MODEL = "gpt-4o-mini"
 """The fake's model in ``--observability``: one genai-prices knows, so every request is costed."""
 PRICING_TOLERANCE = 0.10
 """Pricing on may add at most this share to the observed gateway's added latency."""
+KINDS = ("latency_c1", "stream_ttft_c32")
+"""The two windows of turns of a round: non-streaming at c=1, streaming at c=32."""
 
-FIGURES: tuple[tuple[str, str, str, bool], ...] = (
-    ("latency_c1", "p50_ms", "latency p50, c=1", True),
-    ("latency_c1", "p99_ms", "latency p99, c=1", True),
-    ("stream_ttft_c32", "p50_ms", "stream first token p50, c=32", False),
-    ("stream_ttft_c32", "p99_ms", "stream first token p99, c=32", True),
+FIGURES: tuple[tuple[str, int, str, bool], ...] = (
+    ("latency_c1", 50, "latency p50, c=1", True),
+    ("latency_c1", 99, "latency p99, c=1", True),
+    ("stream_ttft_c32", 50, "stream first token p50, c=32", False),
+    ("stream_ttft_c32", 99, "stream first token p99, c=32", True),
 )
-"""(measurement, attribute, label, has a target): the figures compared."""
+"""(window, percentile, label, has a target): the latency figures compared."""
+
+PricingRound = dict[str, Turns]
+"""One round's windows of turns, by kind (:data:`KINDS`)."""
 
 
-def side_order(round_index: int) -> tuple[str, str]:
-    """The order the two pricing sides run in, in round ``round_index``: flipped every round."""
-    return (PRICED, UNPRICED) if round_index % 2 == 0 else (UNPRICED, PRICED)
+def pricing_sides(round_index: int) -> list[str]:
+    """The sides of round ``round_index``'s turns: direct first (the reference), then the two
+    pricing sides, which of them comes second flipped every round."""
+    pair = [PRICED, UNPRICED] if round_index % 2 == 0 else [UNPRICED, PRICED]
+    return [DIRECT, *pair]
 
 
 @dataclass(frozen=True)
@@ -64,96 +77,132 @@ class Spread:
 
 @dataclass(frozen=True)
 class PricingCost:
-    """One figure with pricing off and on, over the rounds."""
+    """One figure with pricing off and on: over every round's samples pooled, and per round."""
 
     key: str
     label: str
     unit: str
-    off: Spread
-    on: Spread
+    off: float
+    on: float
     per_round: list[tuple[float, float]]
     """(off, on) of every round."""
     checked: bool
-    """Whether the figure has a target (added latency) or is context (requests/s)."""
+    """Whether the figure has a target (added latency) or is context (CPU)."""
+    samples: tuple[int, int] = (0, 0)
+    """Samples (off, on) behind the pooled figures."""
+
+    @property
+    def off_spread(self) -> Spread:
+        return Spread.of([off for off, _ in self.per_round])
+
+    @property
+    def on_spread(self) -> Spread:
+        return Spread.of([on for _, on in self.per_round])
 
     @property
     def ratio(self) -> float:
-        """on / off of the medians (for requests/s: how many the priced gateway served per unpriced one)."""
-        if self.off.median > 0:
-            return self.on.median / self.off.median
-        return 1.0 if self.on.median <= 0 else math.inf
+        """on / off of the pooled figures."""
+        if self.off > 0:
+            return self.on / self.off
+        return 1.0 if self.on <= 0 else math.inf
 
     @property
     def passed(self) -> bool | None:
         if not self.checked:
             return None
-        return self.on.median <= max(self.off.median, 0.0) * (1 + PRICING_TOLERANCE)
+        return self.on <= max(self.off, 0.0) * (1 + PRICING_TOLERANCE)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "figure": self.key,
             "unit": self.unit,
-            "pricing_off": self.off.as_json(),
-            "pricing_on": self.on.as_json(),
+            "pricing_off": {"pooled": round(self.off, 4), **self.off_spread.as_json()},
+            "pricing_on": {"pooled": round(self.on, 4), **self.on_spread.as_json()},
             "ratio": round(self.ratio, 3) if math.isfinite(self.ratio) else None,
             "per_round": [[round(off, 4), round(on, 4)] for off, on in self.per_round],
+            "samples": {"pricing_off": self.samples[0], "pricing_on": self.samples[1]},
             "target": f"ratio <= {1 + PRICING_TOLERANCE:.2f}" if self.checked else None,
             "pass": self.passed,
         }
 
 
-def pricing_cost(rounds: list[dict[str, dict[str, LoadResult]]]) -> list[PricingCost]:
-    """Every figure's added latency with pricing off and on (each minus direct in the same round),
-    and the throughput of both."""
+def added_ms(samples: dict[str, list[float]], side: str, pct: int) -> float:
+    """``side``'s percentile minus direct's, in ms (samples in seconds, sorted)."""
+    return 1000 * (percentile(samples[side], pct) - percentile(samples[DIRECT], pct))
+
+
+def _sorted_samples(windows: list[Turns]) -> dict[str, list[float]]:
+    pooled: dict[str, list[float]] = {}
+    for turns in windows:
+        for side, values in turns.samples.items():
+            pooled.setdefault(side, []).extend(values)
+    return {side: sorted(values) for side, values in pooled.items()}
+
+
+def _cpu_us(windows: list[Turns], side: str) -> float:
+    cpu = sum(t.cpu_s.get(side, 0.0) for t in windows)
+    answered = sum(t.answered[side] for t in windows)
+    return 1e6 * cpu / answered if answered else 0.0
+
+
+def pricing_cost(rounds: list[PricingRound]) -> list[PricingCost]:
+    """Every figure's added latency with pricing off and on, pooled over the rounds and per round,
+    and the gateways' CPU per request."""
     costs = []
-    for metric, attr, label, checked in FIGURES:
+    for kind, pct, label, checked in FIGURES:
+        windows = [r[kind] for r in rounds]
+        pooled = _sorted_samples(windows)
         per_round = []
-        for results in rounds:
-            direct = getattr(results[metric]["direct"], attr)
-            off = getattr(results[metric][UNPRICED], attr) - direct
-            on = getattr(results[metric][PRICED], attr) - direct
-            per_round.append((off, on))
+        for turns in windows:
+            each = _sorted_samples([turns])
+            per_round.append((added_ms(each, UNPRICED, pct), added_ms(each, PRICED, pct)))
         costs.append(
             PricingCost(
-                f"{metric}_{attr}",
+                f"{kind}_p{pct}_ms",
                 label,
                 "added ms",
-                Spread.of([off for off, _ in per_round]),
-                Spread.of([on for _, on in per_round]),
+                added_ms(pooled, UNPRICED, pct),
+                added_ms(pooled, PRICED, pct),
                 per_round,
                 checked,
+                (len(pooled[UNPRICED]), len(pooled[PRICED])),
             )
         )
-    rps = [(r["throughput_c64"][UNPRICED].rps, r["throughput_c64"][PRICED].rps) for r in rounds]
-    costs.append(
-        PricingCost(
-            "throughput_c64_rps",
-            "throughput, c=64",
-            "req/s",
-            Spread.of([off for off, _ in rps]),
-            Spread.of([on for _, on in rps]),
-            rps,
-            False,
+    for kind, label in (
+        ("latency_c1", "gateway CPU per request, c=1"),
+        ("stream_ttft_c32", "gateway CPU per stream, c=32"),
+    ):
+        windows = [r[kind] for r in rounds]
+        costs.append(
+            PricingCost(
+                f"{kind}_cpu_us",
+                label,
+                "us",
+                _cpu_us(windows, UNPRICED),
+                _cpu_us(windows, PRICED),
+                [(_cpu_us([t], UNPRICED), _cpu_us([t], PRICED)) for t in windows],
+                False,
+                (sum(t.answered[UNPRICED] for t in windows), sum(t.answered[PRICED] for t in windows)),
+            )
         )
-    )
     return costs
 
 
-def _spread_text(s: Spread, unit: str) -> str:
-    if unit == "req/s":
-        return f"{s.median:,.0f} ({s.low:,.0f}..{s.high:,.0f})"
-    return f"{s.median:+.3f} ({s.low:+.3f}..{s.high:+.3f})"
+def _cell(value: float, spread: Spread, unit: str) -> str:
+    if unit == "us":
+        return f"{value:,.0f} ({spread.low:,.0f}..{spread.high:,.0f})"
+    return f"{value:+.3f} ({spread.low:+.3f}..{spread.high:+.3f})"
 
 
 def render_pricing(costs: list[PricingCost], rounds: int) -> str:
-    """The table (median and spread of each side, the ratio, PASS/FAIL) and the verdict line."""
+    """The table (each side pooled, with its per-round spread; the ratio; PASS/FAIL) and the verdict."""
     header = ["pricing cost", "unit", "pricing off", "pricing on", "on/off", "target", "result"]
     body = [
         [
             c.label,
             c.unit,
-            _spread_text(c.off, c.unit),
-            _spread_text(c.on, c.unit),
+            _cell(c.off, c.off_spread, c.unit),
+            _cell(c.on, c.on_spread, c.unit),
             f"{c.ratio:.2f}",
             f"<= {1 + PRICING_TOLERANCE:.2f}" if c.checked else "-",
             "-" if c.passed is None else ("PASS" if c.passed else "FAIL"),
@@ -165,15 +214,16 @@ def render_pricing(costs: list[PricingCost], rounds: int) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
         for line in [header, *body]
     ]
-    note = f"median (min..max) of {rounds} rounds" if rounds > 1 else "one round (use --rounds 5 for medians)"
+    rounds_text = f"{rounds} rounds" if rounds > 1 else "one round"
     checked = [c for c in costs if c.passed is not None]
     met = sum(bool(c.passed) for c in checked)
     verdict = "PASS" if met == len(checked) else "FAIL"
     return "\n".join(
         [
             *lines,
-            f"  ({note}; added = the side's figure minus direct's in the same round; the two sides "
-            "alternate which runs first)",
+            f"  (the samples of {rounds_text} pooled, and (min..max) of the rounds; direct, pricing off and "
+            "pricing on take turns in one window (bench/interleave.py); added = the side's percentile "
+            "minus direct's; CPU: the gateway's processes, per request answered)",
             f"Pricing target (added latency with pricing on within {PRICING_TOLERANCE * 100:.0f}% of pricing "
             f"off): {verdict} ({met}/{len(checked)} figures)",
         ]

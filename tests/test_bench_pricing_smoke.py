@@ -1,10 +1,11 @@
 """Smoke test for ``bench/overhead --observability``'s pricing comparison: the observed gateway with
-pricing on against ``pricing: off``, alternating, at a tiny size (~25 s: wrk runs whole seconds).
+pricing on against ``pricing: off``, direct and both taking turns in one window a round, at a tiny
+size (~30 s: wrk runs whole seconds).
 
 Targets are not asserted (a measurement on a shared machine, not a bug); the figures' shape is:
-both sides in both rounds, the order flipped, each round's added figure that side's minus direct's,
-medians, spreads and ratios consistent, and the priced gateway costing its requests while the
-unpriced one costs none.
+both sides in both rounds with whole cycles of turns, which pricing side comes second flipped,
+pooled and per-round figures and their ratios consistent with the samples counted, CPU per request
+for both, and the priced gateway costing its requests while the unpriced one costs none.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ PRICING_FIGURES = {
     "latency_c1_p99_ms": True,
     "stream_ttft_c32_p50_ms": False,
     "stream_ttft_c32_p99_ms": True,
-    "throughput_c64_rps": False,
+    "latency_c1_cpu_us": False,
+    "stream_ttft_c32_cpu_us": False,
 }
 """Figure -> whether it has the 10 % target."""
-SIDES = {"direct", "gateway", "observed", "unpriced"}
+SIDES = {"direct", "gateway", "observed"}
 
 
 @needs_wrk
@@ -60,17 +62,30 @@ def test_observability_compares_pricing_on_and_off(tmp_path: Path) -> None:
 
     report = json.loads(out.read_text())
     assert report["request_errors"] == 0
-    assert report["upstream_model"] == "gpt-4o-mini"
-    # Pricing on and off one right after the other, their order flipped between the rounds.
-    assert report["order"] == [
-        ["direct", "gateway", "observed", "unpriced"],
-        ["direct", "gateway", "unpriced", "observed"],
-    ]
+    assert report["upstream_model"] == "gpt-4o-mini" and report["pricing_calibration"] is False
+    # The wrk and streaming runs of each round: direct, the bare gateway, the observed one.
+    assert report["order"] == [["direct", "gateway", "observed"]] * 2
     runs = report["runs"]  # the first round's
     for metric, sides in runs.items():
         assert set(sides) == SIDES, metric
         for side, run in sides.items():
             assert run["error_count"] == 0 and run["requests"] > 0, (metric, side)
+
+    # Then the pricing windows: direct, pricing on and off taking turns, which comes second flipped.
+    windows = report["pricing_turns"]
+    assert [w["latency_c1"]["sides"] for w in windows] == [
+        ["direct", "observed", "unpriced"],
+        ["direct", "unpriced", "observed"],
+    ]
+    for w in windows:
+        for kind, turns in w.items():
+            counts = set(turns["turns"].values())
+            assert len(counts) == 1 and counts.pop() % 2 == 0, (kind, turns)  # whole cycles
+            assert turns["errors"] == {}, kind
+            for side in ("direct", "observed", "unpriced"):
+                assert 0 < turns["samples"][side] <= turns["answered"][side], (kind, side)
+            assert set(turns["cpu_s"]) == {"observed", "unpriced"}
+            assert all(v > 0 for v in turns["cpu_s"].values()), (kind, turns)
 
     figures = {f["figure"]: f for f in report["pricing_cost"]}
     assert set(figures) == set(PRICING_FIGURES)
@@ -81,25 +96,22 @@ def test_observability_compares_pricing_on_and_off(tmp_path: Path) -> None:
             values = [pair[n] for pair in f["per_round"]]
             assert f[name]["min"] == min(values) and f[name]["max"] == max(values), (key, name)
             assert f[name]["median"] == pytest.approx(sum(values) / 2, abs=1e-3), (key, name)  # of two
-        if f["pricing_off"]["median"] > 0:
+        if f["pricing_off"]["pooled"] > 0:
             assert f["ratio"] == pytest.approx(
-                f["pricing_on"]["median"] / f["pricing_off"]["median"], rel=1e-2
+                f["pricing_on"]["pooled"] / f["pricing_off"]["pooled"], rel=1e-2
             )
         assert (f["target"] == "ratio <= 1.10") == checked, key
         assert isinstance(f["pass"], bool) == checked, key
-    for key, attr in (("latency_c1_p50_ms", "p50_ms"), ("stream_ttft_c32_p99_ms", "p99_ms")):
-        metric = key.removesuffix(f"_{attr}")
-        direct = runs[metric]["direct"][attr]
-        off, on = figures[key]["per_round"][0]  # round 1's added figures: each side's minus direct's
-        assert off == pytest.approx(runs[metric]["unpriced"][attr] - direct, abs=1e-3), key
-        assert on == pytest.approx(runs[metric]["observed"][attr] - direct, abs=1e-3), key
-    assert figures["throughput_c64_rps"]["per_round"][0] == pytest.approx(
-        [
-            runs["throughput_c64"]["unpriced"]["requests_per_s"],
-            runs["throughput_c64"]["observed"]["requests_per_s"],
-        ],
-        abs=0.5,
-    )
+    for key, f in figures.items():
+        kind = next(k for k in ("latency_c1", "stream_ttft_c32") if key.startswith(k))
+        count = "samples" if key.endswith("_ms") else "answered"
+        for side, name in (("unpriced", "pricing_off"), ("observed", "pricing_on")):
+            assert f["samples"][name] == sum(w[kind][count][side] for w in windows), (key, side)
+        if key.endswith("_cpu_us"):  # CPU seconds over requests answered, pooled
+            cpu = sum(w[kind]["cpu_s"]["observed"] for w in windows)
+            assert f["pricing_on"]["pooled"] == pytest.approx(
+                1e6 * cpu / f["samples"]["pricing_on"], rel=1e-2
+            )
 
     costed = report["pricing_costed"]
     priced, unpriced = costed["observed"], costed["unpriced"]
