@@ -17,8 +17,10 @@ short turns instead, many times over, so that every mood falls on all of them al
 
 The turns follow :func:`turn_order`: the reference side (direct) opens every three turns and the
 two others alternate which comes second, so each of them follows the reference once and the other
-once and never itself (a side that followed itself would start on a warm, quiet core; a naive
-ABC/CBA order measured one of two identical gateways ~15 % slower at stream p99 than the other).
+once and never itself (a side that follows itself starts its turn on a core that is not still
+busy with another side's work: in A/A runs, an order through all six permutations of three sides,
+where that happens to one side more often, measured one of two identical gateways 15-25 % faster
+at stream p99 than the other).
 
 Before a window, the probed sides must have gone quiet (:func:`wait_quiet`). Each side's CPU
 (``probes``: its processes' ``schedstat``, not charged for steal) is read at the
@@ -141,24 +143,39 @@ class _Window:
             gc.enable()
 
 
+Connections = dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+"""A client's keep-alive connection to each side."""
+
+
+async def _connection(
+    conns: Connections, target: Target, turns: Turns
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """``target``'s open connection, opened now if need be; None (counted, after a short pause)
+    when it cannot be."""
+    if target.name not in conns:
+        try:
+            conns[target.name] = await asyncio.open_connection(HOST, target.port)
+        except OSError as exc:
+            turns.error(target.name, "connect", str(exc))
+            await asyncio.sleep(0.01)
+            return None
+    return conns[target.name]
+
+
 async def _plain(
     targets: Sequence[Target], duration: float, warmup: float, probes: Mapping[str, CpuProbe]
 ) -> Turns:
     names = [t.name for t in targets]
     by_name = {t.name: t for t in targets}
     requests = {t.name: raw_request(t.port, "POST", t.path, t.body(False), t.headers) for t in targets}
-    conns: dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+    conns: Connections = {}
     turns = Turns(names)
 
     async def one(name: str, counted: bool) -> None:
-        if name not in conns:
-            try:
-                conns[name] = await asyncio.open_connection(HOST, by_name[name].port)
-            except OSError as exc:
-                turns.error(name, "connect", str(exc))
-                await asyncio.sleep(0.01)
-                return
-        reader, writer = conns[name]
+        conn = await _connection(conns, by_name[name], turns)
+        if conn is None:
+            return
+        reader, writer = conn
         started = time.perf_counter()
         keep = False
         try:
@@ -256,19 +273,15 @@ async def _stream(
     counting = False
 
     async def worker() -> None:
-        conns: dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        conns: Connections = {}
         try:
             while not current.stopped:
                 name, since = current.side, current.since
                 target = by_name[name]
-                if name not in conns:
-                    try:
-                        conns[name] = await asyncio.open_connection(HOST, target.port)
-                    except OSError as exc:
-                        turns.error(name, "connect", str(exc))
-                        await asyncio.sleep(0.01)
-                        continue
-                reader, writer = conns[name]
+                conn = await _connection(conns, target, turns)
+                if conn is None:
+                    continue
+                reader, writer = conn
                 started = time.perf_counter()
                 counted = counting and started >= since + SETTLE_S
                 keep = False
