@@ -6,45 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from spillgate.observe.events import AttemptFinished, Event, RequestFinished
+from spillgate.observe.events import Event
 from spillgate.observe.timeline import OTHER, Timeline
 from tests.clock import FakeClock
+from tests.observe.priced import UNPRICED_ATTEMPT as ATTEMPT
+from tests.observe.priced import UNPRICED_REQUEST as REQUEST
 
-REQUEST = RequestFinished(
-    request_id="r1",
-    api="openai-chat",
-    public_model="coder",
-    client_key=None,
-    stream=False,
-    ok=True,
-    status=200,
-    attempts=1,
-    route="coder[0]",
-    account="oa-1",
-    upstream_model="up",
-    error_class=None,
-    latency=0.03,
-    first_token=None,
-)
-ATTEMPT = AttemptFinished(
-    request_id="r1",
-    attempt=1,
-    api="openai-chat",
-    public_model="coder",
-    route="coder[0]",
-    provider="oa",
-    account="oa-1",
-    upstream_model="up",
-    stream=False,
-    ok=True,
-    status=200,
-    error_class=None,
-    scope=None,
-    rule=None,
-    phase=None,
-    latency=0.03,
-    first_byte=None,
-)
 FAILED = replace(REQUEST, ok=False, status=503, error_class="capacity")
 FAILED_ATTEMPT = replace(ATTEMPT, ok=False, status=503, error_class="capacity", scope="account_model")
 

@@ -1,17 +1,38 @@
-"""The priced events the money tests of the observers start from: one answered attempt and its
-request, at 0.25 USD, nothing wasted."""
+"""The events the observer tests start from: one answered, non-streamed attempt and its request,
+unpriced (the timeline's tests) and at 0.25 USD with nothing wasted (the money tests)."""
 
 from __future__ import annotations
 
-from tests.store.records import attempt_event, request_event
+from dataclasses import replace
 
-ATTEMPT = attempt_event(
+from spillgate.observe.events import AttemptFinished, RequestFinished
+
+UNPRICED_REQUEST = RequestFinished(
     request_id="r1",
+    api="openai-chat",
+    public_model="coder",
+    client_key=None,
+    stream=False,
+    ok=True,
+    status=200,
+    attempts=1,
+    route="coder[0]",
+    account="oa-1",
+    upstream_model="up",
+    error_class=None,
+    latency=0.03,
+    first_token=None,
+)
+UNPRICED_ATTEMPT = AttemptFinished(
+    request_id="r1",
+    attempt=1,
+    api="openai-chat",
     public_model="coder",
     route="coder[0]",
     provider="oa",
     account="oa-1",
     upstream_model="up",
+    stream=False,
     ok=True,
     status=200,
     error_class=None,
@@ -19,19 +40,7 @@ ATTEMPT = attempt_event(
     rule=None,
     phase=None,
     latency=0.03,
-    cost_usd=0.25,
-    wasted_usd=0.0,
+    first_byte=None,
 )
-REQUEST = request_event(
-    request_id="r1",
-    public_model="coder",
-    client_key="team",
-    attempts=1,
-    route="coder[0]",
-    account="oa-1",
-    upstream_model="up",
-    latency=0.03,
-    first_token=None,
-    cost_usd=0.25,
-    wasted_usd=0.0,
-)
+ATTEMPT = replace(UNPRICED_ATTEMPT, cost_usd=0.25, wasted_usd=0.0)
+REQUEST = replace(UNPRICED_REQUEST, client_key="team", cost_usd=0.25, wasted_usd=0.0)
