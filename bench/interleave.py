@@ -25,8 +25,8 @@ at stream p99 than the other).
 Before a window, the probed sides must have gone quiet (:func:`wait_quiet`). Each side's CPU
 (``probes``: its processes' ``schedstat``, not charged for steal) is read at the
 start and the end of the whole window, so work a side finishes during another's turn is still its
-own, and divided by the requests it answered. The client's garbage collector is off while a window
-runs (its pauses would land on whichever side's turn it is); the window is bounded in time, and
+own, and divided by the requests it answered. The client's garbage collector is off while the turns
+run (its pauses would land on whichever side's turn it is); the window is bounded in time, and
 so is what it keeps.
 """
 
@@ -36,6 +36,7 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bench.client import raw_request, read_response, run_async
@@ -119,18 +120,14 @@ CpuProbe = Callable[[], float]
 
 
 class _Window:
-    """The CPU probes read at a window's start and end; the client's GC off in between."""
+    """The CPU probes read at a window's start and end."""
 
     def __init__(self, turns: Turns, probes: Mapping[str, CpuProbe]) -> None:
         self.turns, self.probes = turns, probes
         self.start: dict[str, float] = {}
         self.began = 0.0
-        self.gc_was_on = False
 
     def __enter__(self) -> _Window:
-        self.gc_was_on = gc.isenabled()
-        gc.collect()
-        gc.disable()
         self.start = {side: probe() for side, probe in self.probes.items()}
         self.began = time.perf_counter()
         return self
@@ -139,7 +136,18 @@ class _Window:
         self.turns.seconds = time.perf_counter() - self.began
         for side, probe in self.probes.items():
             self.turns.cpu_s[side] = probe() - self.start[side]
-        if self.gc_was_on:
+
+
+@contextmanager
+def _gc_off() -> Iterator[None]:
+    """The client's garbage collector off while the turns run (collected once before them)."""
+    was_on = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
             gc.enable()
 
 
@@ -246,7 +254,8 @@ def plain_turns(
     """Non-streaming requests at concurrency 1, the sides taking turns of :data:`BLOCK_REQUESTS`;
     latency from writing a request to the end of its response."""
     quiet = wait_quiet(probes or {})
-    turns = run_async(_plain(targets, duration, warmup, probes or {}))
+    with _gc_off():
+        turns = run_async(_plain(targets, duration, warmup, probes or {}))
     turns.waited_s = quiet
     return turns
 
@@ -346,6 +355,7 @@ def stream_turns(
     """``concurrency`` streams at a time, all to the side whose turn it is (:data:`SLICE_S` each);
     time to the first content event."""
     quiet = wait_quiet(probes or {})
-    turns = run_async(_stream(targets, concurrency, duration, warmup, probes or {}))
+    with _gc_off():
+        turns = run_async(_stream(targets, concurrency, duration, warmup, probes or {}))
     turns.waited_s = quiet
     return turns

@@ -149,13 +149,11 @@ def pricing_cost(rounds: list[PricingRound]) -> list[PricingCost]:
     """Every figure's added latency with pricing off and on, pooled over the rounds and per round,
     and the gateways' CPU per request."""
     costs = []
+    pooled_of = {kind: _sorted_samples([r[kind] for r in rounds]) for kind in KINDS}
+    each_of = {kind: [_sorted_samples([r[kind]]) for r in rounds] for kind in KINDS}
     for kind, pct, label, checked in FIGURES:
-        windows = [r[kind] for r in rounds]
-        pooled = _sorted_samples(windows)
-        per_round = []
-        for turns in windows:
-            each = _sorted_samples([turns])
-            per_round.append((added_ms(each, UNPRICED, pct), added_ms(each, PRICED, pct)))
+        pooled = pooled_of[kind]
+        per_round = [(added_ms(each, UNPRICED, pct), added_ms(each, PRICED, pct)) for each in each_of[kind]]
         costs.append(
             PricingCost(
                 f"{kind}_p{pct}_ms",
